@@ -1,0 +1,47 @@
+# kmat: two commands do all the set-up on a fresh machine with Python 3.11:
+#   make demo   create .venv, install, train K-MaT on the shipped phantom world and evaluate it
+#   make test   create .venv, install, run the test suite
+# Override the interpreter, the torch pins or the package index, e.g.
+#   make test PYTHON=python3.12 TORCH_CONSTRAINTS=my-constraints.txt INDEX_URL=https://my.mirror/simple
+PYTHON ?= python3.11
+VENV ?= .venv
+TORCH_CONSTRAINTS ?= constraints.txt
+INDEX_URL ?=
+EXTRAS ?= dev
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+UV_INDEX := $(if $(INDEX_URL),--index-url $(INDEX_URL),)
+STAMP := $(VENV)/.kmat-installed
+
+.PHONY: install demo test test-slow lint bench phantom-backbone clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --python $(BIN)/python $(UV_INDEX) -e '.[$(EXTRAS)]' -c $(TORCH_CONSTRAINTS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/kmat train --task phantom --transport fgw
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/transport_speed.py
+
+phantom-backbone: $(STAMP)
+	$(BIN)/python -m backbones.phantom.pretrain
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

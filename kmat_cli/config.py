@@ -1,0 +1,197 @@
+"""Run configuration: layered, validated, saved with every run.
+
+Precedence, lowest first: built-in defaults (``defaults.yaml``) < the task's recommended config
+(``Task.config``) < ``--config FILE`` < CLI flags < ``--set a.b=value``. Each layer is a nested mapping;
+later layers override earlier ones key by key. YAML is read with ``yaml.safe_load`` only.
+
+Plugin sections (``task``, ``backbone``, ``method``, ``transport``) are ``{name: ..., <options>}``; their
+options are the keyword arguments of the plugin's constructor (see :func:`plugin_options`). Unknown keys
+anywhere are rejected with a "did you mean" suggestion; values must have the default's type.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kmat_cli.errors import UsageError
+
+PLUGIN_SECTIONS = {"task": "tasks", "backbone": "backbones", "method": "methods", "transport": "transports"}
+NO_PLUGIN = "none"  # `--transport none` disables the transport loss
+_DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
+# Constructor arguments the core passes at run time; they are not config options.
+RUNTIME_ARGS = frozenset({"vision_only", "device"})
+
+
+def defaults() -> dict[str, Any]:
+    """The built-in defaults, a fresh copy each call."""
+    return yaml.safe_load(_DEFAULTS_FILE.read_text(encoding="utf-8"))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``safe_load``; a missing or malformed file is a one-line UsageError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: config file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read config file ({exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{path}:{where}: malformed YAML: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a config file must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set '{item}': expected key=value, e.g. --set method.lambda1=2")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set '{item}': value is not valid YAML") from exc
+        set_dotted(out, key.strip(), value)
+    return out
+
+
+def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``cfg[a][b] = value`` for ``key = "a.b"``, creating intermediate mappings."""
+    parts = key.split(".")
+    node = cfg
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UsageError(f"cannot set '{key}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def get_dotted(cfg: Mapping[str, Any], key: str) -> Any:
+    """``cfg["a"]["b"]`` for ``key = "a.b"``."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive merge: mappings merge key by key, anything else in ``override`` replaces ``base``.
+
+    A plugin section whose ``name`` changes drops the options given for the previous plugin in lower
+    layers, so ``--transport gw`` does not inherit options meant for ``fgw``.
+    """
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            old = out[key]
+            if key in PLUGIN_SECTIONS and "name" in value and value["name"] != old.get("name"):
+                old = {}
+            out[key] = merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def plugin_options(obj: Any) -> dict[str, Any]:
+    """The options of a plugin: keyword arguments with defaults of its constructor (or callable),
+    except the run-time arguments in ``RUNTIME_ARGS`` (``vision_only``, ``device``)."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return {}
+    return {
+        name: p.default
+        for name, p in sig.parameters.items()
+        if p.default is not inspect.Parameter.empty
+        and name not in RUNTIME_ARGS
+        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def _validate(section: str, values: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        where = f"{section}.{key}" if section else key
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(sorted(schema))}"
+            raise UsageError(f"unknown config key '{where}'{hint}")
+        default = schema[key]
+        if isinstance(default, dict) and not (section == "" and key in PLUGIN_SECTIONS):
+            if not isinstance(value, Mapping):
+                raise UsageError(f"config key '{where}' must be a mapping, got {value!r}")
+            out[key] = _validate(where, value, default)
+        elif not _type_ok(default, value):
+            raise UsageError(
+                f"config key '{where}' must be {type(default).__name__} like {default!r}, got {value!r}"
+            )
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(
+    layers: Iterable[Mapping[str, Any]], plugin_lookup: Callable[[str, str], Any] | None = None
+) -> dict[str, Any]:
+    """Merge ``layers`` over the defaults, check every key and fill plugin options from signatures.
+
+    ``plugin_lookup(kind, name)`` returns the plugin class (default: :func:`kmat_cli.registry.get`).
+    Returns the complete resolved config, every option explicit (what is saved in the run folder).
+    """
+    if plugin_lookup is None:
+        from kmat_cli.registry import get as plugin_lookup
+    cfg = defaults()
+    schema = defaults()
+    for layer in layers:
+        cfg = merge(cfg, layer)
+    cfg = _validate("", cfg, schema)
+    for section, kind in PLUGIN_SECTIONS.items():
+        given = dict(cfg[section]) if isinstance(cfg[section], Mapping) else {"name": cfg[section]}
+        name = given.pop("name", None)
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"config key '{section}.name' must name a {kind[:-1]}")
+        if name == NO_PLUGIN and section == "transport":
+            if given:
+                raise UsageError(f"config keys {sorted(given)} under 'transport' need a transport, not 'none'")
+            cfg[section] = {"name": NO_PLUGIN}
+            continue
+        options = plugin_options(plugin_lookup(kind, name))
+        cfg[section] = {"name": name, **options, **_validate(section, given, options)}
+    return cfg
+
+
+def dump(cfg: Mapping[str, Any]) -> str:
+    """The config as YAML text (what ``config.yaml`` in a run folder holds)."""
+    return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=False)

@@ -1,0 +1,24 @@
+"""Errors kmat reports to users as one line, with the exit code the CLI returns.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input. Set ``KMAT_DEBUG=1`` for tracebacks.
+"""
+
+from __future__ import annotations
+
+
+class KmatError(Exception):
+    """An error with a one-line message meant for the user; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(KmatError):
+    """Bad usage or bad input (unknown name, malformed file, wrong key): exit code 2."""
+
+    exit_code = 2
+
+
+class RuntimeFailure(KmatError):
+    """Something failed while running (non-convergence, a device error): exit code 1."""
+
+    exit_code = 1

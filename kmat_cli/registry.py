@@ -1,0 +1,124 @@
+"""The plugin registry: backbones, transports, tasks and methods found through Python entry points.
+
+Every built-in is declared in ``pyproject.toml`` under the groups ``kmat.backbones``, ``kmat.transports``,
+``kmat.tasks`` and ``kmat.methods``; a third-party package registers the same way. Entry points are
+loaded lazily, on first use of a name. ``package.module:attr`` is accepted wherever a name is, as an
+escape hatch for plugins that are not installed as a distribution.
+
+    >>> from kmat_cli.registry import get
+    >>> FGW = get("transports", "fgw")
+    >>> loss = FGW(epsilon=0.1, alpha=0.1, max_iter=100)(X_hi, X_lo)
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from kmat_cli.errors import UsageError
+
+KINDS = ("backbones", "transports", "tasks", "methods")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One registered plugin: its name, the distribution that provides it and its entry-point value."""
+
+    kind: str
+    name: str
+    value: str
+    distribution: str
+
+
+def _check_kind(kind: str) -> str:
+    if kind in KINDS:
+        return kind
+    singular = {k[:-1]: k for k in KINDS}
+    if kind in singular:
+        return singular[kind]
+    raise UsageError(f"unknown plugin kind '{kind}'{_suggest(kind, KINDS)}; known kinds: {', '.join(KINDS)}")
+
+
+def _suggest(name: str, known: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@cache
+def _entry_points(kind: str) -> dict[str, EntryPoint]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=f"kmat.{kind}"):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def names(kind: str) -> list[str]:
+    """The registered names of one plugin kind, sorted."""
+    return sorted(_entry_points(_check_kind(kind)))
+
+
+def infos(kind: str) -> list[PluginInfo]:
+    """Name, entry-point value and providing distribution of every plugin of ``kind``."""
+    kind = _check_kind(kind)
+    out = []
+    for name, ep in sorted(_entry_points(kind).items()):
+        dist = ep.dist.name if getattr(ep, "dist", None) is not None else "?"
+        out.append(PluginInfo(kind=kind, name=name, value=ep.value, distribution=dist))
+    return out
+
+
+def _is_import_path(name: str) -> bool:
+    """True for ``package.module:attr`` (dotted identifiers on both sides of one colon)."""
+    module_name, sep, attr = name.partition(":")
+    parts = module_name.split(".") + attr.split(".")
+    return bool(sep) and all(part.isidentifier() for part in parts)
+
+
+def _load_path(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import '{module_name}' for plugin '{path}': {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise UsageError(f"module '{module_name}' has no attribute '{attr}' (plugin '{path}')") from exc
+    return obj
+
+
+def get(kind: str, name: str) -> Any:
+    """The plugin object (usually a class) registered as ``name`` in ``kind``, or at ``module:attr``.
+
+    Raises ``UsageError`` (exit code 2) for an unknown name, listing the known ones and the closest match.
+    """
+    kind = _check_kind(kind)
+    known = _entry_points(kind)
+    if name in known:
+        return _load_cached(kind, name)
+    if _is_import_path(name):
+        return _load_path(name)
+    raise UsageError(
+        f"unknown {kind[:-1]} '{name}'{_suggest(name, list(known))}; known: {', '.join(sorted(known)) or 'none'}"
+    )
+
+
+@cache
+def _load_cached(kind: str, name: str) -> Any:
+    ep = _entry_points(kind)[name]
+    try:
+        return ep.load()
+    except Exception as exc:  # a broken plugin must name itself, not crash with a bare traceback
+        raise UsageError(f"{kind[:-1]} plugin '{name}' ({ep.value}) failed to load: {exc}") from exc
+
+
+def summary(obj: Any) -> str:
+    """The first line of a plugin's docstring (what ``kmat list`` shows)."""
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""

@@ -1,0 +1,85 @@
+"""Run folders: ``<out>/<command>/<task>-<method>-<n>/``, created atomically, never overwritten.
+
+A run folder is claimed with ``os.mkdir`` (atomic: two processes starting at once get distinct folders).
+It is *finished* only once ``run.json`` says ``"status": "finished"``; that file is written atomically
+and last, so a killed run never looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kmat_cli import atomic
+from kmat_cli.errors import UsageError
+
+STATUS_FILE = "run.json"
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _slug(text: str) -> str:
+    return _SAFE.sub("_", Path(text).stem if "/" in text or text.endswith((".yaml", ".yml")) else text)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder and its status file."""
+
+    path: Path
+
+    @property
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / STATUS_FILE).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"status": "unknown"}
+
+    @property
+    def finished(self) -> bool:
+        return self.status.get("status") == "finished"
+
+    def mark(self, status: str, **extra: Any) -> None:
+        """Atomically record the run's status (``running``, ``finished``, ``failed``)."""
+        atomic.write_json(self.path / STATUS_FILE, {"status": status, "time": time.time(), **extra})
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def create(out_root: str | Path, command: str, task: str, method: str) -> Run:
+    """Claim the next free ``<out_root>/<command>/<task>-<method>-<n>`` (n = 1, 2, ...) and return it."""
+    parent = Path(out_root) / command
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{parent}: cannot create output folder ({exc.strerror}); pass another --out") from exc
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{parent}: output folder is not writable; pass another --out")
+    prefix = f"{_slug(task)}-{_slug(method)}-"
+    taken = [p.name[len(prefix) :] for p in parent.glob(f"{prefix}*")]
+    n = max([int(t) for t in taken if t.isdigit()], default=0) + 1
+    while True:
+        path = parent / f"{prefix}{n}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot create run folder ({exc.strerror}); pass another --out") from exc
+        run = Run(path)
+        run.mark("created")
+        return run
+
+
+def open_run(path: str | Path) -> Run:
+    """An existing run folder; a one-line UsageError when it is not one."""
+    path = Path(path)
+    if not (path / STATUS_FILE).is_file():
+        raise UsageError(f"{path}: not a kmat run folder (no {STATUS_FILE}); pass a folder made by kmat")
+    return Run(path)
