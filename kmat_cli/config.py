@@ -195,3 +195,34 @@ def resolve(
 def dump(cfg: Mapping[str, Any]) -> str:
     """The config as YAML text (what ``config.yaml`` in a run folder holds)."""
     return yaml.safe_dump(dict(cfg), sort_keys=False, default_flow_style=False)
+
+
+def build(
+    *,
+    config_file: str | Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    plugin_lookup: Callable[[str, str], Any] | None = None,
+) -> dict[str, Any]:
+    """The resolved config of a command: defaults < task config < ``config_file`` < ``flags`` < ``sets``.
+
+    ``flags`` uses dotted keys (``{"task.name": "chest", "train.shots": 8}``); ``None`` values are ignored.
+    """
+    if plugin_lookup is None:
+        from kmat_cli.registry import get as plugin_lookup
+    file_layer = load_yaml(config_file) if config_file else {}
+    flag_layer: dict[str, Any] = {}
+    for key, value in (flags or {}).items():
+        if value is not None:
+            set_dotted(flag_layer, key, value)
+    set_layer = parse_set(sets)
+    upper = [file_layer, flag_layer, set_layer]
+    task_name = defaults()["task"]["name"]
+    for layer in upper:
+        section = layer.get("task")
+        if isinstance(section, Mapping) and "name" in section:
+            task_name = section["name"]
+        elif isinstance(section, str):
+            task_name = section
+    task_layer = getattr(plugin_lookup("tasks", task_name), "config", {}) or {}
+    return resolve([task_layer, *upper], plugin_lookup)

@@ -83,3 +83,15 @@ def open_run(path: str | Path) -> Run:
     if not (path / STATUS_FILE).is_file():
         raise UsageError(f"{path}: not a kmat run folder (no {STATUS_FILE}); pass a folder made by kmat")
     return Run(path)
+
+
+def start(cfg: dict[str, Any], command: str) -> Run:
+    """Create the run folder of a resolved config and save ``config.yaml`` and ``env.json`` in it."""
+    from kmat_cli import config as config_mod
+    from kmat_cli import envinfo
+
+    run = create(cfg["out"], command, cfg["task"]["name"], cfg["method"]["name"])
+    atomic.write_text(run.file("config.yaml"), config_mod.dump(cfg))
+    atomic.write_json(run.file("env.json"), envinfo.collect())
+    run.mark("running")
+    return run

@@ -1,0 +1,84 @@
+"""The ``kmat`` command: a Typer app with one module per subcommand in ``kmat_cli/commands``.
+
+Errors: a :class:`~kmat_cli.errors.KmatError` becomes one line on stderr and its exit code (2 for bad usage
+or input, 1 for runtime failures); any other exception becomes one line and exit code 1. ``KMAT_DEBUG=1``
+shows the traceback instead. Results go to stdout, progress and messages to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from kmat_cli import __version__
+from kmat_cli.commands import load_commands
+from kmat_cli.errors import KmatError
+
+app = typer.Typer(
+    name="kmat",
+    help="Cross-modal prompt learning for medical imaging: learn prompts on a high-end modality, "
+    "deploy them on a low-end one.\n\nExample: kmat train --task phantom --transport fgw",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kmat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """kmat: K-MaT and baselines for cross-modal prompt learning."""
+
+
+for _name, _command in load_commands():
+    app.command(_name)(_command)
+
+
+def _debug() -> bool:
+    return os.environ.get("KMAT_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code (also raised as SystemExit by the script)."""
+    try:
+        code = app(args=argv, prog_name="kmat", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except KmatError as exc:
+        if _debug():
+            raise
+        print(f"kmat: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("kmat: aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("kmat: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors are handled below; anything else is one line
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _debug():
+            raise
+        print(f"kmat: error: {type(exc).__name__}: {exc} (set KMAT_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)
+    return 0
+
+
+if __name__ == "__main__":
+    main()
