@@ -48,6 +48,19 @@ def _debug() -> bool:
     return os.environ.get("KMAT_DEBUG", "") not in ("", "0", "false", "no")
 
 
+def _click_exceptions() -> tuple[type, ...]:
+    """ClickException classes: Typer may ship its own copy of click beside the click package."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (also raised as SystemExit by the script)."""
     try:
@@ -67,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kmat: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors are handled below; anything else is one line
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # click usage errors (exit 2) are shown as click shows them; else one line
+        if isinstance(exc, _click_exceptions()):
             exc.show()
             sys.exit(exc.exit_code)
         if _debug():

@@ -5,7 +5,7 @@ Precedence, lowest first: built-in defaults (``defaults.yaml``) < the task's rec
 later layers override earlier ones key by key. YAML is read with ``yaml.safe_load`` only.
 
 Plugin sections (``task``, ``backbone``, ``method``, ``transport``) are ``{name: ..., <options>}``; their
-options are the keyword arguments of the plugin's constructor (see :func:`plugin_options`). Unknown keys
+options are the keyword-only arguments of the plugin's constructor (see :func:`plugin_options`). Unknown keys
 anywhere are rejected with a "did you mean" suggestion; values must have the default's type.
 """
 
@@ -110,7 +110,7 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def plugin_options(obj: Any) -> dict[str, Any]:
-    """The options of a plugin: keyword arguments with defaults of its constructor (or callable),
+    """The options of a plugin: keyword-only arguments with defaults of its constructor (or callable),
     except the run-time arguments in ``RUNTIME_ARGS`` (``vision_only``, ``device``)."""
     target = obj.__init__ if inspect.isclass(obj) else obj
     try:
@@ -122,7 +122,7 @@ def plugin_options(obj: Any) -> dict[str, Any]:
         for name, p in sig.parameters.items()
         if p.default is not inspect.Parameter.empty
         and name not in RUNTIME_ARGS
-        and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and p.kind is inspect.Parameter.KEYWORD_ONLY
     }
 
 

@@ -28,7 +28,7 @@ def command(
     Example: kmat train --task chest --transport fgw --shots 16 --seed 1
     """
     from kmat_cli import config as config_mod
-    from kmat_cli import runs, workflow
+    from kmat_cli import runs
 
     if resume is not None:
         run = runs.open_run(resume)
@@ -48,4 +48,6 @@ def command(
         }
         cfg = config_mod.build(config_file=config, flags=flags, sets=sets)
         run = None
+    from kmat_cli import workflow
+
     workflow.train_command(cfg, run=run, evaluate=evaluate)
