@@ -52,12 +52,20 @@ class Transport:
     """
 
     def __call__(
-        self, X_hi: torch.Tensor, X_lo: torch.Tensor, a: torch.Tensor | None = None, b: torch.Tensor | None = None
+        self,
+        X_hi: torch.Tensor,
+        X_lo: torch.Tensor,
+        a: torch.Tensor | None = None,
+        b: torch.Tensor | None = None,
     ) -> torch.Tensor:
         raise NotImplementedError
 
     def plan(
-        self, X_hi: torch.Tensor, X_lo: torch.Tensor, a: torch.Tensor | None = None, b: torch.Tensor | None = None
+        self,
+        X_hi: torch.Tensor,
+        X_lo: torch.Tensor,
+        a: torch.Tensor | None = None,
+        b: torch.Tensor | None = None,
     ) -> torch.Tensor:
         raise NotImplementedError
 

@@ -35,7 +35,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     """kmat: K-MaT and baselines for cross-modal prompt learning."""
 
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(exc.exit_code)
         if _debug():
             raise
-        print(f"kmat: error: {type(exc).__name__}: {exc} (set KMAT_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"kmat: error: {type(exc).__name__}: {exc} (set KMAT_DEBUG=1 for the traceback)", file=sys.stderr
+        )
         sys.exit(1)
     return 0
 

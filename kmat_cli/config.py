@@ -184,7 +184,9 @@ def resolve(
             raise UsageError(f"config key '{section}.name' must name a {kind[:-1]}")
         if name == NO_PLUGIN and section == "transport":
             if given:
-                raise UsageError(f"config keys {sorted(given)} under 'transport' need a transport, not 'none'")
+                raise UsageError(
+                    f"config keys {sorted(given)} under 'transport' need a transport, not 'none'"
+                )
             cfg[section] = {"name": NO_PLUGIN}
             continue
         options = plugin_options(plugin_lookup(kind, name))

@@ -57,7 +57,9 @@ def create(out_root: str | Path, command: str, task: str, method: str) -> Run:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"{parent}: cannot create output folder ({exc.strerror}); pass another --out") from exc
+        raise UsageError(
+            f"{parent}: cannot create output folder ({exc.strerror}); pass another --out"
+        ) from exc
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{parent}: output folder is not writable; pass another --out")
     prefix = f"{_slug(task)}-{_slug(method)}-"
@@ -71,7 +73,9 @@ def create(out_root: str | Path, command: str, task: str, method: str) -> Run:
             n += 1
             continue
         except OSError as exc:
-            raise UsageError(f"{path}: cannot create run folder ({exc.strerror}); pass another --out") from exc
+            raise UsageError(
+                f"{path}: cannot create run folder ({exc.strerror}); pass another --out"
+            ) from exc
         run = Run(path)
         run.mark("created")
         return run

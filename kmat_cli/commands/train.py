@@ -9,8 +9,12 @@ import typer
 
 def command(
     task: str = typer.Option(None, "--task", "-t", help="Task name (kmat list tasks). Default: phantom."),
-    method: str = typer.Option(None, "--method", "-m", help="Method name (kmat list methods). Default: kmat."),
-    transport: str = typer.Option(None, "--transport", help="Transport loss: fgw, wasserstein, gw, none, ..."),
+    method: str = typer.Option(
+        None, "--method", "-m", help="Method name (kmat list methods). Default: kmat."
+    ),
+    transport: str = typer.Option(
+        None, "--transport", help="Transport loss: fgw, wasserstein, gw, none, ..."
+    ),
     backbone: str = typer.Option(None, "--backbone", "-b", help="Backbone name (kmat list backbones)."),
     shots: int = typer.Option(None, "--shots", help="Labelled high-end images per class (default 16)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the few-shot draw and the initialisation."),
