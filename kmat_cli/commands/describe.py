@@ -1,0 +1,169 @@
+"""``kmat describe``: class descriptions from any OpenAI-compatible chat endpoint, cached, with provenance."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import typer
+
+
+def command(
+    task: str = typer.Option(None, "--task", "-t", help="Task whose classes to describe (kmat list tasks)."),
+    modalities: str = typer.Option(
+        None, "--modalities", help="Comma-separated modality keys to describe (default: all, e.g. hi,lo)."
+    ),
+    classes: str = typer.Option(None, "--classes", help="Comma-separated class names (default: all)."),
+    n: int = typer.Option(50, "-n", "--count", help="Descriptions per class and modality."),
+    model: str = typer.Option(None, "--model", help="Model name the endpoint serves (default gpt-4o-mini)."),
+    base_url: str = typer.Option(
+        None,
+        "--base-url",
+        help="OpenAI-compatible API root, e.g. http://localhost:11434/v1 "
+        "(default: $OPENAI_BASE_URL, else https://api.openai.com/v1).",
+    ),
+    api_key_env: str = typer.Option(
+        None, "--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."
+    ),
+    temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature (0-2)."),
+    seed: int = typer.Option(None, "--seed", help="Sampling seed sent to the endpoint (if it supports one)."),
+    prompt_template: Path = typer.Option(
+        None, "--prompt-template", help="Prompt template file (see --show-template for the default)."
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Output JSON ('-' for stdout; default <task>.descriptions.json)."
+    ),
+    merge: Path = typer.Option(
+        None, "--merge", help="Existing descriptions file to add to (written back unless --output is given)."
+    ),
+    merge_task: bool = typer.Option(
+        False, "--merge-task", help="Start from the task's shipped descriptions and add/replace these."
+    ),
+    max_words: int = typer.Option(30, "--max-words", help="Longest accepted description, in words."),
+    max_rounds: int = typer.Option(
+        6, "--max-rounds", help="Requests per class and modality, top-ups included."
+    ),
+    concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at most."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for one answer."),
+    max_retries: int = typer.Option(5, "--max-retries", help="Retries on 429/5xx/timeouts (with backoff)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="max_tokens sent with each request."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the request cache."),
+    show_template: bool = typer.Option(False, "--show-template", help="Print the default template and exit."),
+) -> None:
+    """Write descriptions of a task's classes per modality with an LLM, for `kmat train --descriptions`.
+
+    Works with any OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama, LM Studio). The key is
+    read from $OPENAI_API_KEY (or --api-key-env NAME) and never stored. Answers are cached, so a rerun
+    costs nothing. Offline, the hand-written descriptions every task ships are used by `kmat train`.
+
+    Example: kmat describe --task skin1 -n 50 --model gpt-4o-mini --output skin1.json
+    """
+    import sys
+
+    from kmat_cli import describe as lib
+
+    if show_template:
+        sys.stdout.write(lib.default_template_text())
+        return
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kmat_cli import registry
+    from kmat_cli.chat import DEFAULT_BASE_URL, ChatClient, Endpoint, RequestCache
+    from kmat_cli.envinfo import cache_dir
+    from kmat_cli.errors import UsageError
+
+    if not task:
+        raise UsageError("--task is required, e.g. kmat describe --task skin1 (kmat list tasks)")
+    if merge is not None and merge_task:
+        raise UsageError("use --merge FILE or --merge-task, not both")
+    template = lib.PromptTemplate.load(prompt_template)
+    base = lib.read_document(merge) if merge is not None else None
+    key_env = api_key_env or "OPENAI_API_KEY"
+    api_key = os.environ.get(key_env) or None
+    if api_key_env and api_key is None:
+        raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
+    endpoint = Endpoint(
+        base_url=base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+        api_key=api_key,
+        key_env=key_env,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+    if api_key is None and endpoint.host == "api.openai.com":
+        raise UsageError(f"{key_env} is not set; api.openai.com needs an API key (or pass --base-url)")
+    settings = lib.Settings(
+        model=model or lib.DEFAULT_MODEL,
+        n=n,
+        temperature=temperature,
+        seed=seed,
+        max_words=max_words,
+        max_rounds=max_rounds,
+        concurrency=concurrency,
+        max_tokens=max_tokens,
+    )
+
+    task_obj = registry.get("tasks", task)()
+    task_name = getattr(task_obj, "name", task)
+    class_names = list(task_obj.class_names)
+    if classes:
+        wanted = [c.strip() for c in classes.split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in class_names]
+        if unknown:
+            raise UsageError(
+                f"--classes: unknown class '{unknown[0]}'; {task_name} has: {', '.join(class_names)}"
+            )
+        class_names = wanted
+    which = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    if merge_task:
+        base = lib.task_document(task_obj)
+    if output is None:
+        output = (
+            merge if merge is not None else Path(re.sub(r"[^\w.-]", "_", task_name) + ".descriptions.json")
+        )
+
+    err = Console(stderr=True)
+    cache = None if no_cache else RequestCache(cache_dir() / "describe")
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+    notify = lambda message: err.print(message, style="yellow", markup=False, soft_wrap=True)  # noqa: E731
+    with progress, ChatClient(endpoint, cache=cache, notify=notify) as client:
+        total = settings.n * len(which or task_obj.modalities)
+        rows = {c: progress.add_task(c, total=total) for c in class_names}
+        try:
+            result = lib.describe(
+                class_names,
+                dict(task_obj.modalities),
+                client=client,
+                settings=settings,
+                template=template,
+                task=task_name,
+                which=which,
+                on_progress=lambda c, k: progress.advance(rows[c], k),
+            )
+        except BaseException:
+            progress.live.transient = True  # an error is one line, without a half-drawn bar above it
+            raise
+    document = result.document() if base is None else lib.merge_documents(base, result.document())
+    if str(output) == "-":
+        import json
+
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    else:
+        lib.write_document(output, document)
+        typer.echo(str(output))
+    pairs = len(class_names) * len(result.provenance["modalities"])
+    err.print(
+        f"{pairs} class/modality pairs x {settings.n} descriptions from {settings.model} at {endpoint.host}: "
+        f"{result.sent} requests sent, {result.cached} from the cache",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
