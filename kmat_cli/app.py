@@ -43,7 +43,10 @@ def _root(
 
 
 for _name, _command in load_commands():
-    app.command(_name)(_command)
+    if isinstance(_command, typer.Typer):
+        app.add_typer(_command, name=_name)
+    else:
+        app.command(_name)(_command)
 
 
 def _debug() -> bool:

@@ -97,16 +97,28 @@ def get(kind: str, name: str) -> Any:
     """The plugin object (usually a class) registered as ``name`` in ``kind``, or at ``module:attr``.
 
     Raises ``UsageError`` (exit code 2) for an unknown name, listing the known ones and the closest match.
+    A task name ending in ``.yaml``/``.yml`` is a custom task file, served by the ``yaml`` task plugin.
     """
     kind = _check_kind(kind)
     known = _entry_points(kind)
     if name in known:
         return _load_cached(kind, name)
+    if kind == "tasks" and name.lower().endswith((".yaml", ".yml")):
+        return _task_file(name)
     if _is_import_path(name):
         return _load_path(name)
     raise UsageError(
         f"unknown {kind[:-1]} '{name}'{_suggest(name, list(known))}; known: {', '.join(sorted(known)) or 'none'}"
     )
+
+
+def _task_file(path: str) -> Any:
+    """A task name that is a YAML file: the ``yaml`` task plugin bound to that file (``.bind(path)``)."""
+    from pathlib import Path
+
+    if not Path(path).expanduser().is_file():
+        raise UsageError(f"{path}: task file not found")
+    return get("tasks", "yaml").bind(path)
 
 
 @cache

@@ -1,4 +1,5 @@
-"""One module per subcommand; each defines ``command``, a thin Typer function (parse, call, render).
+"""One module per subcommand; each defines ``command``, a thin Typer function (parse, call, render), or
+``app``, a Typer sub-app for a command group (``kmat data prepare``).
 
 Command modules import only light modules at import time (no torch), so ``kmat --help`` stays fast.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+
+import typer
 
 # (subcommand, module) in the order --help lists them. Modules that do not exist yet are skipped.
 COMMANDS = [
@@ -23,8 +26,10 @@ COMMANDS = [
 ]
 
 
-def load_commands() -> Iterator[tuple[str, Callable]]:
+def load_commands() -> Iterator[tuple[str, Callable | typer.Typer]]:
+    """(name, ``command`` function or ``app`` sub-app) of every subcommand module present."""
     for name, module_name in COMMANDS:
         if importlib.util.find_spec(module_name) is None:
             continue
-        yield name, importlib.import_module(module_name).command
+        module = importlib.import_module(module_name)
+        yield name, getattr(module, "command", None) or module.app

@@ -1,0 +1,120 @@
+"""``kmat data``: prepare a task's public datasets (``prepare``) and check prepared data (``check``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    name="data",
+    help="Prepare the public datasets of a task and check prepared data.\n\n"
+    "Example: kmat data prepare breast --source ~/Downloads/DMID --source-lo ~/Downloads/Dataset_BUSI_with_GT",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _counts_table(title: str, counts: dict[str, dict[str, dict[str, int]]], class_names: list[str]) -> Any:
+    from rich.table import Table
+
+    from kmat_cli.api import SPLITS
+
+    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    table.add_column("modality")
+    table.add_column("class")
+    for split in SPLITS:
+        table.add_column(split, justify="right")
+    table.add_column("total", justify="right")
+    for modality, splits in counts.items():
+        for i, name in enumerate(class_names):
+            row = [splits.get(s, {}).get(name, 0) for s in SPLITS]
+            table.add_row(modality if i == 0 else "", name, *map(str, row), str(sum(row)))
+        sums = [sum(splits.get(s, {}).values()) for s in SPLITS]
+        table.add_row(
+            "", "[bold]all[/bold]", *(f"[bold]{n}[/bold]" for n in sums), f"[bold]{sum(sums)}[/bold]"
+        )
+        table.add_section()
+    return table
+
+
+@app.command("prepare")
+def prepare(
+    task: str = typer.Argument(..., help="Task name: skin1, skin2, chest or breast."),
+    source: Path = typer.Option(
+        ..., "--source", "-s", help="Downloaded dataset folder (the high-end one for chest and breast)."
+    ),
+    source_lo: Path = typer.Option(
+        None, "--source-lo", help="Downloaded low-end dataset folder (chest: X-ray, breast: BUSI)."
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Data root to write (default: $KMAT_DATA/<task> or the user data dir)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (and of CT slice sampling)."),
+    copy: bool = typer.Option(
+        False, "--copy/--symlink", help="Copy the images instead of symlinking them to the download."
+    ),
+) -> None:
+    """Convert a task's downloaded public dataset(s) into kmat's split layout and report the counts.
+
+    Example: kmat data prepare skin2 --source ~/Downloads/release_v0
+    """
+    from rich.console import Console
+
+    from kmat_cli import registry
+    from kmat_cli.errors import UsageError
+
+    cls = registry.get("tasks", task)
+    if not callable(getattr(cls, "prepare", None)):
+        raise UsageError(f"task '{task}' has no dataset converter; it reads its data as it is")
+    err = Console(stderr=True)
+    report = cls.prepare(
+        source, source_lo=source_lo, out=out, seed=seed, copy=copy, log=lambda msg: err.print(msg)
+    )
+    console = Console()
+    title = f"{report['task']}: prepared in {report['root']} (seed {report['seed']}, {report['mode']})"
+    console.print(_counts_table(title, report["counts"], list(cls.class_names)))
+    if report["skipped"]:
+        from rich.table import Table
+
+        skipped = Table(title="left out", title_justify="left", show_edge=False, header_style="bold")
+        skipped.add_column("reason")
+        skipped.add_column("count", justify="right")
+        skipped.add_column("examples")
+        for entry in report["skipped"]:
+            skipped.add_row(entry["reason"], str(entry["count"]), "; ".join(entry["examples"]))
+        console.print(skipped)
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+
+
+@app.command("check")
+def check(
+    task: str = typer.Argument(..., help="Task name or a custom task YAML file."),
+    root: Path = typer.Option(None, "--root", help="Data root (default: the task's own, task.root)."),
+) -> None:
+    """Load every split of a task (validating paths, labels and files) and show the counts.
+
+    Example: kmat data check chest --root /data/kmat/chest
+    """
+    from rich.console import Console
+
+    from kmat_cli import registry
+    from kmat_cli.api import MODALITIES, SPLITS
+    from kmat_cli.config import plugin_options
+    from kmat_cli.errors import UsageError
+
+    cls = registry.get("tasks", task)
+    if root is not None and "root" not in plugin_options(cls):
+        raise UsageError(f"task '{task}' has no 'root' option; drop --root")
+    instance = cls(root=str(root)) if root is not None else cls()
+    counts = {}
+    for modality in MODALITIES:
+        counts[modality] = {}
+        for split in SPLITS:
+            samples = instance.split(modality, split)
+            counts[modality][split] = {
+                name: sum(1 for s in samples if s.label == i) for i, name in enumerate(instance.class_names)
+            }
+    Console().print(_counts_table(f"{instance.name}: all splits load", counts, list(instance.class_names)))
