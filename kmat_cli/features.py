@@ -1,0 +1,367 @@
+"""The image-feature cache: frozen image features computed once per (backbone, preprocessing, file content).
+
+``image_features(backbone, paths)`` returns ``normalize(f(preprocess(load_image(p))))`` for every path,
+(N, D) float32, running the image tower only for images whose features are not cached yet. With
+``views = V > 0`` it returns (N, 1 + V, D): the plain view, then V augmented views (random resized crop,
+scale (0.08, 1), and horizontal flip, as in CoOp's recipe), each deterministic in (seed, file content,
+view index), so every run sees the same views and they can be cached too.
+
+Layout under the cache dir (``$KMAT_CACHE`` or the user cache dir): ``features/<key>/`` with
+``key = sha256({backbone id, preprocess spec, format})[:20]``, an ``info.json`` naming what the key stands
+for, and immutable shards ``<time>-<pid>-<rand>.safetensors``: a tensor ``features`` (n, D) and metadata
+``keys`` (JSON list of content-hash keys, ``<sha256>`` or ``<sha256>/<aug>/<seed>/<v>`` for views). Shards
+are written atomically under unique names, so concurrent writers never corrupt anything (at worst both
+compute the same features; readers take any copy). A changed file (new content hash), backbone id or
+preprocessing misses the cache. ``file-hashes.json`` memoises content hashes by (path, size, mtime_ns) so
+unchanged files are not re-read on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from kmat_cli.api import Backbone
+from kmat_cli.atomic import write_json, write_with
+from kmat_cli.envinfo import cache_dir as default_cache_dir
+from kmat_cli.errors import UsageError
+from kmat_cli.images import load_image
+
+__all__ = ["AUGMENT", "FORMAT", "cache_key", "content_hash", "image_features"]
+
+FORMAT = "kmat.features/v1"
+AUGMENT = {"kind": "random_resized_crop+hflip", "scale": [0.08, 1.0], "ratio": [0.75, 4 / 3], "flip": 0.5}
+HASH_MEMO = "file-hashes.json"
+_DECODE_WORKERS = 4
+SHARD_ROWS = 4096
+
+
+# -------------------------------------------------------------------------------------------------- keys
+def cache_key(backbone: Backbone) -> str:
+    """The folder key of a backbone's features: its id and preprocessing, hashed."""
+    blob = json.dumps(
+        {"format": FORMAT, "backbone": backbone.id, "preprocess": backbone.preprocess_spec}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _aug_id() -> str:
+    return hashlib.sha256(json.dumps(AUGMENT, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _view_key(h: str, seed: int, v: int) -> str:
+    return h if v == 0 else f"{h}/{_aug_id()}/{seed}/{v}"
+
+
+class _HashMemo:
+    """Content hashes memoised by (resolved path, size, mtime_ns), persisted as JSON in the cache dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.file = root / HASH_MEMO
+        try:
+            self.entries: dict[str, list[Any]] = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.entries = {}
+        self.dirty = False
+
+    def get(self, path: Path) -> str:
+        try:
+            st = path.stat()
+        except FileNotFoundError as exc:
+            raise UsageError(f"{path}: image file not found") from exc
+        key = str(path.resolve())
+        hit = self.entries.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return str(hit[2])
+        digest = content_hash(path)
+        self.entries[key] = [st.st_size, st.st_mtime_ns, digest]
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        try:  # merge with what concurrent runs wrote meanwhile; last writer wins per entry
+            current = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            current = {}
+        current.update(self.entries)
+        write_json(self.file, current, indent=0)
+        self.dirty = False
+
+
+# ------------------------------------------------------------------------------------------------ shards
+class _Store:
+    """The shards of one cache key: lookup by content key, append new shards."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.index: dict[str, tuple[Path, int]] = {}
+        self._scanned: set[Path] = set()
+        self.scan()
+
+    def scan(self) -> None:
+        from safetensors import safe_open
+
+        if not self.folder.is_dir():
+            return
+        for shard in sorted(self.folder.glob("*.safetensors")):
+            if shard in self._scanned:
+                continue
+            self._scanned.add(shard)
+            try:
+                with safe_open(str(shard), framework="pt") as f:
+                    keys = json.loads((f.metadata() or {}).get("keys", "[]"))
+            except Exception:  # a foreign or damaged file is ignored, never trusted
+                continue
+            for row, key in enumerate(keys):
+                self.index.setdefault(key, (shard, row))
+
+    def load(self, keys: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Features of ``keys`` (all present in the index), reading each shard once."""
+        from safetensors import safe_open
+
+        by_shard: dict[Path, list[tuple[str, int]]] = {}
+        for key in dict.fromkeys(keys):
+            shard, row = self.index[key]
+            by_shard.setdefault(shard, []).append((key, row))
+        out: dict[str, torch.Tensor] = {}
+        for shard, items in by_shard.items():
+            with safe_open(str(shard), framework="pt") as f:
+                table = f.get_tensor("features")
+            rows = table[torch.tensor([r for _, r in items], dtype=torch.long)].float()
+            out.update({key: rows[i] for i, (key, _) in enumerate(items)})
+        return out
+
+    def add(self, keys: Sequence[str], feats: torch.Tensor, meta: dict[str, str]) -> None:
+        from safetensors.torch import save_file
+
+        if not keys:
+            return
+        name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors"
+        dest = self.folder / name
+        tensors = {"features": feats.detach().float().cpu().contiguous()}
+        metadata = {**meta, "keys": json.dumps(list(keys))}
+        write_with(dest, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        self._scanned.add(dest)
+        for row, key in enumerate(keys):
+            self.index.setdefault(key, (dest, row))
+
+
+# -------------------------------------------------------------------------------------------- computing
+def _rrc_params(
+    width: int, height: int, g: torch.Generator, scale: Sequence[float], ratio: Sequence[float]
+) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop box sampling with an explicit generator: (top, left, h, w)."""
+    import math
+
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * (scale[0] + (scale[1] - scale[0]) * float(torch.rand(1, generator=g)))
+        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * float(torch.rand(1, generator=g)))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=g))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=g))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        h, w = height, round(height * max(ratio))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def _augmented(img: Any, spec: dict[str, Any], seed: int, h: str, v: int) -> torch.Tensor:
+    """View ``v`` of an image: random resized crop + flip, then resize/normalise as ``spec`` says."""
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    g = torch.Generator().manual_seed(int(hashlib.sha256(f"{seed}:{h}:{v}".encode()).hexdigest()[:15], 16))
+    size = spec.get("image_size", 224)
+    size = [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
+    top, left, hh, ww = _rrc_params(img.width, img.height, g, AUGMENT["scale"], AUGMENT["ratio"])
+    mode = getattr(
+        InterpolationMode, str(spec.get("interpolation", "bicubic")).upper(), InterpolationMode.BICUBIC
+    )
+    out = TF.resized_crop(img, top, left, hh, ww, size, interpolation=mode)
+    if float(torch.rand(1, generator=g)) < AUGMENT["flip"]:
+        out = TF.hflip(out)
+    x = TF.to_tensor(out)
+    return TF.normalize(x, spec.get("mean", [0.0, 0.0, 0.0]), spec.get("std", [1.0, 1.0, 1.0]))
+
+
+def _pixels(backbone: Backbone, path: Path, wants: list[tuple[str, int]], seed: int) -> list[torch.Tensor]:
+    """Decode ``path`` once and make the requested views [(content hash, view index)]."""
+    img = load_image(path)
+    return [
+        backbone.preprocess(img) if v == 0 else _augmented(img, backbone.preprocess_spec, seed, h, v)
+        for h, v in wants
+    ]
+
+
+def _progress(enabled: bool, total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
+    if not enabled or total == 0:
+        return (lambda n: None), (lambda: None)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    bar = Progress(console=Console(stderr=True), transient=True)
+    task = bar.add_task("image features", total=total)
+    bar.start()
+    return (lambda n: bar.advance(task, n)), bar.stop
+
+
+def image_features(
+    backbone: Backbone,
+    paths: Sequence[str | Path],
+    *,
+    batch_size: int = 64,
+    views: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    failures: dict[int, str] | None = None,
+) -> torch.Tensor:
+    """Normalised frozen image features of ``paths``, from the cache where possible.
+
+    Returns (N, D) float32, or (N, 1 + views, D) with ``views > 0`` (index 0 the plain view). Features
+    are keyed by (backbone id, preprocess spec, file content hash[, augmentation, seed, view]). An
+    unreadable file raises ``UsageError``; pass a dict as ``failures`` to get NaN rows instead and the
+    messages by row index (``kmat predict`` reports them per file).
+    """
+    if views < 0:
+        raise UsageError(f"views must be >= 0, got {views}")
+    paths = [Path(p) for p in paths]
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = root / "features" / cache_key(backbone)
+    memo = _HashMemo(root)
+    hashes: list[str | None] = []
+    for i, p in enumerate(paths):
+        try:
+            hashes.append(memo.get(p))
+        except (UsageError, OSError) as exc:
+            if failures is None:
+                raise UsageError(str(exc) if isinstance(exc, UsageError) else f"{p}: {exc}") from exc
+            failures[i] = str(exc)
+            hashes.append(None)
+    try:
+        store = _Store(folder)
+        n_views = 1 + views
+        wanted = {(h, v) for h in hashes if h is not None for v in range(n_views)}
+        missing = sorted(hv for hv in wanted if _view_key(hv[0], seed, hv[1]) not in store.index)
+        if missing:
+            store.scan()  # a concurrent run may have written them meanwhile
+            missing = [hv for hv in missing if _view_key(hv[0], seed, hv[1]) not in store.index]
+        if missing:
+            _ensure_info(folder, backbone)
+            bad = _compute(backbone, paths, hashes, missing, store, batch_size, seed, progress)
+            for i, h in enumerate(hashes):
+                if h in bad:
+                    if failures is None:
+                        raise UsageError(bad[h])
+                    failures[i] = bad[h]
+                    hashes[i] = None
+    finally:
+        memo.save()
+    keys = [_view_key(h, seed, v) for h in hashes if h is not None for v in range(n_views)]
+    table = store.load(keys)
+    dim = next(iter(table.values())).shape[-1] if table else int(backbone.embed_dim)
+    out = torch.full((len(paths), n_views, dim), float("nan"))
+    for i, h in enumerate(hashes):
+        if h is not None:
+            out[i] = torch.stack([table[_view_key(h, seed, v)] for v in range(n_views)])
+    return out[:, 0] if views == 0 else out
+
+
+def _ensure_info(folder: Path, backbone: Backbone) -> None:
+    info = folder / "info.json"
+    if not info.is_file():
+        write_json(info, {"format": FORMAT, "backbone": backbone.id, "preprocess": backbone.preprocess_spec})
+
+
+def _compute(
+    backbone: Backbone,
+    paths: Sequence[Path],
+    hashes: Sequence[str | None],
+    missing: Sequence[tuple[str, int]],
+    store: _Store,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+) -> dict[str, str]:
+    """Run the image tower on the missing (hash, view) pairs, in batches, one shard per ``SHARD_ROWS`` rows.
+
+    Returns {content hash: error message} for files that could not be decoded."""
+    first_path: dict[str, Path] = {}
+    for p, h in zip(paths, hashes, strict=True):
+        if h is not None:
+            first_path.setdefault(h, p)
+    per_file: dict[str, list[tuple[str, int]]] = {}
+    for h, v in missing:
+        per_file.setdefault(h, []).append((h, v))
+    files = list(per_file)
+    meta = {
+        "kmat.format": FORMAT,
+        "kmat.backbone": backbone.id,
+        "kmat.preprocess": json.dumps(backbone.preprocess_spec),
+    }
+    advance, stop = _progress(progress, len(missing))
+    bad: dict[str, str] = {}
+    pend_keys: list[str] = []
+    pend_feats: list[torch.Tensor] = []
+    files_per_batch = max(1, batch_size // max(1, max(len(w) for w in per_file.values())))
+    chunks = [files[i : i + files_per_batch] for i in range(0, len(files), files_per_batch)]
+    try:
+        with ThreadPoolExecutor(max_workers=_DECODE_WORKERS) as pool:
+
+            def submit(chunk: list[str]) -> list[Any]:
+                return [pool.submit(_pixels, backbone, first_path[h], per_file[h], seed) for h in chunk]
+
+            jobs = submit(chunks[0]) if chunks else []
+            for n, chunk in enumerate(chunks):
+                current, jobs = jobs, (submit(chunks[n + 1]) if n + 1 < len(chunks) else [])  # decode ahead
+                keys, pixels = [], []
+                for h, job in zip(chunk, current, strict=True):
+                    try:
+                        views_px = job.result()
+                    except UsageError as exc:
+                        bad[h] = str(exc)
+                        continue
+                    keys += [_view_key(hh, seed, v) for hh, v in per_file[h]]
+                    pixels += views_px
+                if pixels:
+                    feats = backbone.encode_image(torch.stack(pixels))
+                    pend_keys += keys
+                    pend_feats.append(F.normalize(feats.float(), dim=-1).cpu())
+                advance(sum(len(per_file[h]) for h in chunk))
+                if len(pend_keys) >= SHARD_ROWS:
+                    store.add(pend_keys, torch.cat(pend_feats), meta)
+                    pend_keys, pend_feats = [], []
+        store.add(pend_keys, torch.cat(pend_feats) if pend_feats else torch.zeros(0), meta)
+    finally:
+        stop()
+    return bad
