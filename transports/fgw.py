@@ -217,9 +217,9 @@ def fixed_alpha_init(base_init: Callable[..., None], alpha: float) -> Callable[.
 
 
 class Wasserstein(FGW):
-    r"""Entropic Wasserstein loss (FGW with ``alpha = 0``): ``min_T <M, T> - epsilon H(T)``.
+    r"""Entropic Wasserstein loss between high-end and low-end class embeddings (FGW at alpha = 0).
 
-    One log-domain Sinkhorn solve (Cuturi 2013) on ``M_ij = d(H_i, Lo_j)``; the value is ``<M, T*>``
+    ``min_T <M, T> - epsilon H(T)``: one log-domain Sinkhorn solve (Cuturi 2013) on ``M_ij = d(H_i, Lo_j)``; the value is ``<M, T*>``
     (as ``ot.sinkhorn2``). ``max_iter`` and ``tol`` are accepted for a uniform interface (there is no
     outer loop); ``inner_max_iter`` and ``inner_tol`` govern the solve. Other options as :class:`FGW`.
     """
@@ -229,7 +229,8 @@ class Wasserstein(FGW):
 
 
 class GW(FGW):
-    r"""Entropic Gromov-Wasserstein loss (FGW with ``alpha = 1``):
+    r"""Entropic Gromov-Wasserstein loss between high-end and low-end class embeddings (FGW at alpha = 1).
+
     ``min_T sum (C_hi[i,k] - C_lo[j,l])^2 T_ij T_kl - epsilon H(T)`` (Peyre, Cuturi & Solomon 2016),
     value as ``ot.gromov.entropic_gromov_wasserstein2``. Options as :class:`FGW`, without ``alpha``.
     """

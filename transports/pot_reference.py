@@ -32,7 +32,7 @@ def _marginal_error(T: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class PotFGW(FGW):
-    r"""Entropic fused Gromov-Wasserstein by POT (``ot.gromov.entropic_fused_gromov_wasserstein``).
+    r"""Entropic fused Gromov-Wasserstein by POT's ot.gromov.entropic_fused_gromov_wasserstein ('fgw' reference).
 
     Same problem, options and value as ``fgw``; see the module docstring for how POT differs.
     """
@@ -90,16 +90,18 @@ class PotFGW(FGW):
 
 
 class PotWasserstein(PotFGW):
-    r"""Entropic Wasserstein by POT (``ot.sinkhorn``; value ``<M, T>`` as ``ot.sinkhorn2``).
-    Same problem, options and value as ``wasserstein``."""
+    r"""Entropic Wasserstein by POT's ot.sinkhorn, the reference for 'wasserstein'.
+
+    Value ``<M, T>`` as ``ot.sinkhorn2``; same problem, options and value as ``wasserstein``."""
 
     name = "pot-wasserstein"
     __init__ = fixed_alpha_init(FGW.__init__, 0.0)
 
 
 class PotGW(PotFGW):
-    r"""Entropic Gromov-Wasserstein by POT (the fixed point of ``ot.gromov.entropic_gromov_wasserstein``;
-    value as ``entropic_gromov_wasserstein2``). Same problem, options and value as ``gw``."""
+    r"""Entropic Gromov-Wasserstein by POT's ot.gromov.entropic_gromov_wasserstein, the reference for 'gw'.
+
+    Value as ``entropic_gromov_wasserstein2``; same problem, options and value as ``gw``."""
 
     name = "pot-gw"
     __init__ = fixed_alpha_init(FGW.__init__, 1.0)
