@@ -1,53 +1,220 @@
-"""Image decoding: one function that turns an image file into an RGB ``PIL.Image``.
+"""Image decoding: image files (and DICOM frames) as RGB ``PIL.Image`` objects.
 
-PNG, JPEG, BMP, TIFF, GIF, WebP (whatever Pillow reads); EXIF orientation is applied, 16-bit and float
-greyscale is rescaled to 8 bits, palette/alpha/CMYK images are converted to RGB (alpha composited on
-black). A file that cannot be decoded raises ``UsageError`` naming it.
+Pillow formats (PNG, JPEG, BMP, TIFF, GIF, WebP; the first frame of animated ones): EXIF orientation is
+applied, 16-bit and float greyscale is min-max rescaled to 8 bits, palette/CMYK images are converted to
+RGB and alpha is composited on black.
+
+DICOM (needs pydicom, the ``dicom`` extra): a file whose bytes 128-131 are ``DICM``, or named ``.dcm`` /
+``.dicom`` (read with ``force=True`` when the preamble is missing). Each frame becomes one RGB image:
+
+* greyscale (``MONOCHROME1``/``MONOCHROME2``): the modality LUT (Rescale Slope/Intercept or Modality LUT
+  Sequence), then the first VOI transform the file defines: VOI LUT Sequence (output scaled from the
+  LUT's own value range), else Window Center/Width with its VOI LUT Function (LINEAR, LINEAR_EXACT,
+  SIGMOID; output scaled from the window's output range), else the frame's min-max; ``MONOCHROME1`` is
+  then inverted (``255 - v``) so that high values are bright, as in ``MONOCHROME2``;
+* ``RGB`` and ``YBR_*`` (converted to RGB by pydicom): scaled from ``[0, 2**BitsStored - 1]``;
+* ``PALETTE COLOR``: the palette LUT, scaled from ``[0, 2**bits - 1]`` of its descriptor.
+
+Compressed transfer syntaxes decode where pydicom has a decoder (Pillow gives JPEG baseline and JPEG
+2000; JPEG-LS, 12-bit JPEG and JPEG lossless need pylibjpeg or gdcm): otherwise the error names the
+missing decoder. A file that cannot be decoded raises :class:`ImageError` (a ``UsageError``) naming it.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from kmat_cli.errors import UsageError
 
-if TYPE_CHECKING:  # Pillow is imported when an image is decoded
+if TYPE_CHECKING:  # Pillow, numpy and pydicom are imported when an image is decoded
+    import numpy as np
     from PIL.Image import Image
 
-__all__ = ["IMAGE_SUFFIXES", "load_image"]
+__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "ImageError", "is_dicom", "load_frames", "load_image"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", *DICOM_SUFFIXES)
+_DICOM_MAGIC = b"DICM"  # at byte offset 128, after the preamble
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+Frames = Literal["all", "first"]
 
 
+class ImageError(UsageError):
+    """A file that cannot be turned into pixels; ``str`` is ``"<path>: <reason>"``."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def is_dicom(path: str | Path) -> bool:
+    """True for a DICOM file: ``DICM`` at byte 128, or a ``.dcm``/``.dicom`` name."""
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return head[128:132] == _DICOM_MAGIC
+
+
+# ------------------------------------------------------------------------------------------------ Pillow
 def _to_rgb(img: Image) -> Image:
     import numpy as np
     from PIL import Image as PILImage
 
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth greyscale: min-max to 8 bits
+    if img.mode in _HIGH_DEPTH:  # high bit depth greyscale: min-max to 8 bits
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = PILImage.fromarray(np.nan_to_num(scaled).round().astype(np.uint8))
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        img = PILImage.fromarray(_scale(arr, float(np.nanmin(arr)), float(np.nanmax(arr))))
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = PILImage.new("RGBA", rgba.size, (0, 0, 0, 255))
         img = PILImage.alpha_composite(background, rgba)
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def load_image(path: str | Path) -> Image:
-    """Decode ``path`` into an RGB ``PIL.Image`` with its EXIF orientation applied (fully loaded)."""
+def _pillow_image(path: Path) -> Image:
     from PIL import Image as PILImage
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
+    with PILImage.open(path) as img:
+        img.load()
+        ImageOps.exif_transpose(img, in_place=True)
+        return _to_rgb(img)
+
+
+# ------------------------------------------------------------------------------------------------- DICOM
+def _scale(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``round(255 * (arr - lo) / (hi - lo))`` clipped to uint8; zeros where ``hi <= lo``; NaN -> 0."""
+    import numpy as np
+
+    if not hi > lo:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    out = (np.asarray(arr, dtype=np.float64) - lo) * (255.0 / (hi - lo))
+    return np.nan_to_num(out, nan=0.0, posinf=255.0, neginf=0.0).clip(0, 255).round().astype(np.uint8)
+
+
+def _has_voi_lut(ds: Any) -> bool:
+    seq = ds.get("VOILUTSequence")
+    return bool(seq) and "LUTDescriptor" in seq[0] and "LUTData" in seq[0]
+
+
+def _grey_to_uint8(arr: np.ndarray, ds: Any) -> np.ndarray:
+    """Modality LUT, then VOI LUT / windowing / min-max, then MONOCHROME1 inversion -> uint8 (H, W)."""
+    import numpy as np
+    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+
+    x = apply_modality_lut(arr, ds)
+    out = None
+    if _has_voi_lut(ds):
+        item = ds.VOILUTSequence[0]
+        n, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
+        table = apply_voi(np.arange(first, first + n, dtype=np.int64), ds)
+        out = _scale(apply_voi(np.rint(x).astype(np.int64), ds), float(table.min()), float(table.max()))
+    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        try:
+            lo, hi = apply_windowing(np.array([-np.inf, np.inf]), ds)  # the window's output range
+            out = _scale(apply_windowing(x, ds), float(lo), float(hi))
+        except (ValueError, TypeError, AttributeError):  # an invalid window: fall back to min-max
+            out = None
+    if out is None:
+        xf = np.asarray(x, dtype=np.float64)
+        finite = xf[np.isfinite(xf)]
+        out = _scale(xf, float(finite.min()), float(finite.max())) if finite.size else _scale(xf, 0.0, 0.0)
+    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
+        out = 255 - out
+    return out
+
+
+def _dicom_frame_rgb(arr: np.ndarray, ds: Any) -> np.ndarray:
+    """One decoded DICOM frame -> uint8 (H, W, 3)."""
+    import numpy as np
+    from pydicom.pixels import apply_color_lut
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, ds)[..., :3]
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2]) if rgb.dtype != np.uint8 else 8
+        return _scale(rgb, 0.0, float(2**bits - 1))
+    if arr.ndim == 3:  # RGB, or YBR already converted to RGB by pydicom
+        bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
+        rgb = arr[..., :3] if arr.shape[-1] >= 3 else np.repeat(arr[..., :1], 3, axis=-1)
+        return rgb if rgb.dtype == np.uint8 and bits == 8 else _scale(rgb, 0.0, float(2**bits - 1))
+    grey = _grey_to_uint8(arr, ds)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def _decoder_message(exc: Exception) -> str:
+    """pydicom's multi-line decoder errors as one line."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return f"cannot decode DICOM pixel data ({text})"
+
+
+def _dicom_frames(path: Path, frames: Frames) -> list[tuple[int | None, Image]]:
+    try:
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+        from pydicom.pixels import iter_pixels
+        from pydicom.pixels.utils import get_nr_frames
+    except ImportError as exc:
+        raise ImageError(path, "reading DICOM needs pydicom: pip install 'kmat[dicom]'") from exc
+    from PIL import Image as PILImage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about every small deviation from the standard
+        try:
+            ds = pydicom.dcmread(path)
+        except InvalidDicomError:
+            ds = pydicom.dcmread(path, force=True)
+        if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise ImageError(path, "DICOM file has no pixel data (not an image)")
+        n = max(1, int(get_nr_frames(ds, warn=False)))
+        indices = list(range(n)) if frames == "all" else [0]
+        try:
+            arrays = list(iter_pixels(ds, indices=indices))
+        except (RuntimeError, NotImplementedError, ValueError) as exc:
+            raise ImageError(path, _decoder_message(exc)) from exc
+        images = [PILImage.fromarray(_dicom_frame_rgb(a, ds)) for a in arrays]
+    if n == 1:
+        return [(None, images[0])]
+    return list(zip(indices, images, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------- public
+def load_frames(path: str | Path, frames: Frames = "all") -> list[tuple[int | None, Image]]:
+    """Decode ``path`` into ``[(frame, RGB image)]``: ``frame`` is None for a single image, the 0-based frame
+    index for each frame of a multi-frame DICOM (all of them, or only the first with ``frames="first"``).
+
+    Raises :class:`ImageError` with a one-line reason: missing, empty, not a regular file, not an image,
+    truncated, too large for Pillow's decompression-bomb limit, or a missing DICOM decoder.
+    """
+    if frames not in ("all", "first"):
+        raise UsageError(f"frames must be 'all' or 'first', got {frames!r}")
     path = Path(path)
     try:
-        with PILImage.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
-    except FileNotFoundError as exc:
-        raise UsageError(f"{path}: image file not found") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise UsageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+        if not path.exists():
+            reason = "broken symbolic link" if path.is_symlink() else "image file not found"
+            raise ImageError(path, reason)
+        if not path.is_file():
+            raise ImageError(path, "not a regular file")
+        if path.stat().st_size == 0:
+            raise ImageError(path, "empty file (0 bytes)")
+        if is_dicom(path):
+            return _dicom_frames(path, frames)
+        return [(None, _pillow_image(path))]
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow and pydicom raise many types (OSError, SyntaxError, bomb errors, ...)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ImageError(path, f"cannot decode image ({type(exc).__name__}: {detail})") from exc
+
+
+def load_image(path: str | Path) -> Image:
+    """Decode ``path`` into an RGB ``PIL.Image`` (EXIF orientation applied; a DICOM's first frame)."""
+    return load_frames(path, "first")[0][1]
