@@ -22,6 +22,8 @@ missing decoder. A file that cannot be decoded raises :class:`ImageError` (a ``U
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -79,11 +81,11 @@ def _to_rgb(img: Image) -> Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def _pillow_image(path: Path) -> Image:
+def _pillow_image(source: Any) -> Image:
     from PIL import Image as PILImage
     from PIL import ImageOps
 
-    with PILImage.open(path) as img:
+    with PILImage.open(source) as img:
         img.load()
         ImageOps.exif_transpose(img, in_place=True)
         return _to_rgb(img)
@@ -196,20 +198,36 @@ def load_frames(path: str | Path, frames: Frames = "all") -> list[tuple[int | No
     """
     if frames not in ("all", "first"):
         raise UsageError(f"frames must be 'all' or 'first', got {frames!r}")
+    from PIL import UnidentifiedImageError
+
     path = Path(path)
     try:
-        if not path.exists():
-            reason = "broken symbolic link" if path.is_symlink() else "image file not found"
-            raise ImageError(path, reason)
-        if not path.is_file():
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise ImageError(
+                path, "broken symbolic link" if path.is_symlink() else "image file not found"
+            ) from None
+        except OSError as exc:  # e.g. a link pointing to itself, a permission denied on a folder
+            raise ImageError(path, f"cannot read file ({exc.strerror or exc})") from exc
+        if not stat.S_ISREG(st.st_mode):
             raise ImageError(path, "not a regular file")
-        if path.stat().st_size == 0:
+        if st.st_size == 0:
             raise ImageError(path, "empty file (0 bytes)")
-        if is_dicom(path):
-            return _dicom_frames(path, frames)
-        return [(None, _pillow_image(path))]
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise ImageError(path, f"cannot read file ({exc.strerror or exc})") from exc
+        with handle:
+            head = handle.read(132)
+            if path.suffix.lower() in DICOM_SUFFIXES or head[128:132] == _DICOM_MAGIC:
+                return _dicom_frames(path, frames)
+            handle.seek(0)
+            return [(None, _pillow_image(handle))]
     except ImageError:
         raise
+    except UnidentifiedImageError as exc:
+        raise ImageError(path, "cannot decode image (not an image format Pillow knows)") from exc
     except Exception as exc:  # Pillow and pydicom raise many types (OSError, SyntaxError, bomb errors, ...)
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ImageError(path, f"cannot decode image ({type(exc).__name__}: {detail})") from exc

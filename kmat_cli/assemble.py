@@ -1,0 +1,92 @@
+"""Build a run's parts from its resolved config: backbone, task, descriptions, transport, method.
+
+Everything is reached through the registry (``cfg[section]["name"]``, options from the section), so a
+third-party plugin works wherever a built-in does. Shared by ``train``, ``evaluate`` and ``export``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kmat_cli import registry
+from kmat_cli.api import Backbone, Task, Transport, load_descriptions
+from kmat_cli.config import NO_PLUGIN
+from kmat_cli.errors import UsageError
+from kmat_cli.methods.base import Method, MethodSetup
+
+
+def _options(section: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k != "name"}
+
+
+def _construct(kind: str, section: Mapping[str, Any], *args: Any, **runtime: Any) -> Any:
+    """``registry.get(kind, name)(*args, **options, **runtime)``; runtime args only where accepted."""
+    cls = registry.get(kind, section["name"])
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    accepted = {k: v for k, v in runtime.items() if k in params}
+    return cls(*args, **_options(section), **accepted)
+
+
+@dataclass
+class Parts:
+    """The frozen pieces of a run (everything but the method)."""
+
+    cfg: dict[str, Any]
+    device: torch.device
+    backbone: Backbone
+    task: Task
+    descriptions: Mapping[str, Mapping[str, list[str]]] | None
+    transport: Transport | None
+
+
+def build_task(cfg: Mapping[str, Any]) -> Task:
+    return _construct("tasks", cfg["task"])
+
+
+def build_parts(cfg: Mapping[str, Any], device: torch.device, *, task: Task | None = None) -> Parts:
+    """Backbone (moved to ``device``), task, descriptions (``cfg["descriptions"]`` file, else the
+    task's own; None when the task has none) and transport (None for ``transport.name: none``)."""
+    task = task if task is not None else build_task(cfg)
+    backbone = _construct("backbones", cfg["backbone"], device=str(device))
+    backbone.to(device)
+    if cfg.get("descriptions"):
+        descriptions = load_descriptions(cfg["descriptions"], task.class_names)
+    else:
+        try:
+            descriptions = task.descriptions
+        except (NotImplementedError, FileNotFoundError):
+            descriptions = None
+    section = cfg["transport"]
+    transport = None if section["name"] == NO_PLUGIN else _construct("transports", section)
+    return Parts(
+        cfg=dict(cfg),
+        device=device,
+        backbone=backbone,
+        task=task,
+        descriptions=descriptions,
+        transport=transport,
+    )
+
+
+def build_method(parts: Parts) -> Method:
+    """The configured method on ``parts.device``; its initial context is drawn from the global RNG, which
+    the caller seeds first (``train.seed_everything``)."""
+    setup = MethodSetup(
+        backbone=parts.backbone,
+        class_names=list(parts.task.class_names),
+        modalities=dict(parts.task.modalities),
+        descriptions=parts.descriptions,
+        transport=parts.transport,
+    )
+    method = _construct("methods", parts.cfg["method"], setup)
+    if not isinstance(method, Method):
+        raise UsageError(f"method '{parts.cfg['method']['name']}' is not a kmat Method subclass")
+    return method.to(parts.device)

@@ -1,0 +1,23 @@
+"""``kmat evaluate RUN``: accuracy and macro-F1 on both test splits, and their harmonic means."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def command(
+    run: Path = typer.Argument(..., help="A run folder made by `kmat train`."),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics.json instead of the table."),
+) -> None:
+    """Evaluate a trained run on the high-end and low-end test splits (table on stdout, metrics.json).
+
+    Example: kmat evaluate runs/train/phantom-kmat-1
+    """
+    from kmat_cli import workflow
+
+    metrics = workflow.evaluate_run(run, show=not as_json)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2))

@@ -1,0 +1,55 @@
+"""``kmat predict PATH...``: classify image files and folders with exported prompts; a table out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def command(
+    paths: list[Path] = typer.Argument(..., help="Image files and folders (walked recursively)."),
+    run: Path = typer.Option(None, "--run", help="A run folder made by `kmat train` (its prompts)."),
+    embeddings: Path = typer.Option(
+        None, "--embeddings", "-e", help="A prompts.safetensors made by `kmat export`."
+    ),
+    modality: str = typer.Option("lo", "--modality", "-m", help="Which class embeddings: lo or hi."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or jsonl."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write rows here (default: stdout)."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per model batch."),
+    workers: int = typer.Option(
+        None, "--workers", "-w", help="Decoding processes (default: one per core, up to 8; 0: none)."
+    ),
+    frames: str = typer.Option("all", "--frames", help="Multi-frame DICOM: all (a row each) or first."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    progress: bool = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
+    ),
+) -> None:
+    """Classify images (PNG, JPEG, BMP, TIFF, WebP, DICOM) with a run's exported class embeddings.
+
+    One row per image (per frame of a multi-frame DICOM): path, frame, label, a probability per class, error.
+
+    A file that cannot be read gets its error on its row and the run goes on.
+
+    Exit code 0 if any image was classified, 1 if none was, 2 for bad usage.
+
+    Example: kmat predict scans/ --run runs/train/phantom-kmat-1 --output predictions.csv
+    """
+    from kmat_cli.predict import run_predict
+
+    summary = run_predict(
+        paths,
+        run=run,
+        embeddings=embeddings,
+        modality=modality,
+        fmt=fmt,
+        output=output,
+        batch_size=batch_size,
+        workers=workers,
+        frames=frames,
+        device=device,
+        progress=progress,
+    )
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)

@@ -1,0 +1,739 @@
+"""``kmat predict``: classify files and folders of images with exported prompt embeddings.
+
+The model is the backbone's image tower ``f`` (built with ``vision_only=True``: no text tower) and the
+class embeddings ``E`` (K x D) of one modality read from ``prompts.safetensors``:
+
+    p(class | x) = softmax(s * normalize(f(preprocess(x))) @ E^T)        s = kmat.logit_scale
+
+Pipeline: :func:`find_inputs` lists the inputs in a deterministic order; :class:`ImageFiles` decodes and
+preprocesses them in DataLoader worker processes while the main process runs the model on the previous
+batch; :class:`RowWriter` streams one row per image (one per DICOM frame) to the output, one ``write``
+and flush per batch, so rows written before a crash, a kill or Ctrl-C stay complete and readable. A file
+that cannot be read gets a row with its error and the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+import torch.nn.functional as F
+
+from kmat_cli.api import Backbone
+from kmat_cli.errors import UsageError
+from kmat_cli.images import IMAGE_SUFFIXES, Frames, ImageError, is_dicom, load_frames
+
+__all__ = [
+    "FORMATS",
+    "Classifier",
+    "ImageFiles",
+    "Row",
+    "RowWriter",
+    "SplitPreprocess",
+    "Summary",
+    "find_inputs",
+    "load_classifier",
+    "predict",
+    "run_predict",
+]
+
+FORMATS = ("csv", "jsonl")
+PROB_PREFIX = "prob_"
+_MAX_AUTO_WORKERS = 8
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def _wanted(entry: os.DirEntry[str]) -> bool:
+    """Inside a folder: any non-directory named like an image (a broken link or a FIFO gets an error row),
+    or an extension-less regular file that starts like DICOM."""
+    suffix = Path(entry.name).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return True
+    try:
+        return not suffix and entry.is_file() and is_dicom(entry.path)
+    except OSError:
+        return False
+
+
+def _walk(top: Path) -> tuple[list[Path], int]:
+    """Files under ``top``, sorted by their path relative to ``top`` component by component, and the number
+    of entries skipped (hidden files and folders, other file types, unreadable folders, link loops).
+
+    Symbolic links to folders are followed, except a link to the folder it is in or to one of that
+    folder's ancestors (a loop), and every real folder is walked once: real folders first (in name
+    order), then linked ones, so a second link to a walked folder adds nothing and the result does not
+    depend on the order the file system lists entries in."""
+    found: list[Path] = []
+    skipped = 0
+    seen: set[tuple[int, int]] = set()
+    stack, links = [top], []
+    while stack or links:
+        folder = stack.pop() if stack else links.pop(0)
+        try:
+            st = folder.stat()
+            key = (st.st_dev, st.st_ino)
+            if key in seen:  # a second link to a folder already walked
+                skipped += 1
+                continue
+            seen.add(key)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            skipped += 1
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                skipped += 1
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir and not entry.is_symlink():
+                subfolders.append(folder / entry.name)
+            elif is_dir:
+                target = Path(os.path.realpath(entry.path))
+                here = Path(os.path.realpath(folder))
+                if target == here or target in here.parents:  # a link loop
+                    skipped += 1
+                else:
+                    links.append(folder / entry.name)
+            elif _wanted(entry):
+                found.append(folder / entry.name)
+            else:
+                skipped += 1
+        stack.extend(reversed(subfolders))
+    found.sort(key=lambda p: p.relative_to(top).parts)
+    return found, skipped
+
+
+def find_inputs(paths: Sequence[str | Path]) -> tuple[list[Path], int]:
+    """The input files of ``paths`` in a deterministic order, and the number of entries skipped in folders.
+
+    Arguments keep their order. A folder is walked recursively (:func:`_walk`): hidden entries (names
+    starting with ``.``) and files that are neither named like an image (``IMAGE_SUFFIXES``) nor
+    extension-less DICOM are skipped. A file given by name is always an input, whatever its name. A path
+    that does not exist, or inputs that add up to no file at all, is a ``UsageError``.
+    """
+    if not paths:
+        raise UsageError("give at least one image file or folder")
+    files: list[Path] = []
+    skipped = 0
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found, n = _walk(path)
+            files += found
+            skipped += n
+        elif path.exists() or path.is_symlink():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    if not files:
+        where = ", ".join(str(p) for p in paths)
+        raise UsageError(
+            f"no image files found in {where} (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM)"
+        )
+    return files, skipped
+
+
+# ---------------------------------------------------------------------------------------------- the model
+@dataclass
+class Classifier:
+    """An image tower and the class embeddings of one modality: ``probabilities(pixels)`` is
+    ``softmax(logit_scale * normalize(f(pixels)) @ embeddings.T)``."""
+
+    backbone: Backbone
+    embeddings: torch.Tensor  # (K, D) float32, on the backbone's device
+    class_names: list[str]
+    logit_scale: float
+    modality: str
+    source: Path
+
+    @torch.inference_mode()
+    def probabilities(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) preprocessed pixels -> (N, K) float32 class probabilities (on the CPU)."""
+        feats = F.normalize(self.backbone.encode_image(pixels).float(), dim=-1)
+        logits = self.logit_scale * feats @ self.embeddings.t()
+        return logits.softmax(dim=-1).cpu()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda, else mps, else cpu; otherwise the named device, checked to be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UsageError(f"--device '{name}' is not a device; use auto, cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device '{name}': CUDA is not available here; use --device cpu")
+    return device
+
+
+def _backbone_section(prompts_file: Path, metadata: Mapping[str, str], run: Path | None) -> dict[str, Any]:
+    """The backbone config section (registry name and options) the embeddings were made with: the run's
+    config.yaml, else the file's ``kmat.backbone_config``, else a config.yaml beside the file."""
+    from kmat_cli.config import load_yaml
+
+    config_file = (run or prompts_file.parent) / "config.yaml"
+    if run is None and "kmat.backbone_config" in metadata:
+        try:
+            section = json.loads(metadata["kmat.backbone_config"])
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{prompts_file}: metadata kmat.backbone_config is not valid JSON") from exc
+    elif config_file.is_file():
+        section = load_yaml(config_file).get("backbone")
+    else:
+        raise UsageError(
+            f"{prompts_file}: no kmat.backbone_config metadata and no config.yaml beside it; "
+            "pass --run RUN (the run folder it was exported from) or re-export it with `kmat export RUN`"
+        )
+    if isinstance(section, str):
+        section = {"name": section}
+    if not isinstance(section, dict) or not isinstance(section.get("name"), str):
+        raise UsageError(f"{config_file if run else prompts_file}: no backbone name in its backbone config")
+    return section
+
+
+def _build_backbone(section: Mapping[str, Any], device: torch.device, source: Path) -> Backbone:
+    """The backbone of ``section`` built vision-only (only the image tower) on ``device``."""
+    import inspect
+
+    from kmat_cli import registry
+    from kmat_cli.assemble import _construct
+
+    cls = registry.get("backbones", section["name"])
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "vision_only" not in params:
+        print(
+            f"kmat: note: backbone '{section['name']}' has no vision_only option; its text tower is built too",
+            file=sys.stderr,
+        )
+    try:
+        backbone = _construct("backbones", section, vision_only=True, device=str(device))
+    except TypeError as exc:
+        raise UsageError(
+            f"{source}: backbone config {dict(section)} does not fit '{section['name']}': {exc}"
+        ) from exc
+    backbone.to(device)
+    return backbone
+
+
+def check_match(prompts: Any, backbone: Backbone, source: Path) -> None:
+    """Raise a one-line ``UsageError`` unless the embeddings were made with this backbone: same
+    ``kmat.embed_dim`` and embedding width, same ``kmat.backbone`` id, same preprocessing."""
+    meta = prompts.metadata
+    width = {int(e.shape[-1]) for e in prompts.embeddings.values()}
+    dims = width | ({int(meta["kmat.embed_dim"])} if meta.get("kmat.embed_dim", "").isdigit() else set())
+    if dims != {int(backbone.embed_dim)}:
+        raise UsageError(
+            f"{source}: embeddings have dimension {'/'.join(map(str, sorted(dims)))} but backbone "
+            f"{backbone.id} gives {backbone.embed_dim}; use the prompts exported with this backbone"
+        )
+    if prompts.backbone != backbone.id:
+        raise UsageError(
+            f"{source}: embeddings were made with backbone '{prompts.backbone}' but the backbone built "
+            f"for them is '{backbone.id}'; use the matching run (--run) or re-export the prompts"
+        )
+    mine = json.loads(json.dumps(backbone.preprocess_spec, sort_keys=True))
+    if "kmat.preprocess" in meta and prompts.preprocess != mine:
+        raise UsageError(
+            f"{source}: embeddings expect preprocessing {json.dumps(prompts.preprocess, sort_keys=True)} "
+            f"but backbone {backbone.id} has {json.dumps(mine, sort_keys=True)}"
+        )
+
+
+def load_classifier(
+    *,
+    run: str | Path | None = None,
+    embeddings: str | Path | None = None,
+    modality: str = "lo",
+    device: str | torch.device = "auto",
+) -> Classifier:
+    """Read the embeddings (``RUN/prompts.safetensors`` or ``embeddings``), build the matching image tower
+    (vision-only) and check that the two belong together (:func:`check_match`)."""
+    from kmat_cli import export, runs
+
+    if (run is None) == (embeddings is None):
+        raise UsageError("give exactly one of --run RUN or --embeddings prompts.safetensors")
+    run_path = runs.open_run(run).path if run is not None else None
+    source = run_path / export.PROMPTS_FILE if run_path is not None else Path(embeddings)  # type: ignore[arg-type]
+    if run_path is not None and not source.is_file():
+        raise UsageError(f"{run_path}: no {export.PROMPTS_FILE} yet; run `kmat export {run_path}` first")
+    try:
+        prompts = export.read_prompts(source)
+    except (KeyError, json.JSONDecodeError, ValueError) as exc:
+        raise UsageError(f"{source}: incomplete kmat metadata ({type(exc).__name__}: {exc})") from exc
+    if modality not in prompts.embeddings:
+        known = ", ".join(sorted(prompts.embeddings)) or "none"
+        raise UsageError(f"{source}: no embeddings for modality '{modality}' (has: {known})")
+    emb = prompts.embeddings[modality]
+    if emb.dim() != 2 or emb.shape[0] != len(prompts.class_names):
+        raise UsageError(
+            f"{source}: text_embeddings.{modality} has shape {tuple(emb.shape)}, "
+            f"expected ({len(prompts.class_names)}, D) for {len(prompts.class_names)} classes"
+        )
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    section = _backbone_section(source, prompts.metadata, run_path)
+    backbone = _build_backbone(section, dev, source)
+    check_match(prompts, backbone, source)
+    return Classifier(
+        backbone=backbone,
+        embeddings=emb.float().to(dev),
+        class_names=list(prompts.class_names),
+        logit_scale=float(prompts.logit_scale),
+        modality=modality,
+        source=source,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+class SplitPreprocess:
+    """A backbone's ``preprocess`` as two steps with the same result: ``self(img)`` in the decoding
+    workers, then ``finish(batch)`` on whole batches.
+
+    For a torchvision/open_clip ``Compose([..., ToTensor(), Normalize(mean, std)])`` the workers stop at
+    uint8 RGB pixels (a quarter of the bytes to move between processes) and ``finish`` computes
+    ``(x / 255 - mean) / std`` for the whole batch with torchvision's own elementwise operations, so the
+    values are bit-for-bit those of ``preprocess(img)``. Any other transform runs whole in the workers and
+    ``finish`` returns its batch unchanged.
+    """
+
+    def __init__(self, preprocess: Callable[[Any], torch.Tensor]) -> None:
+        from torchvision.transforms import Compose, Normalize, ToTensor
+
+        self.preprocess = preprocess
+        self.head: Callable[[Any], Any] | None = None
+        steps = getattr(preprocess, "transforms", None)
+        if (
+            isinstance(preprocess, Compose)
+            and isinstance(steps, list)
+            and len(steps) >= 2
+            and isinstance(steps[-2], ToTensor)
+            and isinstance(steps[-1], Normalize)
+        ):
+            self.head = Compose(steps[:-2])
+            self.tail = Compose(steps[-2:])
+            dtype = torch.get_default_dtype()
+            self.mean = torch.as_tensor(steps[-1].mean, dtype=dtype).view(-1, 1, 1)
+            self.std = torch.as_tensor(steps[-1].std, dtype=dtype).view(-1, 1, 1)
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        """Worker side: uint8 (3, H, W) when the split applies and the image is RGB, else the full result."""
+        from PIL import Image as PILImage
+        from torchvision.transforms.functional import pil_to_tensor
+
+        if self.head is None:
+            return self.preprocess(img)
+        x = self.head(img)
+        if isinstance(x, PILImage.Image) and x.mode == "RGB":
+            return pil_to_tensor(x)
+        return self.tail(x)
+
+    def finish(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> normalised float, as ``ToTensor`` then ``Normalize`` (float input as is)."""
+        if pixels.dtype != torch.uint8:
+            return pixels
+        dev = pixels.device
+        x = pixels.to(dtype=torch.get_default_dtype()).div(255)
+        return x.sub_(self.mean.to(dev)).div_(self.std.to(dev))
+
+
+Item = tuple[int, "int | None", "torch.Tensor | None", "str | None"]  # (file index, frame, pixels, error)
+Batch = tuple[list[tuple[int, "int | None", "str | None"]], "torch.Tensor | None"]
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """``files[i]`` -> its images, decoded and preprocessed (worker side of :class:`SplitPreprocess`):
+    ``[(i, frame, pixels, None)]`` per frame, or ``[(i, None, None, error)]`` when the file cannot be read
+    (never raises for a bad file)."""
+
+    def __init__(self, files: Sequence[Path], preprocess: SplitPreprocess, frames: Frames) -> None:
+        self.files = list(files)
+        self.preprocess = preprocess
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> list[Item]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. Pillow's large-image warning: keep stderr for progress
+            try:
+                return [
+                    (i, frame, self.preprocess(img), None)
+                    for frame, img in load_frames(self.files[i], self.frames)
+                ]
+            except ImageError as exc:
+                return [(i, None, None, exc.reason)]
+            except Exception as exc:  # a preprocessing failure is this file's error too
+                detail = " ".join(str(exc).split())
+                return [(i, None, None, f"cannot preprocess image ({type(exc).__name__}: {detail})")]
+
+
+class Collate:
+    """A batch of files -> ((file index, frame, error) per row, the stacked pixels of the rows without
+    error). ``finish_here``: apply ``finish`` to the stacked batch now (in the worker: the CPU path, where
+    the main process should only run the model); otherwise uint8 pixels stay uint8 (the GPU path: a quarter
+    of the bytes to copy, normalised on the device). Mixed uint8/float batches are made float first."""
+
+    def __init__(self, finish: Callable[[torch.Tensor], torch.Tensor], finish_here: bool = False) -> None:
+        self.finish = finish
+        self.finish_here = finish_here
+
+    def __call__(self, items: list[list[Item]]) -> Batch:
+        rows = [(i, frame, err) for item in items for i, frame, _, err in item]
+        pixels = [x for item in items for _, _, x, _ in item if x is not None]
+        if len({x.dtype for x in pixels}) > 1:
+            pixels = [self.finish(x[None])[0] for x in pixels]
+        batch = torch.stack(pixels) if pixels else None
+        if batch is not None and self.finish_here:
+            batch = self.finish(batch)
+        return rows, batch
+
+
+def batches(
+    files: Sequence[Path],
+    preprocess: SplitPreprocess,
+    *,
+    batch_size: int,
+    workers: int,
+    frames: Frames = "all",
+    pin_memory: bool = False,
+    finish: bool = True,
+) -> Iterator[Batch]:
+    """Decoded batches of ``batch_size`` files, in order; ``workers`` > 0 decodes in that many processes
+    ahead of the consumer (4 batches each), 0 in the calling process. ``finish=False`` leaves uint8 pixels
+    for the caller to pass through ``preprocess.finish`` (e.g. on a GPU)."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        ImageFiles(files, preprocess, frames),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=Collate(preprocess.finish, finish_here=finish),
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    yield from loader
+
+
+# ------------------------------------------------------------------------------------------------ output
+@dataclass
+class Row:
+    """One output row: the input path, its frame (multi-frame DICOM, else None), the class probabilities
+    (None on error) and the error (None on success)."""
+
+    path: Path
+    frame: int | None
+    probs: Sequence[float] | None
+    error: str | None
+
+
+def _num(p: float) -> str:
+    return f"{p:.7g}"
+
+
+class RowWriter:
+    """Rows as CSV or JSON lines on a binary stream: one ``write`` and a flush per batch, so the output
+    always ends with complete rows.
+
+    CSV columns: ``path, frame, label, prob_<class>..., error``; JSONL keys: ``path, frame, label,
+    probabilities ({class: p}), error``. Error rows have an empty label and probabilities (null in JSON).
+    """
+
+    def __init__(self, stream: BinaryIO, class_names: Sequence[str], fmt: str = "csv") -> None:
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown format '{fmt}'; use one of: {', '.join(FORMATS)}")
+        self.stream = stream
+        self.class_names = list(class_names)
+        self.fmt = fmt
+
+    @property
+    def columns(self) -> list[str]:
+        return ["path", "frame", "label", *[PROB_PREFIX + c for c in self.class_names], "error"]
+
+    def header(self) -> None:
+        if self.fmt == "csv":
+            self._emit(self._csv([self.columns]))
+
+    def write(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        if self.fmt == "csv":
+            self._emit(self._csv([self._csv_row(r) for r in rows]))
+        else:
+            self._emit("".join(json.dumps(self._json_row(r), ensure_ascii=False) + "\n" for r in rows))
+
+    def _label(self, row: Row) -> str | None:
+        if row.probs is None:
+            return None
+        return self.class_names[max(range(len(row.probs)), key=lambda k: row.probs[k])]  # type: ignore[index]
+
+    def _csv_row(self, row: Row) -> list[str]:
+        probs = [_num(p) for p in row.probs] if row.probs is not None else [""] * len(self.class_names)
+        frame = "" if row.frame is None else str(row.frame)
+        return [str(row.path), frame, self._label(row) or "", *probs, row.error or ""]
+
+    def _json_row(self, row: Row) -> dict[str, Any]:
+        probs = None
+        if row.probs is not None:
+            probs = {c: float(_num(p)) for c, p in zip(self.class_names, row.probs, strict=True)}
+        return {
+            "path": str(row.path),
+            "frame": row.frame,
+            "label": self._label(row),
+            "probabilities": probs,
+            "error": row.error,
+        }
+
+    @staticmethod
+    def _csv(rows: list[list[str]]) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(rows)
+        return buf.getvalue()
+
+    def _emit(self, text: str) -> None:
+        view = memoryview(text.encode("utf-8", errors="surrogateescape"))
+        while view:
+            n = self.stream.write(view)
+            view = view[n if n is not None else len(view) :]
+        self.stream.flush()
+
+
+# ------------------------------------------------------------------------------------------------- running
+@dataclass
+class Summary:
+    """Counts of a predict run: ``ok`` and ``failed`` rows, ``files`` read, folder entries ``skipped``."""
+
+    ok: int = 0
+    failed: int = 0
+    files: int = 0
+    total_files: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 if any image was classified, else 1."""
+        return 0 if self.ok else 1
+
+    def line(self) -> str:
+        rate = self.ok / self.seconds if self.seconds > 0 else 0.0
+        head = "interrupted after" if self.interrupted else "done:"
+        noun = "entry" if self.skipped == 1 else "entries"
+        skipped = f", {self.skipped} other {noun} skipped" if self.skipped else ""
+        return (
+            f"kmat: predict {head} {self.ok} ok, {self.failed} failed ({self.files} of {self.total_files} files"
+            f"{skipped}) in {self.seconds:.1f} s, {rate:.1f} images/s"
+        )
+
+
+def auto_workers(n_files: int, batch_size: int) -> int:
+    """Decoding processes: one per CPU core up to 8, no more than there are batches."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(_MAX_AUTO_WORKERS, cores, math.ceil(n_files / max(1, batch_size))))
+
+
+def _progress(enabled: bool, total: int) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """(advance(files, images), stop) of a rich progress bar on stderr with images/s."""
+    if not enabled:
+        return (lambda files, images: None), (lambda: None)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("predict"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TextColumn("{task.fields[speed]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("predict", total=total, speed="")
+    started = time.perf_counter()
+    count = [0]
+
+    def advance(files: int, images: int) -> None:
+        count[0] += images
+        rate = count[0] / max(time.perf_counter() - started, 1e-9)
+        bar.update(task, advance=files, speed=f"{rate:.1f} images/s")
+
+    bar.start()
+    return advance, bar.stop
+
+
+def predict(
+    classifier: Classifier,
+    files: Sequence[Path],
+    writer: RowWriter,
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+    frames: Frames = "all",
+    progress: bool = False,
+    summary: Summary | None = None,
+) -> Summary:
+    """Classify ``files`` and stream their rows to ``writer`` (header included); returns the counts.
+
+    ``batch_size`` files are decoded per batch and at most ``batch_size`` images go through the model at
+    once. On ``KeyboardInterrupt`` the rows of finished batches are already written; the summary (marked
+    interrupted) is printed to stderr and the interrupt re-raised.
+    """
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {workers}")
+    summary = summary if summary is not None else Summary()
+    summary.total_files = len(files)
+    n_workers = auto_workers(len(files), batch_size) if workers is None else min(workers, len(files))
+    device = classifier.backbone.device if hasattr(classifier.backbone, "device") else torch.device("cpu")
+    cuda = torch.device(device).type == "cuda"
+    split = SplitPreprocess(classifier.backbone.preprocess)
+    started = time.perf_counter()
+    advance, stop = _progress(progress, len(files))
+    writer.header()
+    try:
+        on_cpu = torch.device(device).type == "cpu"
+        for rows, pixels in batches(
+            files,
+            split,
+            batch_size=batch_size,
+            workers=n_workers,
+            frames=frames,
+            pin_memory=cuda,
+            finish=on_cpu,
+        ):
+            probs = None
+            if pixels is not None:
+                pixels = split.finish(pixels.to(device, non_blocking=cuda))
+                chunks = [
+                    classifier.probabilities(pixels[i : i + batch_size])
+                    for i in range(0, len(pixels), batch_size)
+                ]
+                probs = torch.cat(chunks).tolist()
+            out, j = [], 0
+            for index, frame, error in rows:
+                if error is None:
+                    out.append(Row(files[index], frame, probs[j], None))  # type: ignore[index]
+                    j += 1
+                else:
+                    out.append(Row(files[index], frame, None, error))
+                    summary.failures.append((str(files[index]), error))
+            writer.write(out)
+            summary.ok += j
+            summary.failed += len(out) - j
+            n_files = len({index for index, _, _ in rows})
+            summary.files += n_files
+            advance(n_files, j)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    finally:
+        stop()
+        summary.seconds = time.perf_counter() - started
+    return summary
+
+
+class _TextStream:
+    """A binary-stream face for a text stream without ``.buffer`` (e.g. a captured stdout)."""
+
+    def __init__(self, text: Any) -> None:
+        self.text = text
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.text.write(bytes(data).decode("utf-8", errors="surrogateescape"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.text.flush()
+
+
+def run_predict(
+    paths: Sequence[str | Path],
+    *,
+    run: str | Path | None = None,
+    embeddings: str | Path | None = None,
+    modality: str = "lo",
+    fmt: str = "csv",
+    output: str | Path | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    frames: Frames = "all",
+    device: str = "auto",
+    progress: bool | None = None,
+) -> Summary:
+    """What ``kmat predict`` does: find the inputs, load the classifier, stream rows to ``output`` (stdout
+    when None), print the summary line to stderr. Bad usage raises ``UsageError`` before any row."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format '{fmt}' is not known; use one of: {', '.join(FORMATS)}")
+    if frames not in ("all", "first"):
+        raise UsageError(f"--frames '{frames}' is not known; use all or first")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {workers}")
+    files, skipped = find_inputs(paths)
+    classifier = load_classifier(run=run, embeddings=embeddings, modality=modality, device=device)
+    summary = Summary(skipped=skipped)
+    if output is not None:
+        output = Path(output)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            stream: Any = open(output, "wb", buffering=0)  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise UsageError(f"{output}: cannot write the output file ({exc.strerror or exc})") from exc
+    else:
+        stream = getattr(sys.stdout, "buffer", None) or _TextStream(sys.stdout)
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        predict(
+            classifier,
+            files,
+            RowWriter(stream, classifier.class_names, fmt),
+            batch_size=batch_size,
+            workers=workers,
+            frames=frames,
+            progress=show,
+            summary=summary,
+        )
+    except BrokenPipeError:  # `kmat predict ... | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        summary.interrupted = True
+    finally:
+        if output is not None:
+            stream.close()
+        print(summary.line(), file=sys.stderr, flush=True)
+    return summary

@@ -1,0 +1,171 @@
+"""The phantom task: deterministic generation, atomic caching, split sizes, modality statistics, captions."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kmat_cli.api import MODALITIES, SPLITS, Task, UsageError, load_descriptions
+from kmat_cli.registry import get
+from tasks.phantom import DESCRIPTIONS, SIZES, Phantom, world
+
+K = len(world.CLASSES)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Phantom, Phantom]:
+    """World 0 generated twice: once alone, once by two threads racing on the same folder."""
+    alone = Phantom(seed=0, root=str(tmp_path_factory.mktemp("alone")))
+    alone.manifest  # noqa: B018 - generates
+    raced_root = tmp_path_factory.mktemp("raced")
+    racers = [Phantom(seed=0, root=str(raced_root)) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def run(task: Phantom) -> None:
+        try:
+            task.manifest  # noqa: B018
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return alone, racers[0]
+
+
+def test_registered_task_is_phantom() -> None:
+    task = get("tasks", "phantom")()
+    assert isinstance(task, Task) and task.name == "phantom"
+    assert len(task.class_names) >= 6 and len(set(task.class_names)) == len(task.class_names)
+    assert set(task.modalities) == set(MODALITIES) and task.modalities["hi"] != task.modalities["lo"]
+
+
+def test_same_bytes_twice_and_race_leaves_one_complete_folder(generated: tuple[Phantom, Phantom]) -> None:
+    alone, raced = generated
+    a, b = _digests(alone.folder), _digests(raced.folder)
+    assert a == b
+    assert len(a) == sum(sum(s.values()) for s in SIZES.values()) + 1  # every PNG plus the manifest
+    leftovers = [p.name for p in raced.folder.parent.iterdir() if p != raced.folder]
+    assert leftovers == []  # the loser's temporary folder was removed
+
+
+def test_folder_is_keyed_by_version_seed_and_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = Phantom(seed=3, root=str(tmp_path)).folder.name
+    assert name == f"v{world.GENERATOR_VERSION}-seed3-{world.fingerprint(3)}"
+    assert Phantom(seed=3).folder != Phantom(seed=4).folder
+    # a generator that draws other pixels gets another folder, never the old files
+    monkeypatch.setattr(world, "_to_uint8", lambda img: (np.clip(img, 0, 1) * 254).astype(np.uint8))
+    assert Phantom(seed=3, root=str(tmp_path)).folder.name != name
+
+
+def test_split_sizes_and_balance(generated: tuple[Phantom, Phantom]) -> None:
+    task = generated[0]
+    for modality in MODALITIES:
+        for split in SPLITS:
+            samples = task.split(modality, split)
+            assert len(samples) == SIZES[modality][split]
+            counts = Counter(s.label for s in samples)
+            assert set(counts) == set(range(K))
+            assert max(counts.values()) - min(counts.values()) <= 1
+            assert all(s.path.is_file() for s in samples)
+    with pytest.raises(UsageError):
+        task.split("lo", "holdout")
+
+
+def test_pixels_match_the_generator(generated: tuple[Phantom, Phantom]) -> None:
+    task = generated[0]
+    for modality in MODALITIES:
+        sample = task.split(modality, "test")[5]
+        img, _ = world.draw(0, "task", modality, "test", 5, sample.label)
+        assert np.array_equal(np.asarray(Image.open(sample.path)), img)
+
+
+def _load(task: Phantom, modality: str) -> np.ndarray:
+    return (
+        np.stack([np.asarray(Image.open(s.path).convert("RGB")) for s in task.split(modality, "test")])
+        / 255.0
+    )
+
+
+def test_modalities_differ_statistically(generated: tuple[Phantom, Phantom]) -> None:
+    """High end: coloured, contrasted, clean. Low end: grey, flat, noisy."""
+    hi, lo = _load(generated[0], "hi"), _load(generated[0], "lo")
+
+    def saturation(x: np.ndarray) -> np.ndarray:
+        return ((x.max(-1) - x.min(-1)) / (x.max(-1) + 1e-6)).mean(axis=(1, 2))
+
+    def contrast(x: np.ndarray) -> np.ndarray:
+        # dynamic range (98th - 2nd percentile) of 2x2 block means: lesion against background, noise averaged
+        b = x.mean(-1).reshape(len(x), 16, 2, 16, 2).mean(axis=(2, 4))
+        return np.percentile(b, 98, axis=(1, 2)) - np.percentile(b, 2, axis=(1, 2))
+
+    def noise(x: np.ndarray) -> np.ndarray:  # median absolute pixel-to-right-neighbour difference
+        g = x.mean(-1)
+        return np.median(np.abs(np.diff(g, axis=2)), axis=(1, 2))
+
+    assert np.median(saturation(hi)) > 0.2 and saturation(lo).max() == 0.0
+    assert np.median(contrast(hi)) > 1.2 * np.median(contrast(lo))
+    assert np.median(noise(lo)) > 2.0 * np.median(noise(hi))
+
+
+def test_pretraining_corpus_shares_no_image_with_the_splits(generated: tuple[Phantom, Phantom]) -> None:
+    task = generated[0]
+    split_hashes = {
+        hashlib.sha256(np.asarray(Image.open(s.path).convert("RGB")).tobytes()).hexdigest()
+        for m in MODALITIES
+        for sp in SPLITS
+        for s in task.split(m, sp)
+    }
+    assert len(split_hashes) == sum(sum(s.values()) for s in SIZES.values())  # no duplicate inside the task
+    # the corpus stream is disjoint for any seed, even the task's own
+    for seed in (0, 1234):
+        pixels, captions, labels, is_lo = Phantom.corpus(seed, 120, lo_fraction=0.5)
+        assert len(captions) == 120 and is_lo.any() and (~is_lo).any()
+        corpus_hashes = {hashlib.sha256(p.tobytes()).hexdigest() for p in pixels}
+        assert corpus_hashes.isdisjoint(split_hashes)
+
+
+def test_descriptions_file() -> None:
+    import json
+
+    raw = json.loads(DESCRIPTIONS.read_text(encoding="utf-8"))
+    assert raw["format"] == "kmat.descriptions/v1" and raw["provenance"]["source"] == "hand-written"
+    desc = load_descriptions(DESCRIPTIONS, list(world.CLASS_NAMES))
+    for modality in MODALITIES:
+        for name in world.CLASS_NAMES:
+            texts = desc[modality][name]
+            assert len(texts) >= 20 and len(set(texts)) == len(texts)
+    # the two modalities are described differently (how each class looks there), not copied
+    for name in world.CLASS_NAMES:
+        assert not set(desc["hi"][name]) & set(desc["lo"][name])
+
+
+def test_captions_never_use_class_names_as_appearance_words() -> None:
+    name_words = {w for n in world.CLASS_NAMES for w in n.split()}
+    rng = np.random.default_rng(0)
+    named = 0
+    for i in range(200):
+        label = i % K
+        _, attrs = world.draw(7, "pretrain", "lo" if i % 5 == 0 else "hi", "corpus", i, label)
+        words = " ".join(world.visible_words(rng, attrs).values()).replace(",", " ").split()
+        assert not name_words & set(words)
+        text = world.caption(rng, attrs)
+        named += any(n in text for n in world.CLASS_NAMES)
+    assert 60 < named < 140  # a class name in about half of the captions
