@@ -13,6 +13,7 @@ def command(
     Example: kmat list transports
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from kmat_cli import registry
@@ -27,8 +28,8 @@ def command(
         table.add_column("description")
         for info in registry.infos(k):
             try:
-                doc = registry.summary(registry.get(k, info.name))
+                doc = escape(registry.summary(registry.get(k, info.name)))
             except KmatError as exc:
-                doc = f"[red]failed to load: {exc}[/red]"
-            table.add_row(info.name, info.distribution, doc)
+                doc = f"[red]failed to load: {escape(str(exc))}[/red]"
+            table.add_row(escape(info.name), escape(info.distribution), doc)
         console.print(table)
