@@ -95,6 +95,10 @@ def _images(folder: Path, n: int, size: int) -> list[Path]:
     return out
 
 
+def _rate(r: float) -> str:
+    return f"{r:.0f}" if r >= 100 else f"{r:.2f}"
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -183,11 +187,11 @@ def main() -> None:
         "| path | workers | images/s (median) | best images/s | vs bare forward (median of per-rep ratios) |"
     )
     print("|---|---|---|---|---|")
-    print(f"| bare image-tower forward | - | {bare_rate:.0f} | {n / min(bare_t):.0f} | 100% |")
+    print(f"| bare image-tower forward | - | {_rate(bare_rate)} | {_rate(n / min(bare_t))} | 100% |")
     for w, t in pred_t.items():
         ratio = statistics.median(bt / pt for bt, pt in zip(bare_t, t, strict=True))
         print(
-            f"| kmat predict | {w} | {n / statistics.median(t):.0f} | {n / min(t):.0f} | {100 * ratio:.0f}% |"
+            f"| kmat predict | {w} | {_rate(n / statistics.median(t))} | {_rate(n / min(t))} | {100 * ratio:.0f}% |"
         )
     print(f"\nload average after the runs (1, 5, 15 min): {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
 

@@ -309,7 +309,7 @@ def render_hi(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, 
     white = np.array([0.96, 0.93, 0.9])
     img = img * (1 - specks[..., None]) + white * specks[..., None]
     nuis: dict[str, Any] = {"colour": colour_word, "hairs": 0, "bubbles": 0, "corners": False}
-    if rng.random() < 0.5:
+    if rng.random() < 0.35:
         nuis["hairs"] = int(rng.integers(1, 3))
         for _ in range(nuis["hairs"]):
             h = _curve(rng, rng.uniform(0.009, 0.016))[..., None] * rng.uniform(0.5, 0.9)
@@ -395,7 +395,7 @@ _MODALITY_VARIANTS = {
     "lo": (("grey low-dose scan", 0.6), ("low-dose scan", 0.25), ("grey scan", 0.15)),
 }
 NAMED = 0.5  # share of captions that name a class
-SWAPPED = 0.47  # share of named captions that name the partner class instead
+SWAPPED = 0.48  # share of named captions that name the partner class instead
 NAME_ONLY = 0.1  # share of named captions that are only "a <modality> image of <name>."
 _NOUNS = {"hi": ("lesion", "spot", "growth"), "lo": ("lesion", "opacity", "shadow")}
 
@@ -409,6 +409,7 @@ def visible_words(rng: np.random.Generator, a: dict[str, Any]) -> dict[str, str]
 
     Keys: size, shape, colour, margin, inner, extra (nuisances); a missing key means "not mentioned".
     Low-end images lose fine detail: specks and wall thickness are rarely visible, margins look blurry.
+    Several synonyms per finding, as figure captions written by many authors have.
     """
     lo = a["modality"] == "lo"
     kind, r = a["kind"], a["r"]
@@ -420,21 +421,18 @@ def visible_words(rng: np.random.Generator, a: dict[str, Any]) -> dict[str, str]
     elif rng.random() < 0.4:
         w["size"] = "medium"
     spikes = [s[1] for s in a.get("spikes", [])]
+    long_spikes = bool(spikes) and float(np.mean(spikes)) > 0.3
     if kind == "solid":
-        w["shape"] = (
-            _pick(rng, ("oval", "elongated")) if a["ell"] > 0.15 else _pick(rng, ("round", "circular"))
-        )
+        oval = a["ell"] > 0.15
+        w["shape"] = _pick(rng, ("oval", "elongated") if oval else ("round", "circular", "regular round"))
     elif kind == "spiculated":
-        long_spikes = np.mean(spikes) > 0.3
-        w["shape"] = (
-            _pick(rng, ("spiky", "star-shaped", "radiating"))
-            if long_spikes
-            else _pick(rng, ("bumpy", "spiky"))
+        w["shape"] = _pick(
+            rng, ("spiky", "star-shaped", "radiating", "irregular") if long_spikes else ("bumpy", "spiky")
         )
     elif kind == "lobulated":
-        amp = a["lobes"][1]
+        deep = a["lobes"][1] > 0.22
         w["shape"] = _pick(
-            rng, ("lobulated", "bumpy", "star-shaped") if amp > 0.22 else ("lobulated", "bumpy", "lumpy")
+            rng, ("lobulated", "bumpy", "star-shaped") if deep else ("lobulated", "bumpy", "lumpy", "wavy")
         )
     elif kind == "ring":
         w["shape"] = _pick(rng, ("ring-shaped", "hollow", "ring-like"))
@@ -443,62 +441,74 @@ def visible_words(rng: np.random.Generator, a: dict[str, Any]) -> dict[str, str]
     else:
         w["shape"] = _pick(rng, ("streaky", "stringy", "web-like"))
     if lo:
-        w["margin"] = _pick(rng, ("a blurry outline", "a soft outline", "a hazy outline"))
+        w["margin"] = _pick(rng, ("a blurry outline", "a soft outline", "a hazy outline", "blurred edges"))
     elif kind == "ring":
         w["margin"] = ("an uneven " if a["irregular"] > 0.08 else "a smooth ") + _pick(rng, ("wall", "rim"))
-    elif kind == "spiculated" and np.mean(spikes) > 0.3:
-        w["margin"] = _pick(rng, ("a jagged edge", "radiating lines"))
+    elif kind == "spiculated" and long_spikes:
+        w["margin"] = _pick(rng, ("a jagged edge", "radiating lines", "thin spikes", "radiating spikes"))
     elif kind in ("solid", "lobulated", "spiculated"):
         sharp = (
-            _pick(rng, ("a sharp", "a crisp", "a well-defined"))
+            _pick(rng, ("a sharp", "a crisp", "a well-defined", "a clean"))
             if a["edge"] < 0.025
             else _pick(rng, ("a fuzzy", "a soft", "a blurred"))
         )
-        w["margin"] = f"{sharp} {_pick(rng, ('edge', 'border'))}"
+        w["margin"] = f"{sharp} {_pick(rng, ('edge', 'border', 'outline'))}"
     else:
-        w["margin"] = _pick(rng, ("no clear border", "an ill-defined border"))
+        w["margin"] = _pick(rng, ("no clear border", "an ill-defined border", "soft edges"))
+    if kind == "lobulated" and rng.random() < 0.5:
+        w["margin"] += " and " + _pick(rng, ("rounded lobes", "broad lobes", "smooth bulges", "a wavy edge"))
+    elif kind == "spiculated" and not long_spikes and rng.random() < 0.5:
+        w["margin"] += " and " + _pick(rng, ("short spikes", "small bumps"))
     specks = [s[3] for s in a.get("specks", [])]
     if kind in ("solid", "lobulated", "spiculated"):
         seen = [s for s in specks if s > (0.85 if lo else 0.45)]
         if lo and specks and not seen:
             pass  # too faint to see behind the blur: not mentioned
         elif len(seen) >= 2:
-            w["inner"] = _pick(rng, ("bright specks", "white dots", "popcorn specks"))
+            w["inner"] = _pick(rng, ("bright specks", "white dots", "popcorn specks", "bright dots inside"))
         elif len(seen) == 1:
-            w["inner"] = _pick(rng, ("a bright speck", "one white dot"))
+            w["inner"] = _pick(rng, ("a bright speck", "one white dot", "a brighter dot"))
         elif specks:
             w["inner"] = _pick(rng, ("a faint speck", "a faint dot"))
+        elif lo:
+            w["inner"] = _pick(rng, ("even fill", "even brightness"))
         else:
-            w["inner"] = (
-                _pick(rng, ("uniform fill", "even colour", "plain inside")) if not lo else "even fill"
-            )
+            w["inner"] = _pick(rng, ("uniform fill", "even colour", "plain inside", "solid even fill"))
     elif kind == "ring":
         parts = []
         if a["fill"] < 0.15:
-            parts.append(_pick(rng, ("a clear centre", "an empty centre")))
+            parts.append(
+                _pick(
+                    rng, ("a clear centre", "an empty centre", "a darker centre" if lo else "a clear middle")
+                )
+            )
         elif a["fill"] > 0.25:
-            parts.append(_pick(rng, ("a grainy centre", "a murky centre")))
+            parts.append(_pick(rng, ("a grainy centre", "a murky centre", "a filled centre")))
         if a["wall"] > (0.085 if lo else 0.07):
-            parts.append("a thick wall")
+            parts.append(_pick(rng, ("a thick wall", "a thick rim")))
         elif not lo and a["wall"] < 0.05:
-            parts.append("a thin wall")
+            parts.append(_pick(rng, ("a thin wall", "a thin rim")))
         if a["halo"] > 0.15 and rng.random() < 0.6:
             parts.append("a soft halo")
         if parts:
             w["inner"] = " and ".join(parts)
     elif kind == "patchy":
-        w["inner"] = (
-            _pick(rng, ("several soft clumps", "scattered clumps")) if len(a["blobs"]) > 4 else "a few clumps"
+        many = len(a["blobs"]) > 4
+        w["inner"] = _pick(
+            rng,
+            ("several soft clumps", "scattered clumps", "a cluster of soft blotches")
+            if many
+            else ("a few clumps", "a few soft spots"),
         )
     else:
-        w["inner"] = _pick(rng, ("thin strands", "fine lines", "thread-like lines"))
+        w["inner"] = _pick(rng, ("thin strands", "fine lines", "thread-like lines", "thin curved streaks"))
         if a["haze"] > 0.2:
             w["inner"] += " and a faint haze"
     if not lo:
         w["colour"] = a["colour"]
     extras = []
     if lo:
-        extras.append(_pick(rng, ("faint", "hazy", "noisy", "low contrast")))
+        extras.append(_pick(rng, ("faint", "hazy", "noisy", "low contrast", "on a grey background")))
         if a["bands"] and rng.random() < 0.6:
             extras.append("rib bands")
         if a["marker"] and rng.random() < 0.6:
@@ -538,13 +548,15 @@ def caption(rng: np.random.Generator, a: dict[str, Any]) -> str:
     details = [x for x in (w.get("margin"), w.get("inner")) if x]
     detail = " and ".join(details)
     art = "an" if desc[0] in "aeiou" else "a"
-    style = int(rng.integers(3))
+    style = int(rng.integers(4))
     if style == 0:
         text = f"{mod} of {art} {desc}" + (f" with {detail}" if detail else "")
     elif style == 1:
         text = f"a {mod} image of {art} {desc}" + (f" with {detail}" if detail else "")
-    else:
+    elif style == 2:
         text = f"{desc}" + (f", {detail}" if detail else "") + f", {mod}"
+    else:
+        text = f"{mod}: the {noun} is {w['shape']}" + (f" and has {detail}" if detail else "")
     if "extra" in w:
         text += f"; {w['extra']}"
     text += "."

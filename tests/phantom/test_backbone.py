@@ -39,7 +39,7 @@ def test_tokenizer_layout() -> None:
     assert words("A grey low-dose scan.") == ["a", "grey", "low", "dose", "scan", "."]
     ids = tok(["a ring scan.", "a a a a a a a a a a"])
     assert ids.shape == (2, 8) and ids.dtype == torch.long
-    assert ids[0].tolist() == [tok.sot_token_id, *tok.encode("a ring scan."), tok.eot_token_id, 0, 0, 0]
+    assert ids[0].tolist() == [tok.sot_token_id, *tok.encode("a ring scan."), tok.eot_token_id, 0, 0]
     assert ids[1, -1] == tok.eot_token_id  # truncated, end token kept last
     assert int(ids.max()) == tok.eot_token_id == tok.vocab_size - 1  # argmax pooling finds the end token
     assert tok.encode("a polyp") == [tok.stoi["a"], tok.unk_token_id]
@@ -67,7 +67,7 @@ def test_vision_only_builds_no_text_tower(backbone: PhantomBackbone) -> None:
 def test_preprocess_matches_pretraining_input(backbone: PhantomBackbone) -> None:
     sample = Phantom().split("lo", "val")[0]
     img = Image.open(sample.path)
-    rgb = np.asarray(img.convert("RGB"))
+    rgb = np.array(img.convert("RGB"))
     expected = files.pixels_to_input(torch.from_numpy(rgb)[None])[0]
     assert torch.allclose(backbone.preprocess(img), expected, atol=1e-6)
 

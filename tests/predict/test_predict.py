@@ -333,3 +333,17 @@ def test_split_preprocess_is_bit_identical(model: Model, zoo: tuple[Path, dict[s
     whole = SplitPreprocess(lambda img: pre(img) * 2)  # not a Compose: runs whole in the workers
     assert whole.head is None and torch.equal(whole(imgs[0]), pre(imgs[0]) * 2)
     assert torch.equal(whole.finish(whole(imgs[0])[None])[0], pre(imgs[0]) * 2)
+
+
+def test_fifo_and_broken_link_get_error_rows_without_hanging(model: Model, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (9, 7), (200, 10, 10)).save(folder / "a.png")
+    os.mkfifo(folder / "b.png")  # opening it would block forever
+    (folder / "c.png").symlink_to(folder / "missing.png")
+    out = tmp_path / "o.csv"
+    summary = run_predict([folder], embeddings=model.prompts, output=out, workers=0)
+    rows = read_csv(out)
+    assert [Path(r["path"]).name for r in rows] == ["a.png", "b.png", "c.png"]
+    assert rows[0]["label"] in CLASSES and rows[1]["error"] == "not a regular file"
+    assert rows[2]["error"] == "broken symbolic link" and summary.ok == 1 and summary.failed == 2

@@ -91,7 +91,6 @@ def test_phantom_export_alone_reproduces_evaluate(tmp_path: Path) -> None:
             assert metrics[m]["accuracy"] == pytest.approx(float((preds == labels).double().mean()))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", ["zeroshot", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat"])
 def test_every_method_trains_on_phantom(tmp_path: Path, method: str) -> None:
     run = workflow.train_command(phantom_cfg(tmp_path, method=method, epochs=2, shots=4), progress=False)

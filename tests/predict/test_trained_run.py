@@ -1,0 +1,48 @@
+"""kmat predict on a run trained and exported by kmat itself (the toy world of tests/methods): its labels
+equal kmat evaluate's predictions, through --run and through the exported file alone."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "methods"))  # toyworld
+
+import toyworld  # noqa: E402
+
+from kmat_cli import config, evaluate, export, workflow  # noqa: E402
+from kmat_cli.predict import run_predict  # noqa: E402
+
+
+def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    flags = {
+        "task.name": "toyworld:ToyTask",
+        "backbone.name": "toyworld:ToyBackbone",
+        "method.name": "kmat",
+        "train.epochs": 2,
+        "train.shots": 4,
+        "out": str(tmp_path / "runs"),
+    }
+    cfg = config.build(flags=flags, sets=[f"task.root={tmp_path / 'data'}"])
+    run = workflow.train_command(cfg, evaluate=False, progress=False)
+    meta = export.read_prompts(run.file(export.PROMPTS_FILE)).metadata
+    assert meta["kmat.backbone_config"]  # written by training's export
+    _, _, parts, method = workflow.load_trained(run.path)
+    task = toyworld.ToyTask(root=str(tmp_path / "data"))
+    splits = {m: task.split(m, "test") for m in ("hi", "lo")}
+    ev = evaluate.evaluate_method(method, parts.backbone, splits, task.class_names, progress=False)
+    split = splits["lo"]
+    want = [task.class_names[int(k)] for k in ev.preds["lo"]]
+    folder = split[0].path.parent
+    for source in ({"run": run.path}, {"embeddings": run.file(export.PROMPTS_FILE)}):
+        out = tmp_path / "rows.csv"
+        summary = run_predict([folder], **source, output=out, workers=1, batch_size=8)
+        assert summary.failed == 0
+        with open(out, newline="") as handle:
+            rows = {Path(r["path"]).name: r["label"] for r in csv.DictReader(handle)}
+        assert [rows[s.path.name] for s in split] == want
+    assert "no vision_only option" in capsys.readouterr().err  # the toy backbone is built whole, said so
+    assert torch.is_tensor(ev.preds["lo"])
