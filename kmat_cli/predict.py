@@ -551,9 +551,10 @@ class Summary:
 
 
 def auto_workers(n_files: int, batch_size: int) -> int:
-    """Decoding processes: one per CPU core up to 8, no more than there are batches."""
+    """Decoding processes: one per CPU core but one (left to the model's process), at least 1, at most 8,
+    and no more than there are batches."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(_MAX_AUTO_WORKERS, cores, math.ceil(n_files / max(1, batch_size))))
+    return max(0, min(_MAX_AUTO_WORKERS, max(1, cores - 1), math.ceil(n_files / max(1, batch_size))))
 
 
 def _progress(enabled: bool, total: int) -> tuple[Callable[[int, int], None], Callable[[], None]]:
