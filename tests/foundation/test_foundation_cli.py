@@ -45,7 +45,9 @@ def test_unknown_task_exits_2_with_suggestion(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("kmat: error: unknown task 'chst' (did you mean 'chest'?); known: breast, chest,")
+    assert lines[0].startswith(
+        "kmat: error: unknown task 'chst' (did you mean 'chest'?); known: breast, chest,"
+    )
     assert not list(tmp_path.iterdir())  # nothing half-made
 
 
