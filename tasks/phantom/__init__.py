@@ -16,8 +16,7 @@ import shutil
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
-from typing import Any
+from typing import Any, ClassVar
 
 from kmat_cli.api import Sample, Task, UsageError, load_descriptions
 from tasks.phantom import world
