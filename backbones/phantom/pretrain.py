@@ -3,14 +3,16 @@
 The corpus comes from the phantom task's ``pretrain`` stream (its own seed and keys, so no image of the
 task's splits is ever seen): ``--n`` images, a ``--lo-fraction`` of them low-end (rare, as clinical photos
 and X-rays are rare beside dermoscopy and CT in PubMed figures), each with a caption of what is visible and,
-half of the time, a class name that is wrong (the partner class) half of those times.
+half of the time, a class name that is nearly as often the partner class's as its own (see
+``tasks.phantom.world.caption``).
 
 Loss: symmetric InfoNCE over the batch, ``CE(s * f(x) g(t)^T, Y)`` with soft targets ``Y`` that spread
 each row's mass uniformly over the texts with an identical caption (identical captions are joint
 positives). AdamW, linear warm-up then cosine decay, learnable logit scale ``s`` capped at 100.
 
 Deterministic on CPU: fixed seeds, ``torch.use_deterministic_algorithms(True)`` and a fixed thread count
-(``--threads``, default 2); the same machine and thread count give the same bytes. The task plugin is
+(``--threads``, default 1: robust on a shared CPU); the same machine and thread count give the same bytes
+(checked: two full runs wrote identical files). The task plugin is
 found through the ``kmat.tasks`` entry point ``phantom``, as kmat's registry finds it.
 """
 

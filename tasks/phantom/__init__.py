@@ -3,9 +3,9 @@
 Eight lesion classes in four confusable pairs, drawn as 32x32 px PNG files in a crisp colour high-end
 modality and a grey, blurred, noisy, low-contrast low-end one. The splits are generated on first use into
 ``$KMAT_CACHE/phantom/v<generator version>-seed<seed>-<pixel fingerprint>/`` (else the user cache dir), in
-a few seconds, and are the same on every machine: every image is a pure function of (seed, modality, split,
-index). The fingerprint (:func:`world.fingerprint`) hashes the first image of each split, so a generator
-that draws differently never reads another's files.
+a few seconds. Every image is a pure function of (seed, modality, split, index), so every machine with
+the same numerics draws the same bytes. The fingerprint (:func:`world.fingerprint`) hashes the first image
+of each split, so a generator (or a numpy build) that draws different pixels never reads another's files.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every image is a pure function of an integer key (``seed``, ``stream``, ``modality``, ``split``, ``index``):
 ``numpy.random.default_rng(key)`` draws the lesion's latent parameters and the modality's nuisances, the
 picture is drawn at 2x resolution and box-downsampled to 32x32 px, then quantised to uint8. So any subset
-can be regenerated alone, and two processes (or machines) draw the same pixels.
+can be regenerated alone, and two processes draw the same pixels.
 
 Classes come in four confusable pairs (same family, different detail):
 
