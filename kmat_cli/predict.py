@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from kmat_cli.api import Backbone
+from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
 from kmat_cli.images import IMAGE_SUFFIXES, Frames, ImageError, is_dicom, load_frames
 
@@ -169,22 +170,6 @@ class Classifier:
         return logits.softmax(dim=-1).cpu()
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda, else mps, else cpu; otherwise the named device, checked to be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UsageError(f"--device '{name}' is not a device; use auto, cpu, cuda, cuda:N or mps") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device '{name}': CUDA is not available here; use --device cpu")
-    return device
-
-
 def _backbone_section(prompts_file: Path, metadata: Mapping[str, str], run: Path | None) -> dict[str, Any]:
     """The backbone config section (registry name and options) the embeddings were made with: the run's
     config.yaml, else the file's ``kmat.backbone_config``, else a config.yaml beside the file."""
@@ -291,7 +276,11 @@ def load_classifier(
             f"{source}: text_embeddings.{modality} has shape {tuple(emb.shape)}, "
             f"expected ({len(prompts.class_names)}, D) for {len(prompts.class_names)} classes"
         )
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    dev = (
+        resolve_device(device, option="--device", prefer=("cuda", "mps"))
+        if isinstance(device, str)
+        else torch.device(device)
+    )
     section = _backbone_section(source, prompts.metadata, run_path)
     backbone = _build_backbone(section, dev, source)
     check_match(prompts, backbone, source)

@@ -37,19 +37,6 @@ from kmat_cli.prompts import mixed_precision
 METRICS_FILE = "metrics.jsonl"
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cpu``, ``cuda``, ``cuda:N`` as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UsageError(f"train.device '{name}' is not a device; use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"train.device '{name}': CUDA is not available here; use --device cpu")
-    return device
-
-
 def set_threads(threads: int) -> None:
     """Use ``threads`` CPU threads in torch (0 or less: leave torch's default)."""
     if threads > 0:

@@ -16,6 +16,7 @@ from typing import Any
 
 from kmat_cli import atomic, checkpoint, runs
 from kmat_cli.api import MODALITIES
+from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
 
 
@@ -78,7 +79,7 @@ def train_command(
         return run
     started = time.perf_counter()
     train.set_threads(int(tcfg.get("threads", 0)))
-    device = train.resolve_device(tcfg["device"])
+    device = resolve_device(tcfg["device"])
     task = assemble.build_task(cfg)
     shots = data.few_shot(task.split("hi", "train"), task.class_names, int(tcfg["shots"]), int(tcfg["seed"]))
     parts = assemble.build_parts(cfg, device, task=task)
@@ -151,7 +152,7 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     run = runs.open_run(path)
     cfg = load_yaml(run.file("config.yaml"))
     train.set_threads(int(cfg["train"].get("threads", 0)))
-    device = train.resolve_device(cfg["train"]["device"])
+    device = resolve_device(cfg["train"]["device"])
     parts = assemble.build_parts(cfg, device)
     train.seed_everything(int(cfg["train"]["seed"]))
     method = assemble.build_method(parts)

@@ -10,7 +10,8 @@ import torch
 
 from kmat_cli.api import Sample, UsageError
 from kmat_cli.data import few_shot
-from kmat_cli.train import lr_at, resolve_device
+from kmat_cli.devices import resolve_device
+from kmat_cli.train import lr_at
 
 
 def test_cosine_schedule_with_constant_warmup_matches_the_dassl_recipe() -> None:
