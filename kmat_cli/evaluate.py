@@ -103,14 +103,14 @@ def evaluate_method(
     batch_size: int = 256,
     progress: bool = True,
 ) -> Evaluation:
-    """Score ``splits[m]`` (lists of :class:`~kmat_cli.api.Sample`) for m in hi, lo; features come from
-    the feature cache."""
+    """Score ``splits[m]`` (lists of :class:`~kmat_cli.api.Sample`) for the modalities m in hi, lo that
+    ``splits`` has (a missing one is never read); features come from the feature cache."""
     from kmat_cli.features import image_features
 
     result = Evaluation(class_names=list(class_names))
     method.eval()
     device = method.device
-    for m in MODALITIES:
+    for m in [m for m in MODALITIES if m in splits]:
         samples = list(splits[m])
         feats = image_features(backbone, [s.path for s in samples], batch_size=batch_size, progress=progress)
         result.labels[m] = torch.tensor([s.label for s in samples], dtype=torch.long)

@@ -1,6 +1,7 @@
 """What ``kmat train``, ``kmat evaluate`` and ``kmat export`` do, as library calls.
 
-``train_command``: sample the few-shot high-end set, build the parts, create (or reopen) the run folder,
+``train_command``: sample the few-shot high-end set, build the parts, read the training images' features
+(so that bad input fails before any output exists), create (or reopen) the run folder,
 train with the shared trainer (checkpoint every epoch), write ``prompts.safetensors``, evaluate on both
 test splits (``metrics.json``, a table on stdout) and only then mark the run finished. Low-end images are
 read only by the evaluation, after training.
@@ -8,6 +9,7 @@ read only by the evaluation, after training.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Mapping
@@ -78,6 +80,7 @@ def train_command(
             render(json.loads(run.file(METRICS_FILE).read_text(encoding="utf-8")), title=str(run.path))
         return run
     started = time.perf_counter()
+    train.check_settings(tcfg)
     train.set_threads(int(tcfg.get("threads", 0)))
     device = resolve_device(tcfg["device"])
     task = assemble.build_task(cfg)
@@ -85,27 +88,29 @@ def train_command(
     parts = assemble.build_parts(cfg, device, task=task)
     train.seed_everything(int(tcfg["seed"]))
     method = assemble.build_method(parts)
+    if method.trainable:  # every training image is read before the run folder exists: bad input leaves none
+        from kmat_cli.features import image_features
+
+        feats = image_features(
+            parts.backbone,
+            [s.path for s in shots],
+            batch_size=int(tcfg["eval_batch_size"]),
+            views=int(tcfg["augment_views"]),
+            seed=int(tcfg["seed"]),
+            progress=progress,
+        )
+        labels = torch.tensor([s.label for s in shots], dtype=torch.long)
     resume = run is not None
     if run is None:
         run = runs.start(cfg, "train")
     else:
+        atomic.remove_temporaries(run.path)  # what the killed process was writing
         run.mark("running")
     if show or progress:
         _say(f"{'resuming' if resume else 'run folder'} {run.path}")
     try:
         history: list[dict[str, Any]] = []
         if method.trainable:
-            from kmat_cli.features import image_features
-
-            feats = image_features(
-                parts.backbone,
-                [s.path for s in shots],
-                batch_size=int(tcfg["eval_batch_size"]),
-                views=int(tcfg["augment_views"]),
-                seed=int(tcfg["seed"]),
-                progress=progress,
-            )
-            labels = torch.tensor([s.label for s in shots], dtype=torch.long)
             trainer = train.Trainer(
                 method, feats, labels, tcfg, device=device, folder=run.path, progress=progress
             )
@@ -139,7 +144,8 @@ def train_command(
         run.mark("interrupted")
         raise
     except BaseException as exc:
-        run.mark("failed", error=f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(Exception):  # best effort (e.g. a full disk): the cause is what to report
+            run.mark("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     return run
 
@@ -185,6 +191,36 @@ def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) 
     atomic.write_json(run.file(METRICS_FILE), metrics)
     if show:
         render(metrics, title=str(run.path))
+    return metrics
+
+
+VAL_METRICS_FILE = "metrics-val.json"
+
+
+def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Accuracy and macro-F1 of a trained run on the **high-end validation split only** (what ``kmat tune``
+    and the grid's ``hi-val`` cells score); the low-end data are never opened. Written to the run's
+    ``metrics-val.json`` and returned: ``{"format", "class_names", "split": "val", "hi": {accuracy,
+    macro_f1, n, confusion}, "run": {...}}``."""
+    from kmat_cli import evaluate
+
+    run, cfg, parts, method = load_trained(path)
+    result = evaluate.evaluate_method(
+        method,
+        parts.backbone,
+        {"hi": parts.task.split("hi", "val")},
+        parts.task.class_names,
+        batch_size=cfg["train"]["eval_batch_size"],
+        progress=progress,
+    )
+    metrics = {
+        "format": evaluate.METRICS_FORMAT,
+        "class_names": result.class_names,
+        "split": "val",
+        "hi": result.modality("hi"),
+        "run": _summary(cfg, parts.backbone),
+    }
+    atomic.write_json(run.file(VAL_METRICS_FILE), metrics)
     return metrics
 
 

@@ -1,0 +1,354 @@
+"""``kmat benchmark``: the paper's Table 2 (methods) and Table 3 (K-MaT ablation) protocol as one grid.
+
+A :class:`Request` (tasks, methods, seeds, ablation, common flags and ``--set`` overrides) becomes a
+:class:`Plan`: one :class:`~kmat_cli.grid.Cell` per (task, row, seed), where a row is a method (Table 2)
+or a K-MaT ablation configuration (Table 3). Identical cells are shared (full K-MaT is both the K-MaT
+column and the last ablation row). The grid runs with :func:`kmat_cli.grid.run_cells` (resumable,
+shardable, local or Ray) and the report is written from the cells' results:
+
+- ``report.md``: Table 2 (Hi / Lo / H rows per task, ``acc (F1)`` mean ± std over seeds, best per row in
+  bold, average over tasks), Table 3 with ``--ablation``, wall times, plots, failed cells;
+- ``report.csv``: one row per (table, task, row, modality, metric) with mean, std, seeds and per-seed values;
+- ``benchmark.json``: the request, so that ``kmat benchmark merge`` can rebuild the plan from shard folders.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kmat_cli import atomic, config, report
+from kmat_cli.errors import UsageError
+from kmat_cli.grid import Cell, Outcome, read_cells, run_cells
+
+REQUEST_FILE = "benchmark.json"
+REQUEST_FORMAT = "kmat.benchmark/v1"
+REPORT_MD = "report.md"
+REPORT_CSV = "report.csv"
+PLOTS_DIR = "plots"
+METHODS = ("zeroshot", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat")
+METHOD_LABELS = {
+    "zeroshot": "Zero-shot",
+    "coop": "CoOp",
+    "cocoop": "CoCoOp",
+    "kgcoop": "KgCoOp",
+    "biomedcoop": "BiomedCoOp",
+    "kmat": "K-MaT",
+}
+_OFF = ("method.anchor=false", "method.transport=false")
+# Table 3: (label, --set overrides of K-MaT); the first row is the baseline of the relative improvement.
+ABLATION: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("CE only", ("method.csc=false", "method.msc=false", *_OFF)),
+    ("+ CSC/MSC", _OFF),
+    ("+ CSC/MSC + anchor", ("method.transport=false",)),
+    ("+ CSC/MSC + transport", ("method.anchor=false",)),
+    ("full K-MaT", ()),
+)
+ALPHAS = (0.1, 0.5, 0.9)  # METHOD.md: report the transport's alpha in {0.1, 0.5, 0.9} in the ablation
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``kmat benchmark`` was asked: ``flags`` are dotted config flags common to every cell (the
+    ``--config`` file's content included), ``sets`` the user's ``--set`` overrides."""
+
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    ablation: bool = False
+    flags: Mapping[str, Any] = field(default_factory=dict)
+    sets: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": REQUEST_FORMAT,
+            "tasks": list(self.tasks),
+            "methods": list(self.methods),
+            "seeds": list(self.seeds),
+            "ablation": self.ablation,
+            "flags": dict(self.flags),
+            "sets": list(self.sets),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Request:
+        return cls(
+            tasks=tuple(data["tasks"]),
+            methods=tuple(data["methods"]),
+            seeds=tuple(int(s) for s in data["seeds"]),
+            ablation=bool(data.get("ablation", False)),
+            flags=dict(data.get("flags", {})),
+            sets=tuple(data.get("sets", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of a table: a method with its own ``--set`` overrides (applied after the user's)."""
+
+    label: str
+    method: str
+    sets: tuple[str, ...] = ()
+
+
+def _set_key(item: str) -> str:
+    return item.partition("=")[0].strip()
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; a plugin section given as a bare name becomes ``x.name``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if not prefix and key in config.PLUGIN_SECTIONS and isinstance(value, str):
+            value = {"name": value}
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def common_flags(config_file: str | Path | None, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The dotted flags every cell gets: the ``--config`` file's keys under the command-line flags, merged
+    the way :func:`kmat_cli.config.build` layers them (a changed plugin name drops the file's options)."""
+    nested: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is not None:
+            config.set_dotted(nested, key, value)
+    base = flatten(config.load_yaml(config_file)) if config_file else {}
+    file_layer: dict[str, Any] = {}
+    for key, value in base.items():
+        config.set_dotted(file_layer, key, value)
+    return flatten(config.merge(file_layer, nested))
+
+
+class Plan:
+    """The cells of a request and the tables they fill."""
+
+    def __init__(self, request: Request) -> None:
+        if not request.tasks or not request.seeds:
+            raise UsageError("kmat benchmark needs at least one --task and one --seeds value")
+        if not request.methods and not request.ablation:
+            raise UsageError("kmat benchmark needs --methods, --ablation or both")
+        self.request = request
+        self.methods = [Variant(METHOD_LABELS.get(m, m), m) for m in dict.fromkeys(request.methods)]
+        self.ablation = self._ablation_rows() if request.ablation else []
+
+    def _ablation_rows(self) -> list[Variant]:
+        rows = [Variant(label, "kmat", sets) for label, sets in ABLATION]
+        cfg = self.config(self.request.tasks[0], rows[-1], self.request.seeds[0])
+        alpha = cfg["transport"].get("alpha")
+        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+            rows[-1] = Variant(f"full K-MaT ({cfg['transport']['name']}, alpha {alpha:g})", "kmat")
+            rows += [
+                Variant(f"full K-MaT, alpha {a:g}", "kmat", (f"transport.alpha={a}",))
+                for a in ALPHAS
+                if abs(a - alpha) > 1e-12
+            ]
+        return rows
+
+    def cell(self, task: str, variant: Variant, seed: int) -> Cell:
+        """The cell of (task, row, seed): common flags, then task/method/seed; user sets, then the row's."""
+        flags = {**self.request.flags, "task.name": task, "method.name": variant.method, "train.seed": seed}
+        own = {_set_key(s) for s in variant.sets}
+        sets = tuple(s for s in self.request.sets if _set_key(s) not in own) + variant.sets
+        return Cell(flags=flags, sets=sets)
+
+    def config(self, task: str, variant: Variant, seed: int) -> dict[str, Any]:
+        cell = self.cell(task, variant, seed)
+        return config.build(flags={**cell.flags, "out": "."}, sets=cell.sets)
+
+    def layout(self) -> report.Layout:
+        tables = []
+        for kind, rows in (("methods", self.methods), ("ablation", self.ablation)):
+            if not rows:
+                continue
+            cells = {
+                (t, v.label, s): self.cell(t, v, s).key
+                for t in self.request.tasks
+                for v in rows
+                for s in self.request.seeds
+            }
+            info = {v.label: (v.method, " ".join(v.sets)) for v in rows}
+            tables.append(report.Table(kind, [v.label for v in rows], cells, info))
+        return report.Layout(list(self.request.tasks), list(self.request.seeds), tables)
+
+    def cells(self) -> list[Cell]:
+        """The distinct cells, in table order."""
+        found: dict[str, Cell] = {}
+        for rows in (self.methods, self.ablation):
+            for t in self.request.tasks:
+                for v in rows:
+                    for s in self.request.seeds:
+                        c = self.cell(t, v, s)
+                        found.setdefault(c.key, c)
+        return list(found.values())
+
+    def validate(self) -> None:
+        """Build every cell's config (bad usage is a UsageError before anything runs)."""
+        for rows in (self.methods, self.ablation):
+            for t in self.request.tasks:
+                for v in rows:
+                    try:
+                        self.config(t, v, self.request.seeds[0])
+                    except UsageError as exc:
+                        raise UsageError(f"{t} / {v.label}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------- running
+def default_out(tasks: Sequence[str]) -> Path:
+    return Path("runs") / "benchmark" / "-".join(tasks)
+
+
+def run(
+    request: Request,
+    out: Path,
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    threads: int = 1,
+    progress: bool = True,
+) -> tuple[Plan, list[Outcome]]:
+    """Validate, save ``benchmark.json`` and run the request's grid (this shard of it) under ``out``."""
+    plan = Plan(request)
+    plan.validate()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / REQUEST_FILE, request.to_dict())
+    outcomes = run_cells(
+        plan.cells(),
+        out,
+        executor=executor,
+        address=address,
+        shard_index=shard_index,
+        num_shards=num_shards,
+        threads=threads,
+        progress=progress,
+    )
+    return plan, outcomes
+
+
+def load_request(folder: Path) -> Request:
+    path = Path(folder) / REQUEST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path}: not a kmat benchmark folder (no {REQUEST_FILE})") from exc
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: unreadable ({exc})") from exc
+    if data.get("format") != REQUEST_FORMAT:
+        raise UsageError(f"{path}: not a {REQUEST_FORMAT} file")
+    return Request.from_dict(data)
+
+
+def merge(shards: Sequence[Path], out: Path) -> tuple[Plan, list[Outcome]]:
+    """The outcomes of one request whose shards ran into separate folders (all with the same request)."""
+    if not shards:
+        raise UsageError("kmat benchmark merge needs at least one shard folder")
+    requests = [load_request(s) for s in shards]
+    for shard, req in zip(shards[1:], requests[1:], strict=True):
+        if req != requests[0]:
+            raise UsageError(f"{shard}: ran a different benchmark than {shards[0]} ({REQUEST_FILE} differs)")
+    plan = Plan(requests[0])
+    found = read_cells([Path(s) for s in shards], failed=True)
+    outcomes = [found.get(c.key) or Outcome(c, "missing") for c in plan.cells()]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / REQUEST_FILE, requests[0].to_dict())
+    return plan, outcomes
+
+
+# ------------------------------------------------------------------------------------------ reporting
+def _protocol(plan: Plan) -> str:
+    req = plan.request
+    try:
+        cfg = plan.config(req.tasks[0], (plan.methods or plan.ablation)[-1], req.seeds[0])
+    except UsageError:
+        return ""
+    t = cfg["train"]
+    transport = cfg["transport"]
+    options = ", ".join(f"{k} {v}" for k, v in transport.items() if k in ("epsilon", "alpha", "cost"))
+    return (
+        f"Protocol: backbone `{cfg['backbone']['name']}`, {t['shots']} shots per class, {t['epochs']} epochs, "
+        f"batch {t['batch_size']}, lr {t['lr']}; transport `{transport['name']}`"
+        + (f" ({options})" if options else "")
+        + f"; seeds {', '.join(map(str, req.seeds))}."
+        + (f" Overrides: `{' '.join(req.sets)}`." if req.sets else "")
+    )
+
+
+def _plots(outcomes: Sequence[Outcome], out: Path) -> str:
+    """Plots from :mod:`kmat_cli.plots` (when it and matplotlib are there) as a markdown section."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "## Plots\n\nNo plots: matplotlib is not installed (`pip install 'kmat[plots]'`).\n"
+    try:
+        from kmat_cli import plots
+    except ImportError as exc:
+        return f"## Plots\n\nNo plots: {exc}.\n"
+    if not hasattr(plots, "write_report_plots"):
+        return ""
+    try:
+        paths = plots.write_report_plots([o for o in outcomes if o.status == "done"], out / PLOTS_DIR)
+    except ImportError as exc:
+        return f"## Plots\n\nNo plots: {exc}.\n"
+    except Exception as exc:  # noqa: BLE001 - a plot must never cost the report
+        return f"## Plots\n\nNo plots: {type(exc).__name__}: {exc}.\n"
+    if not paths:
+        return ""
+    if hasattr(plots, "plots_markdown"):
+        return plots.plots_markdown(paths, out) + "\n"
+    return "## Plots\n\n" + "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in paths) + "\n"
+
+
+def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = True) -> tuple[str, str]:
+    """(markdown, CSV) of the report of ``outcomes`` under ``out`` (plots written into ``out/plots``)."""
+    layout = plan.layout()
+    by_key = {o.cell.key: o for o in outcomes if o.status in ("done", "failed")}
+    failed = [o for o in outcomes if o.status == "failed"]
+    missing = [o.cell for o in outcomes if o.status == "missing"]
+    other = len({o.cell.key for o in outcomes if o.status == "other-shard"})
+    req = plan.request
+    parts = [
+        f"# kmat benchmark: {', '.join(req.tasks)}",
+        "",
+        _protocol(plan),
+        "",
+        "Accuracy with macro-F1 in brackets, in %, mean ± std (sample std) over seeds; H is the harmonic mean "
+        "of Hi and Lo per run. Best per row in bold. † fewer seeds than planned (failed cells). "
+        f"Every number per seed: [{REPORT_CSV}]({REPORT_CSV}).",
+        "",
+    ]
+    for table in layout.tables:
+        if table.kind == "methods":
+            parts += ["## Methods (Table 2 layout)", "", report.methods_markdown(layout, table, by_key)]
+        else:
+            parts += [
+                "## K-MaT ablation (Table 3 layout)",
+                "",
+                "Relative improvement of mean H over the CE-only row (shared context, no CSC, MSC, anchor or "
+                "transport).",
+                "",
+                report.ablation_markdown(layout, table, by_key),
+            ]
+    timing = report.timing_markdown(layout, layout.tables[0], by_key)
+    if timing:
+        parts += ["## Wall time", "", timing]
+    if plots:
+        section = _plots(outcomes, out)
+        if section:
+            parts += [section]
+    parts += [report.failures_markdown(failed, missing, other)]
+    return "\n".join(parts), report.report_csv(layout, by_key)
+
+
+def write_report(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = True) -> Path:
+    """Write ``report.md`` and ``report.csv`` into ``out``; returns the markdown path."""
+    markdown, table = render(plan, outcomes, out, plots=plots)
+    atomic.write_text(out / REPORT_CSV, table)
+    atomic.write_text(out / REPORT_MD, markdown)
+    return out / REPORT_MD

@@ -1,0 +1,203 @@
+"""Running grid cells in parallel: a local process pool or Ray tasks (the ``distributed`` extra).
+
+Both follow the same two steps, with the same worker entry points as plain functions of JSON-like
+arguments (:func:`kmat_cli.grid.cell_entry`, :func:`features_entry`):
+
+1. image features: the frozen image features every cell needs are extracted first, one job per
+   (backbone, task, split) — the high-end and low-end test splits (``test`` cells), the high-end
+   validation split (``hi-val`` cells) and the union of the few-shot draws of all seeds — into the feature
+   cache (:mod:`kmat_cli.features`, keyed by content, safe for concurrent writers), so no two cells
+   compute the same features and the cells themselves never run the image tower;
+2. cells: one job per cell, each writing only its own folder (:mod:`kmat_cli.grid`).
+
+Ray: ``ray.init(address="local", num_cpus=threads)`` (a private local Ray) or ``ray.init(address=...)``
+for a running cluster (``ray://head:10001``); one CPU per job. On a cluster the grid root and the kmat
+cache (``KMAT_CACHE``) must be on a filesystem every node sees, and kmat installed on every node.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kmat_cli.errors import UsageError
+from kmat_cli.grid import Cell, Outcome, cell_dir, cell_entry
+
+RAY_HINT = "--executor ray needs Ray: pip install 'kmat[distributed]'"
+
+Report = Callable[[Outcome], None]
+
+
+def _say(message: str) -> None:
+    print(f"kmat: {message}", file=sys.stderr, flush=True)
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or a one-line UsageError naming the extra."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError(RAY_HINT) from exc
+    return ray
+
+
+# --------------------------------------------------------------------------------------- feature jobs
+def feature_jobs(cells: Sequence[Cell]) -> list[dict[str, Any]]:
+    """The feature-extraction jobs of ``cells``: one per (backbone, task, split), few-shot draws merged.
+
+    A job: ``{"cell": <a cell dict naming the backbone and task>, "kind": "split", "modality", "split"}``
+    or ``{"cell", "kind": "shots", "draws": [[shots, seed], ...], "views": V}``. Cells whose config does
+    not build are skipped here (they fail on their own, with their own message).
+    """
+    from kmat_cli import config
+
+    groups: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        try:
+            cfg = config.build(flags={**cell.flags, "out": "."}, sets=cell.sets)
+        except Exception:  # noqa: BLE001 - reported by the cell itself
+            continue
+        t = cfg["train"]
+        gkey = json.dumps([cfg["backbone"], cfg["task"], t["device"], t["eval_batch_size"]], sort_keys=True)
+        group = groups.setdefault(gkey, {"cell": cell.to_dict(), "splits": set(), "draws": {}})
+        wanted = [("hi", "test"), ("lo", "test")] if cell.score == "test" else [("hi", "val")]
+        group["splits"].update(wanted)
+        views = int(t["augment_views"])
+        group["draws"].setdefault(views, set()).add((int(t["shots"]), int(t["seed"])))
+    jobs: list[dict[str, Any]] = []
+    for group in groups.values():
+        for modality, split in sorted(group["splits"]):
+            jobs.append({"cell": group["cell"], "kind": "split", "modality": modality, "split": split})
+        for views, draws in sorted(group["draws"].items()):
+            jobs.append({"cell": group["cell"], "kind": "shots", "draws": sorted(draws), "views": views})
+    return jobs
+
+
+def features_entry(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point: extract one job's image features into the cache; returns a summary."""
+    from kmat_cli import assemble, config, data, train
+    from kmat_cli.devices import resolve_device
+    from kmat_cli.features import image_features
+
+    start = time.perf_counter()
+    cell = Cell.from_dict(job["cell"])
+    cfg = config.build(flags={**cell.flags, "out": "."}, sets=cell.sets)
+    train.set_threads(int(cfg["train"].get("threads", 0)))
+    task = assemble.build_task(cfg)
+    backbone = assemble.build_parts(cfg, resolve_device(cfg["train"]["device"]), task=task).backbone
+    batch = int(cfg["train"]["eval_batch_size"])
+    rows = 0
+    if job["kind"] == "split":
+        paths = [s.path for s in task.split(job["modality"], job["split"])]
+        rows = image_features(backbone, paths, batch_size=batch, progress=False).shape[0]
+        what = f"{job['modality']}/{job['split']}"
+    else:
+        pool = task.split("hi", "train")
+        views = int(job["views"])
+        by_seed: dict[int, dict[str, None]] = {}
+        for shots, seed in job["draws"]:  # views > 0 are keyed by seed; plain features are not
+            drawn = data.few_shot(pool, task.class_names, int(shots), int(seed))
+            by_seed.setdefault(int(seed) if views else 0, {}).update({str(s.path): None for s in drawn})
+        for seed, paths in by_seed.items():
+            rows += image_features(
+                backbone, list(paths), batch_size=batch, views=views, seed=seed, progress=False
+            ).shape[0]
+        what = f"hi/train few-shot draws {job['draws']}" + (f", {views} views" if views else "")
+    return {"task": cfg["task"]["name"], "what": what, "rows": rows, "seconds": time.perf_counter() - start}
+
+
+def _feature_line(summary: dict[str, Any]) -> str:
+    return f"features {summary['task']} {summary['what']}: {summary['rows']} images in {summary['seconds']:.1f} s"
+
+
+# --------------------------------------------------------------------------------------------- pool
+def run_pool(cells: Sequence[Cell], root: Path, *, threads: int, report: Report, progress: bool) -> None:
+    """Run ``cells`` in ``threads`` worker processes (spawned), features first; ``report`` each outcome.
+
+    A worker that dies (a crash, not an exception) breaks the pool: the cells still pending then fail
+    with "worker died" and are retried by the next invocation."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=threads, mp_context=context)
+    try:
+        jobs = {pool.submit(features_entry, job): job for job in feature_jobs(cells)}
+        for future in as_completed(jobs):
+            _feature_done(lambda f=future: f.result(), jobs[future], progress)
+        if any(isinstance(f.exception(), BrokenProcessPool) for f in jobs):
+            pool.shutdown(cancel_futures=True)  # a worker died extracting features: the cells get a new pool
+            pool = ProcessPoolExecutor(max_workers=threads, mp_context=context)
+        futures = {pool.submit(cell_entry, cell.to_dict(), str(root.resolve())): cell for cell in cells}
+        for future in as_completed(futures):
+            report(_outcome(lambda f=future: f.result(), futures[future], root))
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _feature_done(get: Callable[[], dict[str, Any]], job: dict[str, Any], progress: bool) -> None:
+    try:
+        summary = get()
+    except Exception as exc:  # noqa: BLE001 - the cells will compute (or fail on) their features themselves
+        _say(f"feature extraction {job['kind']} failed ({type(exc).__name__}: {exc}); cells will retry it")
+        return
+    if progress:
+        _say(_feature_line(summary))
+
+
+def _outcome(get: Callable[[], dict[str, Any]], cell: Cell, root: Path) -> Outcome:
+    """The outcome a worker returned, or a failed one (with ``error.json``) when the worker died."""
+    from kmat_cli.grid import _failed
+
+    try:
+        return Outcome.from_dict(get())
+    except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cell, the grid goes on
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        return _failed(cell, cell_dir(root, cell), f"worker died: {type(exc).__name__}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------- Ray
+def run_ray(
+    cells: Sequence[Cell],
+    root: Path,
+    *,
+    address: str | None,
+    threads: int,
+    report: Report,
+    progress: bool,
+) -> None:
+    """Run ``cells`` as Ray tasks (features first), on a private local Ray with ``threads`` CPUs or on
+    the cluster at ``address``; ``report`` each outcome as it arrives."""
+    ray = require_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(address="local", num_cpus=threads, include_dashboard=False, log_to_driver=False)
+    pending: list[Any] = []
+    try:
+        remote_features = ray.remote(num_cpus=1, max_retries=0)(features_entry)
+        remote_cell = ray.remote(num_cpus=1, max_retries=0)(cell_entry)
+        jobs = {remote_features.remote(job): job for job in feature_jobs(cells)}
+        pending = list(jobs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            _feature_done(lambda r=ready[0]: ray.get(r), jobs[ready[0]], progress)
+        refs = {remote_cell.remote(cell.to_dict(), str(root.resolve())): cell for cell in cells}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            report(_outcome(lambda r=ready[0]: ray.get(r), refs[ready[0]], root))
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()

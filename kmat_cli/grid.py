@@ -1,0 +1,395 @@
+"""A grid of independent training cells: one folder per cell, resumable, shardable, local or on Ray.
+
+A :class:`Cell` is one training run, given as dotted config flags plus ``--set`` overrides (the config is
+built with :func:`kmat_cli.config.build`, so every check of ``kmat train`` applies) and how it is scored:
+
+- ``score="test"``: train, then accuracy / macro-F1 on both test splits (what ``kmat train`` does);
+- ``score="hi-val"``: train without evaluation, then accuracy / macro-F1 on the **high-end validation split
+  only** (:func:`kmat_cli.workflow.validate`); the low-end data are never opened.
+
+Folder protocol, under ``root/cells/<key>/`` (``key`` = :attr:`Cell.key`):
+
+1. ``cell.json``, the spec, written first;
+2. the run folder, ``train/<task>-<method>-<n>/`` (the config's ``out`` points at the cell folder);
+3. ``result.json``, written last and atomically: the finished marker.
+
+On a later invocation a cell with ``result.json`` is read back, never recomputed; a cell whose run folder
+exists but is unfinished is resumed from its last checkpoint (``workflow.train_command(cfg, run=...)``).
+A cell that raises writes ``error.json`` (the error and traceback), is reported, and the grid goes on; it
+is retried on the next invocation. Folders are the only shared state, so cells computed by the local
+executor, by a process pool, by Ray workers or by separate shards are interchangeable.
+
+Sharding: cell ``i`` of the grid's distinct cells sorted by key belongs to shard ``i % num_shards``; the
+other shards' cells come back as ``"other-shard"`` outcomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from kmat_cli import atomic
+from kmat_cli.errors import UsageError
+
+__all__ = [
+    "CELLS_DIR",
+    "SCORES",
+    "Cell",
+    "Outcome",
+    "cell_dir",
+    "read_cells",
+    "run_cell",
+    "run_cells",
+    "shard_of",
+]
+
+CELLS_DIR = "cells"
+CELL_FILE = "cell.json"
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.json"
+RESULT_FORMAT = "kmat.cell-result/v1"
+SCORES = ("test", "hi-val")
+RUN_COMMAND = "train"  # run folders: <cell>/train/<task>-<method>-<n>/
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of a grid: dotted config ``flags``, extra ``--set`` overrides, and ``score``.
+
+    ``flags`` values that are None are ignored (as in :func:`kmat_cli.config.build`); ``out`` is always
+    set by the grid (the cell's folder) and must not be given. Two ``sets`` items may not set the same key
+    (their order would matter, and the key is order-free).
+    """
+
+    flags: Mapping[str, Any]
+    sets: tuple[str, ...] = ()
+    score: str = "test"
+
+    def __post_init__(self) -> None:
+        flags = {str(k): v for k, v in sorted(dict(self.flags).items()) if v is not None}
+        if "out" in flags:
+            raise UsageError("a grid cell's 'out' is its own folder; do not set it")
+        sets = tuple(str(s) for s in self.sets)
+        keys = [s.partition("=")[0].strip() for s in sets]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise UsageError(f"a grid cell sets {', '.join(dup)} more than once: {list(sets)}")
+        if self.score not in SCORES:
+            raise UsageError(f"cell score '{self.score}' is unknown; use {' or '.join(SCORES)}")
+        object.__setattr__(self, "flags", MappingProxyType(flags))
+        object.__setattr__(self, "sets", sets)
+
+    @property
+    def key(self) -> str:
+        """A stable short hash of (flags, sorted sets, score): the cell's folder name."""
+        blob = json.dumps(
+            {"flags": dict(self.flags), "sets": sorted(self.sets), "score": self.score},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cell) and other.key == self.key
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``cell.json``)."""
+        return {"key": self.key, "flags": dict(self.flags), "sets": list(self.sets), "score": self.score}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Cell:
+        return cls(
+            flags=dict(data["flags"]), sets=tuple(data.get("sets", ())), score=data.get("score", "test")
+        )
+
+    def describe(self) -> str:
+        """A short human label: ``phantom / kmat / seed 1 [method.anchor=false] (hi-val)``."""
+        f = self.flags
+        parts = [str(f.get("task.name", "?")), str(f.get("method.name", "?"))]
+        if "train.seed" in f:
+            parts.append(f"seed {f['train.seed']}")
+        text = " / ".join(parts)
+        if self.sets:
+            text += f" [{' '.join(self.sets)}]"
+        return text + (f" ({self.score})" if self.score != "test" else "")
+
+
+@dataclass
+class Outcome:
+    """What became of a cell: ``status`` is ``done``, ``failed`` or ``other-shard`` (``missing`` only from
+    :func:`kmat_cli.benchmark.merge`, for a cell no shard folder has).
+
+    ``result`` (``done``): ``{"metrics": <metrics.json content, or the hi-val metrics>, "run": <absolute
+    run folder>, "timing": {...}}``. ``error`` (``failed``): one line. ``how``: ``computed``, ``resumed`` or
+    ``read back`` for a done cell (information only).
+    """
+
+    cell: Cell
+    status: str
+    result: dict | None = None
+    error: str | None = None
+    how: str | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cell": self.cell.to_dict(),
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "how": self.how,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
+        return cls(
+            Cell.from_dict(data["cell"]),
+            data["status"],
+            data.get("result"),
+            data.get("error"),
+            data.get("how"),
+        )
+
+
+def cell_dir(root: str | Path, cell: Cell) -> Path:
+    """``root/cells/<key>``."""
+    return Path(root) / CELLS_DIR / cell.key
+
+
+def shard_of(cells: Sequence[Cell], shard_index: int, num_shards: int) -> list[Cell]:
+    """The distinct cells of shard ``shard_index``: cell i of the key-sorted list goes to shard i % n."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise UsageError(
+            f"--shard-index {shard_index} --num-shards {num_shards}: need 0 <= index < shards, shards >= 1"
+        )
+    distinct = sorted({c.key: c for c in cells}.values(), key=lambda c: c.key)
+    return [c for i, c in enumerate(distinct) if i % num_shards == shard_index]
+
+
+# ------------------------------------------------------------------------------------------ one cell
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _finished(folder: Path) -> dict[str, Any] | None:
+    """The absolute-path form of a cell folder's ``result.json``, or None when it is not finished."""
+    data = _read_json(folder / RESULT_FILE)
+    if data is None or data.get("format") != RESULT_FORMAT:
+        return None
+    return {**data, "run": str((folder / data["run"]).resolve()) if data.get("run") else None}
+
+
+def _latest_run(folder: Path) -> Any:
+    """The cell's newest run folder that got as far as saving its config, or None."""
+    from kmat_cli import runs
+
+    found = []
+    for path in (folder / RUN_COMMAND).glob("*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if suffix.isdigit() and (path / runs.STATUS_FILE).is_file() and (path / "config.yaml").is_file():
+            found.append((int(suffix), path))
+    return runs.Run(max(found)[1]) if found else None
+
+
+def _train(cell: Cell, folder: Path) -> tuple[Any, str]:
+    """Train (or resume, or just find) the cell's run; returns (run, how)."""
+    from kmat_cli import config, workflow
+
+    run = _latest_run(folder)
+    evaluate = cell.score == "test"
+    if run is not None and run.finished:
+        return run, "resumed"
+    if run is not None:
+        cfg = config.load_yaml(run.file("config.yaml"))
+        return workflow.train_command(cfg, run=run, evaluate=evaluate, progress=False, show=False), "resumed"
+    cfg = config.build(flags={**cell.flags, "out": str(folder)}, sets=cell.sets)
+    return workflow.train_command(cfg, evaluate=evaluate, progress=False, show=False), "computed"
+
+
+def _metrics(cell: Cell, run: Any) -> dict[str, Any]:
+    from kmat_cli import workflow
+    from kmat_cli.evaluate import METRICS_FILE
+
+    if cell.score == "hi-val":
+        found = _read_json(run.file(workflow.VAL_METRICS_FILE))
+        return found if found is not None else workflow.validate(run.path, progress=False)
+    found = _read_json(run.file(METRICS_FILE))
+    return found if found is not None else workflow.evaluate_run(run.path, progress=False, show=False)
+
+
+def run_cell(cell: Cell, root: str | Path) -> Outcome:
+    """Run one cell in this process under ``root`` following the folder protocol (module docstring).
+
+    Never raises for a failure of the cell itself (it becomes a ``failed`` outcome and ``error.json``);
+    KeyboardInterrupt propagates.
+    """
+    folder = cell_dir(root, cell)
+    done = _finished(folder)
+    if done is not None:
+        return Outcome(cell, "done", _public(done), how="read back")
+    started = time.perf_counter()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if _read_json(folder / CELL_FILE) != cell.to_dict():
+            atomic.write_json(folder / CELL_FILE, cell.to_dict())
+        run, how = _train(cell, folder)
+        metrics = _metrics(cell, run)
+        timing = {**(metrics.get("timing") or {}), "cell_s": time.perf_counter() - started}
+        record = {
+            "format": RESULT_FORMAT,
+            "key": cell.key,
+            "metrics": metrics,
+            "run": os.path.relpath(run.path.resolve(), folder.resolve()),
+            "timing": timing,
+        }
+        (folder / ERROR_FILE).unlink(missing_ok=True)
+        atomic.write_json(folder / RESULT_FILE, record)  # last: the finished marker
+    except Exception as exc:  # noqa: BLE001 - a failed cell is reported, the grid goes on
+        return _failed(cell, folder, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    return Outcome(cell, "done", _public(_finished(folder) or {}), how=how)
+
+
+def _public(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {"metrics": record.get("metrics"), "run": record.get("run"), "timing": record.get("timing", {})}
+
+
+def _failed(cell: Cell, folder: Path, error: str, trace: str = "") -> Outcome:
+    error = " ".join(error.split()) or "unknown error"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(
+            folder / ERROR_FILE, {"key": cell.key, "error": error, "traceback": trace, "time": time.time()}
+        )
+    except OSError:
+        pass
+    return Outcome(cell, "failed", None, error)
+
+
+def cell_entry(cell: Mapping[str, Any], root: str) -> dict[str, Any]:
+    """Worker entry point (process pool, Ray task): ``run_cell`` with plain arguments and result."""
+    return run_cell(Cell.from_dict(cell), root).to_dict()
+
+
+# ------------------------------------------------------------------------------------------ the grid
+def _say(message: str) -> None:
+    print(f"kmat: {message}", file=sys.stderr, flush=True)
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    root: Path,
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    threads: int = 1,
+    progress: bool = True,
+) -> list[Outcome]:
+    """Run the cells of shard ``shard_index`` of ``num_shards`` under ``root``; one outcome per input cell.
+
+    ``executor``: ``local`` (in this process when ``threads`` is 1, else a pool of ``threads`` worker
+    processes) or ``ray`` (one Ray task per cell on a local Ray with ``threads`` CPUs, or the cluster at
+    ``address``, e.g. ``ray://head:10001``). With more than one worker, the image features every cell needs
+    are extracted first, once per (backbone, task, split), by the same workers (:mod:`kmat_cli.executors`).
+    ``progress``: one line per cell on stderr. Identical cells run once and share their outcome.
+    """
+    root = Path(root)
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor '{executor}' is unknown; use local or ray")
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if executor == "ray":
+        from kmat_cli.executors import require_ray
+
+        require_ray()
+    mine = shard_of(cells, shard_index, num_shards)
+    outcomes: dict[str, Outcome] = {}
+    todo: list[Cell] = []
+    for cell in mine:
+        done = _finished(cell_dir(root, cell))
+        if done is not None:
+            outcomes[cell.key] = Outcome(cell, "done", _public(done), how="read back")
+        else:
+            todo.append(cell)
+    total = len(mine)
+    counter = [0]
+
+    def report(outcome: Outcome) -> None:
+        outcomes[outcome.cell.key] = outcome
+        counter[0] += 1
+        if progress:
+            _say(_progress_line(outcome, counter[0], total))
+
+    for outcome in list(outcomes.values()):
+        report(outcome)
+    if todo:
+        if progress:
+            _say(f"{len(todo)} of {total} cells to run under {root} ({executor})")
+        root.mkdir(parents=True, exist_ok=True)
+        if executor == "ray":
+            from kmat_cli import executors
+
+            executors.run_ray(todo, root, address=address, threads=threads, report=report, progress=progress)
+        elif threads > 1:
+            from kmat_cli import executors
+
+            executors.run_pool(todo, root, threads=threads, report=report, progress=progress)
+        else:
+            for cell in todo:
+                report(run_cell(cell, root))
+    result = []
+    for cell in cells:
+        got = outcomes.get(cell.key)
+        result.append(got if got is not None else Outcome(cell, "other-shard"))
+    return result
+
+
+def _progress_line(outcome: Outcome, n: int, total: int) -> str:
+    head = f"[{n}/{total}] cell {outcome.cell.key} {outcome.cell.describe()}:"
+    if outcome.status == "failed":
+        return f"{head} FAILED: {outcome.error}"
+    seconds = ((outcome.result or {}).get("timing") or {}).get("cell_s")
+    took = f" in {seconds:.1f} s" if seconds is not None and outcome.how != "read back" else ""
+    return f"{head} done ({outcome.how}{took})"
+
+
+def read_cells(roots: Sequence[Path], *, failed: bool = False) -> dict[str, Outcome]:
+    """Finished cells found under ``roots`` (``root/cells/*/result.json``), by key.
+
+    With ``failed=True`` cells that failed last time (``error.json``, no ``result.json``) are included as
+    ``failed`` outcomes. The first root that has a cell wins.
+    """
+    found: dict[str, Outcome] = {}
+    for root in roots:
+        for folder in sorted((Path(root) / CELLS_DIR).glob("*")):
+            spec = _read_json(folder / CELL_FILE)
+            if spec is None or folder.name in found:
+                continue
+            try:
+                cell = Cell.from_dict(spec)
+            except (KeyError, TypeError, UsageError):
+                continue
+            if cell.key != folder.name:
+                continue
+            done = _finished(folder)
+            if done is not None:
+                found[cell.key] = Outcome(cell, "done", _public(done), how="read back")
+            elif failed and (err := _read_json(folder / ERROR_FILE)) is not None:
+                found[cell.key] = Outcome(cell, "failed", None, str(err.get("error", "unknown error")))
+    return found
