@@ -161,6 +161,8 @@ def load_descriptions(
         raise UsageError(f"{path}: descriptions file not found") from exc
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    except (UnicodeDecodeError, OSError) as exc:
+        raise UsageError(f"{path}: cannot read descriptions ({exc}); expected UTF-8 JSON") from exc
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: expected a JSON object of classes")
     classes = raw.get("classes", raw) if raw.get("format") == DESCRIPTIONS_FORMAT else raw

@@ -8,6 +8,7 @@ shows the traceback instead. Results go to stdout, progress and messages to stde
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import typer
@@ -66,6 +67,13 @@ def _click_exceptions() -> tuple[type, ...]:
     return tuple(found)
 
 
+def _one_line(message: str) -> str:
+    """An error message as one line: its first non-empty line, with " ..." when more followed, without
+    terminal escape codes (some libraries colour their messages)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", message).splitlines() if line.strip()]
+    return (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (also raised as SystemExit by the script)."""
     try:
@@ -75,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except KmatError as exc:
         if _debug():
             raise
-        print(f"kmat: error: {exc}", file=sys.stderr)
+        print(f"kmat: error: {_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -92,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if _debug():
             raise
         print(
-            f"kmat: error: {type(exc).__name__}: {exc} (set KMAT_DEBUG=1 for the traceback)", file=sys.stderr
+            f"kmat: error: {type(exc).__name__}: {_one_line(str(exc))} (set KMAT_DEBUG=1 for the traceback)",
+            file=sys.stderr,
         )
         sys.exit(1)
     return 0

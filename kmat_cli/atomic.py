@@ -2,35 +2,80 @@
 
 Each writer writes to a temporary file in the destination folder, flushes and fsyncs it, then
 ``os.replace``-s it over the destination (atomic on POSIX and Windows within one filesystem).
+
+A write that the file system refuses becomes a one-line error naming the destination, and the temporary
+file is removed: a read-only or not-a-folder destination is a :class:`~kmat_cli.errors.UsageError` (exit
+code 2: the user chose the place), a full disk or any other I/O failure a
+:class:`~kmat_cli.errors.RuntimeFailure` (exit code 1). Writers that are not Python file objects (the
+safetensors library) report the OS error number as ``(os error N)`` in their message; it is read from there.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
+
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _errno(exc: BaseException) -> int | None:
+    """The OS error number behind ``exc``: an ``OSError``'s, or one quoted as ``(os error N)``."""
+    if isinstance(exc, OSError):
+        return exc.errno
+    found = _OS_ERROR.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def write_error(dest: str | os.PathLike, exc: BaseException) -> KmatError | None:
+    """The one-line error for a write of ``dest`` that failed with ``exc`` (None: not an OS-level failure)."""
+    code = _errno(exc)
+    if code is None:
+        return None
+    reason = os.strerror(code)
+    if code in _USER_ERRNOS:
+        return UsageError(
+            f"{dest}: cannot write ({reason}); choose a writable location or fix its permissions"
+        )
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return RuntimeFailure(f"{dest}: cannot write ({reason}); free disk space and run the command again")
+    return RuntimeFailure(f"{dest}: cannot write ({reason})")
 
 
 @contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on success it replaces ``dest``, on error it is removed."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise (write_error(dest, exc) or exc) from exc
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, dest)
+    except Exception as exc:
+        error = None if isinstance(exc, KmatError) else write_error(dest, exc)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         if tmp_path.exists():
-            tmp_path.unlink()
+            with suppress(OSError):
+                tmp_path.unlink()
 
 
 def write_bytes(dest: str | os.PathLike, data: bytes) -> None:
@@ -53,3 +98,14 @@ def write_with(dest: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` (e.g. ``safetensors.torch.save_file``) and move the result to ``dest``."""
     with atomic_path(dest) as tmp:
         writer(tmp)
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Delete the temporary files that killed writers left in ``folder`` (``.<name>.<random>.tmp``, never
+    read by anyone); returns how many. Call it only where no other process is writing (a resumed run)."""
+    removed = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
+    return removed

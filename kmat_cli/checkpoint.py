@@ -142,21 +142,38 @@ def load(folder: str | Path, *, restore_rng: bool = False) -> Checkpoint:
         state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise UsageError(f"{path}: no checkpoint in this run folder") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: damaged checkpoint ({exc.msg}); start a new run") from exc
-    if state.get("format") != FORMAT:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise UsageError(f"{path}: damaged checkpoint ({reason}); start a new run") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path}: not a {FORMAT} checkpoint")
-    tensor_path = folder / state["tensors"]
+    name, epoch = state.get("tensors"), state.get("epoch")
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors"):
+        raise UsageError(f"{path}: 'tensors' must name a .safetensors file in the run folder, got {name!r}")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise UsageError(f"{path}: 'epoch' must be a whole number >= 0, got {epoch!r}")
+    tensor_path = folder / name
     try:
         tensors = load_file(str(tensor_path))
-    except (FileNotFoundError, OSError) as exc:
-        raise UsageError(f"{tensor_path}: checkpoint tensors missing or unreadable; start a new run") from exc
+    except FileNotFoundError as exc:
+        raise UsageError(f"{tensor_path}: checkpoint tensors missing; start a new run") from exc
+    except Exception as exc:  # safetensors' own error types: a damaged or foreign (e.g. pickle) file
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"{tensor_path}: not a safetensors checkpoint ({detail}); kmat reads only safetensors, start a "
+            "new run"
+        ) from exc
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise UsageError(
+            f"{tensor_path}: checkpoint holds NaN or inf values ({', '.join(bad)}); start a new run"
+        )
     if restore_rng:
         set_rng_state(tensors, state.get("rng", {}))
     method = {k[len("method.") :]: v for k, v in tensors.items() if k.startswith("method.")}
     optimizer = _optimizer_join(state["optimizer"], tensors) if state.get("optimizer") else None
     return Checkpoint(
-        epoch=int(state["epoch"]),
+        epoch=epoch,
         method=method,
         optimizer=optimizer,
         scaler=state.get("scaler"),

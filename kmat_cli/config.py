@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,10 @@ def plugin_options(obj: Any) -> dict[str, Any]:
 
 
 def _type_ok(default: Any, value: Any) -> bool:
-    if default is None or value is None:
-        return True
+    """``value`` fits a key whose default is ``default``: same type (int for float too); null only where the
+    default is null (then any value)."""
+    if value is None or default is None:
+        return default is None
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, float):
@@ -138,6 +141,10 @@ def _type_ok(default: Any, value: Any) -> bool:
     if isinstance(default, (list, tuple)):
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _validate(section: str, values: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,6 +160,8 @@ def _validate(section: str, values: Mapping[str, Any], schema: Mapping[str, Any]
             if not isinstance(value, Mapping):
                 raise UsageError(f"config key '{where}' must be a mapping, got {value!r}")
             out[key] = _validate(where, value, default)
+        elif _non_finite(value) and not _non_finite(default):
+            raise UsageError(f"config key '{where}' must be a finite number, got {value!r}")
         elif not _type_ok(default, value):
             raise UsageError(
                 f"config key '{where}' must be {type(default).__name__} like {default!r}, got {value!r}"
@@ -177,6 +186,8 @@ def resolve(
     for layer in layers:
         cfg = merge(cfg, layer)
     cfg = _validate("", cfg, schema)
+    if cfg.get("descriptions") is not None and not isinstance(cfg["descriptions"], str):
+        raise UsageError(f"config key 'descriptions' must be a file path, got {cfg['descriptions']!r}")
     for section, kind in PLUGIN_SECTIONS.items():
         given = dict(cfg[section]) if isinstance(cfg[section], Mapping) else {"name": cfg[section]}
         name = given.pop("name", None)

@@ -122,6 +122,9 @@ def read_prompts(path: str | Path) -> Prompts:
         raise UsageError(
             f"{path}: not a {PROMPTS_FORMAT} file (kmat.format is {metadata.get('kmat.format')!r})"
         )
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UsageError(f"{path}: {', '.join(sorted(bad))} hold NaN or inf values; export the prompts again")
     return Prompts(
         embeddings={
             m: tensors[f"text_embeddings.{m}"] for m in MODALITIES if f"text_embeddings.{m}" in tensors

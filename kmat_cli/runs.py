@@ -77,7 +77,11 @@ def create(out_root: str | Path, command: str, task: str, method: str) -> Run:
                 f"{path}: cannot create run folder ({exc.strerror}); pass another --out"
             ) from exc
         run = Run(path)
-        run.mark("created")
+        try:
+            run.mark("created")
+        except BaseException:  # e.g. a full disk: leave no empty folder behind
+            path.rmdir()
+            raise
         return run
 
 

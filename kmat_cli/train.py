@@ -35,6 +35,7 @@ from kmat_cli.errors import RuntimeFailure, UsageError
 from kmat_cli.prompts import mixed_precision
 
 METRICS_FILE = "metrics.jsonl"
+OPTIMIZERS = ("sgd",)
 
 
 def set_threads(threads: int) -> None:
@@ -69,6 +70,19 @@ def lr_at(
     raise UsageError(f"train.scheduler '{scheduler}' is unknown; use cosine or constant")
 
 
+def check_settings(cfg: Mapping[str, Any]) -> None:
+    """Reject a ``train`` section the trainer cannot run (one-line UsageError), before any output exists."""
+    for key, least in (("epochs", 0), ("warmup_epochs", 0), ("batch_size", 1), ("shots", 1)):
+        if int(cfg[key]) < least:
+            raise UsageError(f"train.{key} must be at least {least}, got {cfg[key]}")
+    for key in ("lr", "warmup_lr", "momentum", "weight_decay"):
+        if float(cfg[key]) < 0:
+            raise UsageError(f"train.{key} must be 0 or more, got {cfg[key]}")
+    if cfg["optimizer"] not in OPTIMIZERS:
+        raise UsageError(f"train.optimizer '{cfg['optimizer']}' is unknown; use {' or '.join(OPTIMIZERS)}")
+    lr_at(0, lr=1.0, epochs=1, scheduler=cfg["scheduler"])  # an unknown scheduler is a UsageError
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator of one epoch's batch order (depends only on the seed and the epoch)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -76,8 +90,8 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """SGD (momentum, weight decay) from ``cfg`` (the ``train`` section)."""
-    if cfg["optimizer"] != "sgd":
-        raise UsageError(f"train.optimizer '{cfg['optimizer']}' is unknown; use sgd")
+    if cfg["optimizer"] not in OPTIMIZERS:
+        raise UsageError(f"train.optimizer '{cfg['optimizer']}' is unknown; use {' or '.join(OPTIMIZERS)}")
     return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
 
 

@@ -15,8 +15,11 @@ The file (paths in it are relative to the file's folder)::
       train: {shots: 8}
 
 ``data`` may also be a single split JSON path holding both modalities. Split folder and CSV names
-``valid``/``validation`` mean ``val``. Paths inside CSV and JSON files are relative to that file and
-may not leave its folder (no absolute paths, no ``..``). Without ``descriptions`` every class gets the
+``valid``/``validation`` mean ``val``. No path read from a task file may leave its folder: ``data`` and
+``descriptions`` are relative to the YAML's folder, paths inside CSV and JSON files relative to that file
+(no absolute paths, no ``..``); symbolic links inside are followed, so data kept elsewhere is linked in
+(as ``kmat data prepare`` links images). The ``config`` section may not set ``out``, ``descriptions`` or
+``task``. Without ``descriptions`` every class gets the
 one-line template ``"a <modality words> image of <class>."`` (enough for zero-shot and CoOp; write real
 ones, or run ``kmat describe``, for K-MaT's anchor).
 
@@ -92,9 +95,21 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     data = spec.get("data")
     if not isinstance(data, (str, dict)) or (isinstance(data, dict) and set(data) != set(MODALITIES)):
         raise UsageError(f"{path}: 'data' must be a split JSON path or a mapping with 'hi' and 'lo'")
+    sources = {"data": data} if isinstance(data, str) else {f"data.{m}": v for m, v in data.items()}
+    for key, value in sources.items():
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"{path}: '{key}' must be a folder, .csv or .json path")
+        safe_relpath(value, f"{path}: {key}")
+    if spec.get("descriptions") is not None:
+        safe_relpath(spec["descriptions"], f"{path}: descriptions")
     config = spec.get("config", {}) or {}
     if not isinstance(config, dict):
         raise UsageError(f"{path}: 'config' must be a mapping of run-config keys")
+    for key, instead in (("out", "pass --out"), ("descriptions", "use the top-level 'descriptions' key")):
+        if key in config:
+            raise UsageError(f"{path}: 'config.{key}' may not be set by a task file; {instead}")
+    if "task" in config:
+        raise UsageError(f"{path}: 'config.task' may not be set by a task file (the file is the task)")
     return {**spec, "name": name, "config": config}
 
 
@@ -198,7 +213,10 @@ class YamlTask(Task):
         """``<root>/<split>/<class>/...`` (any depth below the class folder)."""
         out: dict[str, list[Sample]] = {s: [] for s in SPLITS}
         index = {name: i for i, name in enumerate(self.class_names)}
-        for split_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        split_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not split_dirs:
+            raise UsageError(f"{root}: empty data folder; expected <train|val|test>/<class>/<images> in it")
+        for split_dir in split_dirs:
             split = split_name(split_dir.name)
             if split is None:
                 raise UsageError(f"{split_dir}: not a split folder (train, val or test)")

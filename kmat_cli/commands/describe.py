@@ -132,6 +132,7 @@ def command(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
+        disable=not err.is_terminal or bool(os.environ.get("KMAT_NO_PROGRESS")),  # no bars in logs
     )
     notify = lambda message: err.print(message, style="yellow", markup=False, soft_wrap=True)  # noqa: E731
     with progress, ChatClient(endpoint, cache=cache, notify=notify) as client:

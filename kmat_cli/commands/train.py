@@ -36,6 +36,12 @@ def command(
 
     if resume is not None:
         run = runs.open_run(resume)
+        if not run.file("config.yaml").is_file():
+            from kmat_cli.errors import UsageError
+
+            raise UsageError(
+                f"{run.path}: stopped before its config.yaml was saved; nothing to resume, start anew"
+            )
         cfg = config_mod.load_yaml(run.file("config.yaml"))
     else:
         flags = {

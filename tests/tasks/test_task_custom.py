@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
-from conftest import run_cli, run_kmat
+from task_cli import run_cli, run_kmat
 
 from kmat_cli import config, registry
 from kmat_cli.api import MODALITIES, SPLITS, UsageError

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import task_fakes as fakes
-from conftest import entries, name_of, splits_json
 from PIL import Image
+from task_cli import entries, name_of, splits_json
 
 from kmat_cli.api import SPLITS
 from tasks.real import Breast

@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import task_fakes as fakes
-from conftest import entries, name_of, run_kmat, splits_json
+from task_cli import entries, name_of, run_kmat, splits_json
 
 from kmat_cli.api import MODALITIES, SPLITS
 from tasks.converters.splitting import proportional

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
-from conftest import entries, name_of, splits_json
+from task_cli import entries, name_of, splits_json
 
 from kmat_cli.api import MODALITIES, SPLITS
 from tasks.real import Skin1, Skin2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
-from conftest import run_cli, run_kmat
+from task_cli import run_cli, run_kmat
 
 from kmat_cli.api import UsageError
 from tasks.real import Breast, Chest

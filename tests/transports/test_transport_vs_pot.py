@@ -6,7 +6,7 @@ import numpy as np
 import ot
 import pytest
 import torch
-from conftest import TIGHT
+from transport_truth import TIGHT
 
 from kmat_cli.registry import get
 
