@@ -1,7 +1,9 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never a half-written one.
 
 Each writer writes to a temporary file in the destination folder, flushes and fsyncs it, then
-``os.replace``-s it over the destination (atomic on POSIX and Windows within one filesystem).
+``os.replace``-s it over the destination (atomic on POSIX and Windows within one filesystem). The file gets
+the permissions a plain ``open(dest, "w")`` would give it (0666 minus the umask), not the private 0600 of
+the temporary file, so reports and exported prompts can be shared.
 
 A write that the file system refuses becomes a one-line error naming the destination, and the temporary
 file is removed: a read-only or not-a-folder destination is a :class:`~kmat_cli.errors.UsageError` (exit
@@ -26,6 +28,16 @@ from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
 
 _USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _file_mode() -> int:
+    """0666 minus the process umask (read once at import: ``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
 
 
 def _errno(exc: BaseException) -> int | None:
@@ -66,6 +78,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, dest)
     except Exception as exc:
         error = None if isinstance(exc, KmatError) else write_error(dest, exc)

@@ -76,3 +76,24 @@ def test_atomic_json_rejects_nan(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         atomic.write_json(tmp_path / "x.json", {"a": float("nan")})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_atomic_files_get_the_mode_plain_open_gives(tmp_path: Path) -> None:
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic.write_text(tmp_path / "atomic.txt", "x")
+    atomic.write_with(tmp_path / "written.bin", lambda p: p.write_bytes(b"x"))
+    want = plain.stat().st_mode & 0o777
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == want
+    assert (tmp_path / "written.bin").stat().st_mode & 0o777 == want
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert want == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
