@@ -213,7 +213,7 @@ def run(
     address: str | None = None,
     shard_index: int = 0,
     num_shards: int = 1,
-    threads: int = 1,
+    jobs: int = 1,
     progress: bool = True,
 ) -> tuple[Plan, list[Outcome]]:
     """Validate, save ``benchmark.json`` and run the request's grid (this shard of it) under ``out``."""
@@ -228,7 +228,7 @@ def run(
         address=address,
         shard_index=shard_index,
         num_shards=num_shards,
-        threads=threads,
+        jobs=jobs,
         progress=progress,
     )
     return plan, outcomes

@@ -10,7 +10,7 @@ arguments (:func:`kmat_cli.grid.cell_entry`, :func:`features_entry`):
    compute the same features and the cells themselves never run the image tower;
 2. cells: one job per cell, each writing only its own folder (:mod:`kmat_cli.grid`).
 
-Ray: ``ray.init(address="local", num_cpus=threads)`` (a private local Ray) or ``ray.init(address=...)``
+Ray: ``ray.init(address="local", num_cpus=jobs)`` (a private local Ray) or ``ray.init(address=...)``
 for a running cluster (``ray://head:10001``); one CPU per job. On a cluster the grid root and the kmat
 cache (``KMAT_CACHE``) must be on a filesystem every node sees, and kmat installed on every node.
 """
@@ -115,8 +115,8 @@ def _feature_line(summary: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- pool
-def run_pool(cells: Sequence[Cell], root: Path, *, threads: int, report: Report, progress: bool) -> None:
-    """Run ``cells`` in ``threads`` worker processes (spawned), features first; ``report`` each outcome.
+def run_pool(cells: Sequence[Cell], root: Path, *, jobs: int, report: Report, progress: bool) -> None:
+    """Run ``cells`` in ``jobs`` worker processes (spawned), features first; ``report`` each outcome.
 
     A worker that dies (a crash, not an exception) breaks the pool: the cells still pending then fail
     with "worker died" and are retried by the next invocation."""
@@ -125,14 +125,14 @@ def run_pool(cells: Sequence[Cell], root: Path, *, threads: int, report: Report,
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=threads, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
     try:
         jobs = {pool.submit(features_entry, job): job for job in feature_jobs(cells)}
         for future in as_completed(jobs):
             _feature_done(lambda f=future: f.result(), jobs[future], progress)
         if any(isinstance(f.exception(), BrokenProcessPool) for f in jobs):
             pool.shutdown(cancel_futures=True)  # a worker died extracting features: the cells get a new pool
-            pool = ProcessPoolExecutor(max_workers=threads, mp_context=context)
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
         futures = {pool.submit(cell_entry, cell.to_dict(), str(root.resolve())): cell for cell in cells}
         for future in as_completed(futures):
             report(_outcome(lambda f=future: f.result(), futures[future], root))
@@ -167,11 +167,11 @@ def run_ray(
     root: Path,
     *,
     address: str | None,
-    threads: int,
+    jobs: int,
     report: Report,
     progress: bool,
 ) -> None:
-    """Run ``cells`` as Ray tasks (features first), on a private local Ray with ``threads`` CPUs or on
+    """Run ``cells`` as Ray tasks (features first), on a private local Ray with ``jobs`` CPUs or on
     the cluster at ``address``; ``report`` each outcome as it arrives."""
     ray = require_ray()
     started_here = not ray.is_initialized()
@@ -179,7 +179,7 @@ def run_ray(
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(address="local", num_cpus=threads, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=jobs, include_dashboard=False, log_to_driver=False)
     pending: list[Any] = []
     try:
         remote_features = ray.remote(num_cpus=1, max_retries=0)(features_entry)

@@ -298,13 +298,13 @@ def run_cells(
     address: str | None = None,
     shard_index: int = 0,
     num_shards: int = 1,
-    threads: int = 1,
+    jobs: int = 1,
     progress: bool = True,
 ) -> list[Outcome]:
     """Run the cells of shard ``shard_index`` of ``num_shards`` under ``root``; one outcome per input cell.
 
-    ``executor``: ``local`` (in this process when ``threads`` is 1, else a pool of ``threads`` worker
-    processes) or ``ray`` (one Ray task per cell on a local Ray with ``threads`` CPUs, or the cluster at
+    ``executor``: ``local`` (in this process when ``jobs`` is 1, else a pool of ``jobs`` worker
+    processes) or ``ray`` (one Ray task per cell on a local Ray with ``jobs`` CPUs, or the cluster at
     ``address``, e.g. ``ray://head:10001``). With more than one worker, the image features every cell needs
     are extracted first, once per (backbone, task, split), by the same workers (:mod:`kmat_cli.executors`).
     ``progress``: one line per cell on stderr. Identical cells run once and share their outcome.
@@ -312,8 +312,8 @@ def run_cells(
     root = Path(root)
     if executor not in ("local", "ray"):
         raise UsageError(f"--executor '{executor}' is unknown; use local or ray")
-    if threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
     if executor == "ray":
         from kmat_cli.executors import require_ray
 
@@ -345,11 +345,11 @@ def run_cells(
         if executor == "ray":
             from kmat_cli import executors
 
-            executors.run_ray(todo, root, address=address, threads=threads, report=report, progress=progress)
-        elif threads > 1:
+            executors.run_ray(todo, root, address=address, jobs=jobs, report=report, progress=progress)
+        elif jobs > 1:
             from kmat_cli import executors
 
-            executors.run_pool(todo, root, threads=threads, report=report, progress=progress)
+            executors.run_pool(todo, root, jobs=jobs, report=report, progress=progress)
         else:
             for cell in todo:
                 report(run_cell(cell, root))

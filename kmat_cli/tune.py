@@ -278,7 +278,7 @@ def tune(
     metric: str = "accuracy",
     executor: str = "local",
     address: str | None = None,
-    threads: int = 1,
+    jobs: int = 1,
     output: str | Path | None = None,
     progress: bool = True,
 ) -> TuneResult:
@@ -320,7 +320,7 @@ def tune(
             cells.append(grid_mod.Cell(flags=flags_s, sets=(*sets, *set_items(trial.values)), score="hi-val"))
             owner.append((trial, seed))
     outcomes = grid_mod.run_cells(
-        cells, out, executor=executor, address=address, threads=threads, progress=progress
+        cells, out, executor=executor, address=address, jobs=jobs, progress=progress
     )
     for (trial, seed), outcome in zip(owner, outcomes, strict=True):
         trial.scores[seed] = _score(outcome.result, metric) if outcome.status == "done" else None

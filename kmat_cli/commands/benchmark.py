@@ -71,8 +71,8 @@ def benchmark_grid(
     address: str = typer.Option(None, "--address", help="Ray cluster address, e.g. ray://head:10001."),
     shard_index: int = typer.Option(0, "--shard-index", help="Run only this shard of the grid (0-based)."),
     num_shards: int = typer.Option(1, "--num-shards", help="Number of shards the grid is split into."),
-    threads: int = typer.Option(
-        1, "--threads", help="Cells run at once (worker processes; Ray: CPUs of a local Ray)."
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", help="Cells run at once (worker processes; Ray: CPUs of a local Ray)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots (needs matplotlib)."),
 ) -> None:
@@ -123,7 +123,7 @@ def benchmark_grid(
         address=address,
         shard_index=shard_index,
         num_shards=num_shards,
-        threads=threads,
+        jobs=jobs,
     )
     _finish(benchmark.write_report(plan, outcomes, folder, plots=plots), outcomes)
 

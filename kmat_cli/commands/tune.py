@@ -45,8 +45,8 @@ def command(
     ),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
-    threads: int = typer.Option(
-        1, "--threads", help="Parallel workers (local process pool or Ray CPUs); 1 runs in this process."
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", help="Parallel workers (local process pool or Ray CPUs); 1 runs in this process."
     ),
     output: Path = typer.Option(None, "--output", help="Also write the best config to this YAML file."),
 ) -> None:
@@ -74,7 +74,7 @@ def command(
         metric=metric,
         executor=executor,
         address=address,
-        threads=threads,
+        jobs=jobs,
         output=output,
     )
     train_flags = [f"--shots {shots}"] if shots is not None else []

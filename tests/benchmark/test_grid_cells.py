@@ -151,7 +151,7 @@ def test_local_grid_runs_the_image_tower_once_per_image(
 @pytest.mark.slow
 def test_process_pool_gives_the_in_process_results(tmp_path: Path) -> None:
     cells = [Cell({**FAST, "method.name": m, "train.seed": 1}) for m in ("zeroshot", "kmat")]
-    pooled = run_cells(cells, tmp_path / "pool", threads=2, progress=False)
+    pooled = run_cells(cells, tmp_path / "pool", jobs=2, progress=False)
     inline = run_cells(cells, tmp_path / "inline", progress=False)
     assert [o.status for o in pooled] == ["done", "done"]
     for a, b in zip(pooled, inline, strict=True):
