@@ -268,7 +268,7 @@ def per_class_accuracy(
             raise UsageError(f"metrics of '{label}' have {mean.shape[0]} classes, expected {k}")
     n = max(1, len(scores))
     width = 0.8 / n
-    fig = _figure(max(6.0, 0.35 * k * n + 2.5), 4.2)
+    fig = _figure(min(16.0, max(6.0, 0.14 * k * n + 3.5)), 4.2)
     ax = fig.subplots()
     x = np.arange(k)
     for i, (label, (mean, std)) in enumerate(scores.items()):
@@ -277,14 +277,17 @@ def per_class_accuracy(
             100 * mean,
             width,
             yerr=100 * std if std.any() else None,
-            label=f"{label} (mean {100 * mean.mean():.1f})",
+            label=f"{label} (class mean {100 * mean.mean():.1f})",
             capsize=2,
         )
     ax.set_xticks(x, list(class_names), rotation=30, ha="right")
     ax.set_ylabel(f"{MODALITY_LABELS.get(modality, modality)} per-class accuracy (%)")
     ax.set_ylim(0, 105)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="outside right upper" if n > 4 else "best")
+    if n > 4:  # many methods: the legend beside the axes (a figure legend; constrained layout makes room)
+        fig.legend(fontsize=8, loc="outside right upper", frameon=False)
+    else:
+        ax.legend(fontsize=8, loc="best")
     ax.set_title(title or f"Per-class accuracy on the {MODALITY_LABELS.get(modality, modality)} test split")
     return _save(fig, out)
 

@@ -158,6 +158,8 @@ def test_bars_and_confusion_pngs(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     metrics = {"A": [random_metrics(rng)[0] for _ in range(2)], "B": random_metrics(rng)[0]}
     assert_png(plots.per_class_accuracy(metrics, CLASSES, tmp_path / "bars.png"))
+    six = {f"method {i}": random_metrics(rng)[0] for i in range(6)}  # a benchmark's six methods
+    assert_png(plots.per_class_accuracy(six, CLASSES, tmp_path / "bars6.png"))
     assert_png(plots.confusion_matrices(metrics["B"], CLASSES, tmp_path / "cm.png", modalities=WORDS))
     with pytest.raises(UsageError, match="expected 4"):
         plots.per_class_accuracy(metrics, CLASSES[:4], tmp_path / "bad.png")
