@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 UV_INDEX := $(if $(INDEX_URL),--index-url $(INDEX_URL),)
 STAMP := $(VENV)/.kmat-installed
 
-.PHONY: install demo test test-slow lint bench phantom-backbone clean
+.PHONY: install demo test test-slow lint bench bench-full bench-transport phantom-backbone clean
 
 install: $(STAMP)
 
@@ -40,7 +40,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Speed benchmark (benchmarks/speed.py): quick mode, < 3 minutes on 2 cores; bench-full: more repetitions and
+# the real 50-epoch training run (the numbers of benchmarks/README.md).
 bench: $(STAMP)
+	$(BIN)/python benchmarks/speed.py --quick
+
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/speed.py
+
+bench-transport: $(STAMP)
 	$(BIN)/python benchmarks/transport_speed.py
 
 phantom-backbone: $(STAMP)

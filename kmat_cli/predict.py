@@ -14,12 +14,14 @@ that cannot be read gets a row with its error and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +55,7 @@ __all__ = [
 FORMATS = ("csv", "jsonl")
 PROB_PREFIX = "prob_"
 _MAX_AUTO_WORKERS = 8
+DECODE_SHARE = 0.1  # adaptive workers: start them when decoding a batch takes more than this share of its use
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -246,6 +250,25 @@ def check_match(prompts: Any, backbone: Backbone, source: Path) -> None:
         )
 
 
+def _check_run_classes(class_names: Sequence[str], run: Path, source: Path) -> None:
+    """With ``--run``, the embeddings must be for the run's task: the same classes in the same order (a file
+    copied in from another run would label every image with the wrong names). Skipped when the run's task
+    cannot be built any more (e.g. its YAML moved): the file's own class names are used then."""
+    from kmat_cli.assemble import build_task
+    from kmat_cli.config import load_yaml
+    from kmat_cli.errors import KmatError
+
+    try:
+        expected = list(build_task(load_yaml(run / "config.yaml")).class_names)
+    except (KmatError, KeyError, TypeError):
+        return
+    if list(class_names) != expected:
+        raise UsageError(
+            f"{source}: embeddings are for classes {list(class_names)} but the run's task has {expected}; "
+            f"export them again with `kmat export {run}`"
+        )
+
+
 def load_classifier(
     *,
     run: str | Path | None = None,
@@ -281,6 +304,8 @@ def load_classifier(
         if isinstance(device, str)
         else torch.device(device)
     )
+    if run_path is not None:
+        _check_run_classes(prompts.class_names, run_path, source)
     section = _backbone_section(source, prompts.metadata, run_path)
     backbone = _build_backbone(section, dev, source)
     check_match(prompts, backbone, source)
@@ -319,6 +344,9 @@ class SplitPreprocess:
             and isinstance(steps[-2], ToTensor)
             and isinstance(steps[-1], Normalize)
         ):
+            from PIL import Image as PILImage
+
+            self._pil_image = PILImage.Image
             self.head = Compose(steps[:-2])
             self.tail = Compose(steps[-2:])
             dtype = torch.get_default_dtype()
@@ -327,14 +355,12 @@ class SplitPreprocess:
 
     def __call__(self, img: Any) -> torch.Tensor:
         """Worker side: uint8 (3, H, W) when the split applies and the image is RGB, else the full result."""
-        from PIL import Image as PILImage
-        from torchvision.transforms.functional import pil_to_tensor
-
         if self.head is None:
             return self.preprocess(img)
         x = self.head(img)
-        if isinstance(x, PILImage.Image) and x.mode == "RGB":
-            return pil_to_tensor(x)
+        if isinstance(x, self._pil_image) and x.mode == "RGB":
+            # torchvision's pil_to_tensor without its per-call overhead: the same (3, H, W) uint8 view
+            return torch.from_numpy(np.array(x)).permute(2, 0, 1)
         return self.tail(x)
 
     def finish(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -353,7 +379,8 @@ Batch = tuple[list[tuple[int, "int | None", "str | None"]], "torch.Tensor | None
 class ImageFiles(torch.utils.data.Dataset):
     """``files[i]`` -> its images, decoded and preprocessed (worker side of :class:`SplitPreprocess`):
     ``[(i, frame, pixels, None)]`` per frame, or ``[(i, None, None, error)]`` when the file cannot be read
-    (never raises for a bad file)."""
+    (never raises for a bad file). :meth:`__getitems__` decodes a whole batch in one call (the DataLoader
+    uses it when present), so per-file overhead such as the warnings filter is paid once per batch."""
 
     def __init__(self, files: Sequence[Path], preprocess: SplitPreprocess, frames: Frames) -> None:
         self.files = list(files)
@@ -364,29 +391,43 @@ class ImageFiles(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> list[Item]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[list[Item]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. Pillow's large-image warning: keep stderr for progress
-            try:
-                return [
-                    (i, frame, self.preprocess(img), None)
-                    for frame, img in load_frames(self.files[i], self.frames)
-                ]
-            except ImageError as exc:
-                return [(i, None, None, exc.reason)]
-            except Exception as exc:  # a preprocessing failure is this file's error too
-                detail = " ".join(str(exc).split())
-                return [(i, None, None, f"cannot preprocess image ({type(exc).__name__}: {detail})")]
+            return [self._decode(i) for i in indices]
+
+    def _decode(self, i: int) -> list[Item]:
+        try:
+            return [
+                (i, frame, self.preprocess(img), None)
+                for frame, img in load_frames(self.files[i], self.frames)
+            ]
+        except ImageError as exc:
+            return [(i, None, None, exc.reason)]
+        except Exception as exc:  # a preprocessing failure is this file's error too
+            detail = " ".join(str(exc).split())
+            return [(i, None, None, f"cannot preprocess image ({type(exc).__name__}: {detail})")]
 
 
 class Collate:
     """A batch of files -> ((file index, frame, error) per row, the stacked pixels of the rows without
-    error). ``finish_here``: apply ``finish`` to the stacked batch now (in the worker: the CPU path, where
-    the main process should only run the model); otherwise uint8 pixels stay uint8 (the GPU path: a quarter
-    of the bytes to copy, normalised on the device). Mixed uint8/float batches are made float first."""
+    error). ``finish_here``: apply ``finish`` to the stacked batch now; otherwise uint8 pixels stay uint8
+    (a quarter of the bytes to move; the consumer normalises the whole batch). Mixed uint8/float batches
+    are made float first. ``as_numpy``: the pixels as a numpy array, which crosses from a worker process
+    to the main one inside the pickled batch (one copy through the pipe) instead of as a shared-memory
+    tensor, whose file-descriptor hand-over costs a socket connection and an authentication per batch."""
 
-    def __init__(self, finish: Callable[[torch.Tensor], torch.Tensor], finish_here: bool = False) -> None:
+    def __init__(
+        self,
+        finish: Callable[[torch.Tensor], torch.Tensor],
+        finish_here: bool = False,
+        as_numpy: bool = False,
+    ) -> None:
         self.finish = finish
         self.finish_here = finish_here
+        self.as_numpy = as_numpy
 
     def __call__(self, items: list[list[Item]]) -> Batch:
         rows = [(i, frame, err) for item in items for i, frame, _, err in item]
@@ -396,6 +437,8 @@ class Collate:
         batch = torch.stack(pixels) if pixels else None
         if batch is not None and self.finish_here:
             batch = self.finish(batch)
+        if batch is not None and self.as_numpy:
+            return rows, batch.numpy()  # type: ignore[return-value]
         return rows, batch
 
 
@@ -408,22 +451,67 @@ def batches(
     frames: Frames = "all",
     pin_memory: bool = False,
     finish: bool = True,
+    adaptive: bool = False,
 ) -> Iterator[Batch]:
     """Decoded batches of ``batch_size`` files, in order; ``workers`` > 0 decodes in that many processes
     ahead of the consumer (4 batches each), 0 in the calling process. ``finish=False`` leaves uint8 pixels
-    for the caller to pass through ``preprocess.finish`` (e.g. on a GPU)."""
+    for the caller to pass through ``preprocess.finish`` (e.g. on a GPU).
+
+    With workers, the batch at hand when they start is decoded in the calling process while they start
+    (their start and first batch would otherwise be waited for), and the workers decode the rest. Without
+    pinned memory (the CPU path) the workers send uint8 pixels as numpy arrays (see :class:`Collate`); this
+    function yields them as tensors, normalised here when ``finish``.
+
+    ``adaptive``: the first batch is decoded here and the workers start only if decoding it took more than
+    :data:`DECODE_SHARE` of the time the consumer then spent on it (the model, the rows): where the model
+    already uses every core, a decoding process only takes cores from it."""
+    dataset = ImageFiles(files, preprocess, frames)
+    here = Collate(preprocess.finish, finish_here=finish)
+    chunks = [range(i, min(i + batch_size, len(files))) for i in range(0, len(files), batch_size)]
+    first = 0
+    if adaptive and len(chunks) < 3:  # too few batches to measure and then gain anything
+        workers = 0
+    if adaptive and workers > 0:
+        start = time.perf_counter()
+        batch = here(dataset.__getitems__(chunks[0]))
+        decoding = time.perf_counter() - start
+        start = time.perf_counter()
+        yield batch
+        if decoding <= DECODE_SHARE * (time.perf_counter() - start):
+            workers = 0
+        first = 1
+    if workers <= 0 or len(chunks) - first < 2:
+        for chunk in chunks[first:]:
+            yield here(dataset.__getitems__(chunk))
+        return
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
-        ImageFiles(files, preprocess, frames),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=Collate(preprocess.finish, finish_here=finish),
+        dataset,
+        batch_sampler=chunks[first + 1 :],
+        num_workers=min(workers, len(chunks) - first - 1),
+        collate_fn=Collate(preprocess.finish, finish_here=False, as_numpy=not pin_memory),
         pin_memory=pin_memory,
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=4,
     )
-    yield from loader
+    stream = iter(loader)  # the workers start on the batch after this one
+    closer: threading.Thread | None = None
+    try:
+        yield here(dataset.__getitems__(chunks[first]))
+        for n in range(first + 1, len(chunks)):
+            rows, pixels = next(stream)
+            if n == len(chunks) - 1:  # the last batch: the workers exit while the consumer uses it
+                closer = threading.Thread(target=next, args=(stream, None), daemon=True)
+                closer.start()
+            if pixels is not None and not isinstance(pixels, torch.Tensor):
+                pixels = torch.from_numpy(pixels)
+            if pixels is not None and finish:
+                pixels = preprocess.finish(pixels)
+            yield rows, pixels
+    finally:
+        if closer is not None:
+            closer.join()
+        del stream  # shuts the workers down (if not done yet), also when the consumer stops early
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -438,8 +526,11 @@ class Row:
     error: str | None
 
 
+_NUM = "{:.7g}".format  # probabilities as written: 7 significant digits
+
+
 def _num(p: float) -> str:
-    return f"{p:.7g}"
+    return _NUM(p)
 
 
 class RowWriter:
@@ -469,19 +560,30 @@ class RowWriter:
         if not rows:
             return
         if self.fmt == "csv":
-            self._emit(self._csv([self._csv_row(r) for r in rows]))
+            self._emit(self._csv(self._csv_rows(rows)))
         else:
             self._emit("".join(json.dumps(self._json_row(r), ensure_ascii=False) + "\n" for r in rows))
 
     def _label(self, row: Row) -> str | None:
         if row.probs is None:
             return None
-        return self.class_names[max(range(len(row.probs)), key=lambda k: row.probs[k])]  # type: ignore[index]
+        probs = row.probs
+        return self.class_names[list(probs).index(max(probs))]  # the first most probable class
 
-    def _csv_row(self, row: Row) -> list[str]:
-        probs = [_num(p) for p in row.probs] if row.probs is not None else [""] * len(self.class_names)
-        frame = "" if row.frame is None else str(row.frame)
-        return [str(row.path), frame, self._label(row) or "", *probs, row.error or ""]
+    def _csv_rows(self, rows: Sequence[Row]) -> list[list[str]]:
+        """The CSV cells of ``rows`` (one loop, no call per cell: this runs in the model's process)."""
+        names, empty, num = self.class_names, [""] * len(self.class_names), _NUM
+        out = []
+        for row in rows:
+            frame = "" if row.frame is None else str(row.frame)
+            probs = row.probs
+            if probs is None:
+                out.append([str(row.path), frame, "", *empty, row.error or ""])
+            else:
+                probs = list(probs)
+                label = names[probs.index(max(probs))]  # the first most probable class
+                out.append([str(row.path), frame, label, *map(num, probs), row.error or ""])
+        return out
 
     def _json_row(self, row: Row) -> dict[str, Any]:
         probs = None
@@ -503,10 +605,17 @@ class RowWriter:
 
     def _emit(self, text: str) -> None:
         view = memoryview(text.encode("utf-8", errors="surrogateescape"))
-        while view:
-            n = self.stream.write(view)
-            view = view[n if n is not None else len(view) :]
-        self.stream.flush()
+        start = self.stream.tell() if getattr(self.stream, "seekable", lambda: False)() else None
+        try:
+            while view:
+                n = self.stream.write(view)
+                view = view[n if n is not None else len(view) :]
+            self.stream.flush()
+        except OSError:
+            if start is not None:  # e.g. a full disk: cut the torn rows off, the file ends with whole rows
+                with contextlib.suppress(OSError):
+                    self.stream.truncate(start)
+            raise
 
 
 # ------------------------------------------------------------------------------------------------- running
@@ -539,11 +648,21 @@ class Summary:
         )
 
 
-def auto_workers(n_files: int, batch_size: int) -> int:
-    """Decoding processes: one per CPU core but one (left to the model's process), at least 1, at most 8,
-    and no more than there are batches."""
+def auto_workers(n_files: int, batch_size: int, device: str | torch.device) -> tuple[int, bool]:
+    """(decoding processes, adaptive) for ``--workers`` left out.
+
+    On a GPU (any device but the CPU): one process per CPU core but one (left to the main process), at
+    least 1, at most 8. On the CPU: the cores torch's threads leave free (``cores - torch threads``, at most
+    8), started at once; when torch's threads take every core, ``cores - 1`` (at least 1, at most 8) but
+    adaptive (see :func:`batches`: only if decoding is a real share of the work). Never more processes than
+    there are batches."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(_MAX_AUTO_WORKERS, max(1, cores - 1), math.ceil(n_files / max(1, batch_size))))
+    n_batches = math.ceil(n_files / max(1, batch_size))
+    spare = cores - torch.get_num_threads()
+    if torch.device(device).type == "cpu" and spare < 1:
+        return max(0, min(_MAX_AUTO_WORKERS, max(1, cores - 1), n_batches)), True
+    free = spare if torch.device(device).type == "cpu" else cores - 1
+    return max(0, min(_MAX_AUTO_WORKERS, max(1, free), n_batches)), False
 
 
 def _progress(enabled: bool, total: int) -> tuple[Callable[[int, int], None], Callable[[], None]]:
@@ -607,8 +726,10 @@ def predict(
         raise UsageError(f"--workers must be 0 or more, got {workers}")
     summary = summary if summary is not None else Summary()
     summary.total_files = len(files)
-    n_workers = auto_workers(len(files), batch_size) if workers is None else min(workers, len(files))
     device = classifier.backbone.device if hasattr(classifier.backbone, "device") else torch.device("cpu")
+    n_workers, adaptive = (
+        auto_workers(len(files), batch_size, device) if workers is None else (min(workers, len(files)), False)
+    )
     cuda = torch.device(device).type == "cuda"
     split = SplitPreprocess(classifier.backbone.preprocess)
     started = time.perf_counter()
@@ -624,6 +745,7 @@ def predict(
             frames=frames,
             pin_memory=cuda,
             finish=on_cpu,
+            adaptive=adaptive,
         ):
             probs = None
             if pixels is not None:
@@ -722,6 +844,14 @@ def run_predict(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         summary.interrupted = True
+    except OSError as exc:  # e.g. a full disk: one line naming the output file (its rows so far are whole)
+        from kmat_cli.atomic import write_error
+
+        summary.interrupted = True
+        error = write_error(output if output is not None else "<stdout>", exc)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         if output is not None:
             stream.close()

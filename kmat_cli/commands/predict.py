@@ -18,7 +18,10 @@ def command(
     output: Path = typer.Option(None, "--output", "-o", help="Write rows here (default: stdout)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per model batch."),
     workers: int = typer.Option(
-        None, "--workers", "-w", help="Decoding processes (default: cores - 1, 1 to 8; 0: none)."
+        None,
+        "--workers",
+        "-w",
+        help="Decoding processes (default: on a GPU cores - 1, 1 to 8; on the CPU the cores torch leaves free; 0: none).",
     ),
     frames: str = typer.Option("all", "--frames", help="Multi-frame DICOM: all (a row each) or first."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),

@@ -70,7 +70,12 @@ class KMaT(Method):
         return (t - self.prototypes).norm(dim=-1).mean()
 
     def losses(self, features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        text = self.prompts()
+        return self.loss_terms(self.prompts(), features, labels)
+
+    def loss_terms(
+        self, text: dict[str, torch.Tensor], features: torch.Tensor, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The weighted loss terms given the prompt embeddings ``text`` ({"hi", "lo"}: (K, D) each)."""
         logits = self.logit_scale * F.normalize(features.float(), dim=-1) @ text["hi"].t()
         out = {"ce": F.cross_entropy(logits, labels)}
         if self.use_anchor:

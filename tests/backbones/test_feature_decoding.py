@@ -1,0 +1,43 @@
+"""The feature cache decodes ahead in threads only where a core is free for them, and both ways give the
+same features (and the same error for an unreadable file)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from test_feature_cache import CountingBackbone, _direct, _write_images
+
+from kmat_cli import features
+from kmat_cli.api import UsageError
+
+
+@pytest.mark.parametrize(("cores", "threads", "threaded"), [(2, 2, False), (2, 1, True), (8, 4, True)])
+def test_decoder_threads_only_with_a_free_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int, threads: int, threaded: bool
+) -> None:
+    monkeypatch.setattr(features.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    decoder = features._decoder(CountingBackbone())
+    assert isinstance(decoder, ThreadPoolExecutor) == threaded
+    with decoder:
+        pass
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_both_decoders_give_the_same_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    monkeypatch.setattr(features.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # 2: in turn; 1: decoding threads
+    paths = _write_images(tmp_path / "img", 7)
+    b = CountingBackbone()
+    got = features.image_features(b, paths, batch_size=3, cache_dir=tmp_path / "cache", progress=False)
+    assert torch.allclose(got, _direct(b, paths), atol=1e-6) and b.calls == 7
+    (tmp_path / "img" / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(UsageError, match="bad.png"):
+        features.image_features(
+            b, [*paths, tmp_path / "img" / "bad.png"], cache_dir=tmp_path / "cache2", progress=False
+        )
