@@ -4,6 +4,11 @@
 * predict: :func:`kmat_cli.predict.predict` from the files on disk (decoding and preprocessing in
   DataLoader workers, the model, softmax, CSV rows written to /dev/null), model loading excluded.
 
+* bare, other core busy (``--busy-core``): the same bare forward while a second process spins a pure
+  Python loop, i.e. what the model gets when anything (a decoding worker) runs beside it on this machine.
+  Where it falls well below the bare rate the cores share hardware, and overlapping decoding with the model
+  cannot reach the bare rate.
+
 Ratio = predict images/s / bare images/s (goal: >= 90%). Backbones: ``phantom`` (the shipped weights when
 present, else the same architecture with seeded random weights; 32 px), ``vit-b-16`` (open_clip ViT-B-16
 image tower, BiomedCLIP's architecture, random weights, 224 px). Images are random PNGs of ``--size`` px.
@@ -17,6 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from datetime import date
@@ -60,6 +67,20 @@ def predict_fns(
     return {"bare": bare, **{f"predict-{worker_name(w)}": (lambda w=w: run(w)) for w in workers}}
 
 
+def with_busy_core(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run while another process spins a pure Python loop (started before, killed after)."""
+
+    def run() -> None:
+        spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            fn()
+        finally:
+            spin.kill()
+            spin.wait()
+
+    return run
+
+
 def worker_name(w: int | None) -> str:
     return "auto" if w is None else str(w)
 
@@ -73,6 +94,9 @@ def main() -> None:
     ap.add_argument("--workers", default="auto", help="comma list of worker counts and/or auto")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads in the main process (0: default)")
+    ap.add_argument(
+        "--busy-core", action="store_true", help="also time the bare forward with another process spinning"
+    )
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -96,6 +120,8 @@ def main() -> None:
         worker_list = [None if w == "auto" else int(w) for w in args.workers.split(",")]
         with open(os.devnull, "wb") as sink:
             fns = predict_fns(clf, files, batch_size=args.batch_size, workers=worker_list, sink=sink)
+            if args.busy_core:
+                fns["bare-busy"] = with_busy_core(fns["bare"])
             # interleaved: every repetition times the bare forward and then each predict setting, so both see
             # the same machine load; the ratio is taken per repetition
             times = interleave(fns, args.reps)
@@ -113,6 +139,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     print(f"| bare image-tower forward | - | {rate(bare_rate)} | {rate(n / min(bare_t))} | 100% |")
+    if "bare-busy" in times:
+        t = times["bare-busy"]
+        print(
+            f"| bare forward, another core busy | - | {rate(n / statistics.median(t))} | {rate(n / min(t))} "
+            f"| {100 * per_rep_ratio(bare_t, t):.0f}% |"
+        )
     for w in worker_list:
         t = times[f"predict-{worker_name(w)}"]
         if w is None:
