@@ -127,10 +127,10 @@ def run_pool(cells: Sequence[Cell], root: Path, *, jobs: int, report: Report, pr
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
     try:
-        jobs = {pool.submit(features_entry, job): job for job in feature_jobs(cells)}
-        for future in as_completed(jobs):
-            _feature_done(lambda f=future: f.result(), jobs[future], progress)
-        if any(isinstance(f.exception(), BrokenProcessPool) for f in jobs):
+        extracting = {pool.submit(features_entry, job): job for job in feature_jobs(cells)}
+        for future in as_completed(extracting):
+            _feature_done(lambda f=future: f.result(), extracting[future], progress)
+        if any(isinstance(f.exception(), BrokenProcessPool) for f in extracting):
             pool.shutdown(cancel_futures=True)  # a worker died extracting features: the cells get a new pool
             pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
         futures = {pool.submit(cell_entry, cell.to_dict(), str(root.resolve())): cell for cell in cells}
@@ -184,11 +184,11 @@ def run_ray(
     try:
         remote_features = ray.remote(num_cpus=1, max_retries=0)(features_entry)
         remote_cell = ray.remote(num_cpus=1, max_retries=0)(cell_entry)
-        jobs = {remote_features.remote(job): job for job in feature_jobs(cells)}
-        pending = list(jobs)
+        extracting = {remote_features.remote(job): job for job in feature_jobs(cells)}
+        pending = list(extracting)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            _feature_done(lambda r=ready[0]: ray.get(r), jobs[ready[0]], progress)
+            _feature_done(lambda r=ready[0]: ray.get(r), extracting[ready[0]], progress)
         refs = {remote_cell.remote(cell.to_dict(), str(root.resolve())): cell for cell in cells}
         pending = list(refs)
         while pending:
