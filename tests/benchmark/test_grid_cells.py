@@ -157,3 +157,16 @@ def test_process_pool_gives_the_in_process_results(tmp_path: Path) -> None:
     for a, b in zip(pooled, inline, strict=True):
         assert a.result["metrics"]["hi"] == b.result["metrics"]["hi"]
         assert a.result["metrics"]["lo"] == b.result["metrics"]["lo"]
+
+
+def test_pool_survives_a_worker_dying_during_feature_extraction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench_helpers import die_extracting_features
+
+    from kmat_cli import executors
+
+    monkeypatch.setattr(executors, "features_entry", die_extracting_features)
+    cells = [Cell({**FAST, "method.name": "zeroshot", "train.seed": s}) for s in (1, 2)]
+    outcomes = run_cells(cells, tmp_path / "pool", jobs=2, progress=False)
+    assert [o.status for o in outcomes] == ["done", "done"]  # a new pool ran the cells
