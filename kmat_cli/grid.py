@@ -4,8 +4,9 @@ A :class:`Cell` is one training run, given as dotted config flags plus ``--set``
 built with :func:`kmat_cli.config.build`, so every check of ``kmat train`` applies) and how it is scored:
 
 - ``score="test"``: train, then accuracy / macro-F1 on both test splits (what ``kmat train`` does);
-- ``score="hi-val"``: train without evaluation, then accuracy / macro-F1 on the **high-end validation split
-  only** (:func:`kmat_cli.workflow.validate`); the low-end data are never opened.
+- ``score="hi-val"``: train, then accuracy / macro-F1 on the **high-end validation split only**, with the
+  parts training built (:func:`kmat_cli.workflow.train_command` with ``validate``; a run finished without
+  it is scored by :func:`kmat_cli.workflow.validate`); the low-end data are never opened.
 
 Folder protocol, under ``root/cells/<key>/`` (``key`` = :attr:`Cell.key`):
 
@@ -211,14 +212,14 @@ def _train(cell: Cell, folder: Path) -> tuple[Any, str]:
     from kmat_cli import config, workflow
 
     run = _latest_run(folder)
-    evaluate = cell.score == "test"
+    scoring = {"evaluate": cell.score == "test", "validate": cell.score == "hi-val"}
     if run is not None and run.finished:
         return run, "resumed"
     if run is not None:
         cfg = config.load_yaml(run.file("config.yaml"))
-        return workflow.train_command(cfg, run=run, evaluate=evaluate, progress=False, show=False), "resumed"
+        return workflow.train_command(cfg, run=run, **scoring, progress=False, show=False), "resumed"
     cfg = config.build(flags={**cell.flags, "out": str(folder)}, sets=cell.sets)
-    return workflow.train_command(cfg, evaluate=evaluate, progress=False, show=False), "computed"
+    return workflow.train_command(cfg, **scoring, progress=False, show=False), "computed"
 
 
 def _metrics(cell: Cell, run: Any) -> dict[str, Any]:

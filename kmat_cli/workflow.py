@@ -60,11 +60,14 @@ def train_command(
     run: runs.Run | None = None,
     evaluate: bool = True,
     *,
+    validate: bool = False,
     progress: bool = True,
     show: bool = True,
 ) -> runs.Run:
-    """Train (or, given ``run``, resume) the configured method; returns the finished run. ``progress``:
-    progress bars on stderr; ``show``: the metrics table on stdout."""
+    """Train (or, given ``run``, resume) the configured method; returns the finished run. ``evaluate``:
+    both test splits (``metrics.json``); ``validate``: the high-end validation split only
+    (``metrics-val.json``, see :func:`validate`), with the parts already built; ``progress``: progress
+    bars on stderr; ``show``: the metrics table on stdout."""
     import torch
 
     from kmat_cli import assemble, data, export, train
@@ -121,6 +124,8 @@ def train_command(
             run.file(export.PROMPTS_FILE), method, parts.backbone, task=task, backbone_config=cfg["backbone"]
         )
         train_time = time.perf_counter() - started
+        if validate:
+            atomic.write_json(run.file(VAL_METRICS_FILE), _validation(parts, method, cfg, progress=progress))
         if evaluate:
             metrics = {
                 **_evaluate(parts, method, cfg, progress=progress),
@@ -197,14 +202,11 @@ def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) 
 VAL_METRICS_FILE = "metrics-val.json"
 
 
-def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Accuracy and macro-F1 of a trained run on the **high-end validation split only** (what ``kmat tune``
-    and the grid's ``hi-val`` cells score); the low-end data are never opened. Written to the run's
-    ``metrics-val.json`` and returned: ``{"format", "class_names", "split": "val", "hi": {accuracy,
-    macro_f1, n, confusion}, "run": {...}}``."""
+def _validation(parts: Any, method: Any, cfg: Mapping[str, Any], *, progress: bool) -> dict[str, Any]:
+    """The ``metrics-val.json`` content: ``{"format", "class_names", "split": "val", "hi": {accuracy,
+    macro_f1, n, confusion}, "run": {...}}`` of ``method`` on the high-end validation split only."""
     from kmat_cli import evaluate
 
-    run, cfg, parts, method = load_trained(path)
     result = evaluate.evaluate_method(
         method,
         parts.backbone,
@@ -213,13 +215,21 @@ def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
         batch_size=cfg["train"]["eval_batch_size"],
         progress=progress,
     )
-    metrics = {
+    return {
         "format": evaluate.METRICS_FORMAT,
         "class_names": result.class_names,
         "split": "val",
         "hi": result.modality("hi"),
         "run": _summary(cfg, parts.backbone),
     }
+
+
+def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Accuracy and macro-F1 of a trained run on the **high-end validation split only** (what ``kmat tune``
+    and the grid's ``hi-val`` cells score); the low-end data are never opened. Written to the run's
+    ``metrics-val.json`` and returned (:func:`_validation`)."""
+    run, cfg, parts, method = load_trained(path)
+    metrics = _validation(parts, method, cfg, progress=progress)
     atomic.write_json(run.file(VAL_METRICS_FILE), metrics)
     return metrics
 
