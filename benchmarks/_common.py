@@ -48,25 +48,12 @@ def biomedclip(folder: Path, *, device: str = "cpu", tiny: bool = False, vision_
 
 def phantom_weights(folder: Path) -> tuple[str, str]:
     """(weights path, description): the shipped phantom weights, else a seeded stand-in of its architecture."""
-    from safetensors.torch import save_file
-
     from backbones.phantom import model as files
 
     if files.WEIGHTS.is_file():
         return str(files.WEIGHTS), "phantom (shipped weights)"
-    cfg = files.model_config(vocab_size=64)
-    (folder / files.CONFIG.name).write_text(
-        json.dumps({"model_cfg": cfg, "preprocess": files.PREPROCESS_SPEC})
-    )
-    (folder / files.VOCAB.name).write_text(
-        json.dumps({"context_length": 64, "vocab": [f"w{i}" for i in range(60)]})
-    )
-    torch.manual_seed(0)
-    net = files.build(cfg)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / files.WEIGHTS.name))
-    return str(
-        folder / files.WEIGHTS.name
-    ), "phantom architecture (seeded random weights; shipped weights absent)"
+    weights = files.write_random(folder, words=60, context_length=64, seed=0)
+    return str(weights), "phantom architecture (seeded random weights; shipped weights absent)"
 
 
 def prompts_file(folder: Path, backbone_name: str, options: dict, k: int = 8) -> Path:

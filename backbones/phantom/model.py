@@ -68,6 +68,24 @@ def build(model_cfg: dict[str, Any], *, vision_only: bool = False) -> nn.Module:
     return VisionOnly(visual, torch.tensor(0.0))
 
 
+def write_random(folder: str | Path, *, words: int, context_length: int, seed: int) -> Path:
+    """A stand-in of the shipped backbone in ``folder``: its config, a vocabulary of ``words`` placeholder
+    words (``w0``, ``w1``, ...; the tokenizer adds 4 special tokens) and the architecture's weights drawn
+    with ``torch.manual_seed(seed)``. Returns the weights path (the other two files sit beside it)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model_config(vocab_size=words + 4, context_length=context_length)
+    (folder / CONFIG.name).write_text(json.dumps({"model_cfg": cfg, "preprocess": PREPROCESS_SPEC}))
+    vocab = {"context_length": context_length, "vocab": [f"w{i}" for i in range(words)]}
+    (folder / VOCAB.name).write_text(json.dumps(vocab))
+    torch.manual_seed(seed)
+    net = build(cfg)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / WEIGHTS.name))
+    return folder / WEIGHTS.name
+
+
 def preprocess_transform() -> Any:
     """PIL image -> (3, 32, 32) tensor: RGB, bicubic resize of the shortest side, centre crop, normalise
     (open_clip's own eval transform for :data:`PREPROCESS_SPEC`)."""

@@ -105,3 +105,13 @@ def test_pretraining_is_deterministic(tmp_path: Path) -> None:
     assert runs[0] == runs[1] and set(runs[0]) == {files.WEIGHTS.name, files.CONFIG.name, files.VOCAB.name}
     loaded = PhantomBackbone(weights=str(tmp_path / "a" / files.WEIGHTS.name))
     assert loaded.id != PhantomBackbone(vision_only=True).id
+
+
+def test_random_stand_in_loads_as_the_backbone(tmp_path: Path) -> None:
+    a = files.write_random(tmp_path / "a", words=8, context_length=16, seed=5)
+    b = files.write_random(tmp_path / "b", words=8, context_length=16, seed=5)
+    assert a.read_bytes() == b.read_bytes()  # seeded: the same stand-in every time
+    backbone = PhantomBackbone(weights=str(a))
+    assert backbone.tokenizer.vocab_size == 12 and backbone.context_length == 16
+    text = backbone.encode_text(["w0 w1", "w2"])
+    assert text.shape == (2, 128) and torch.isfinite(text).all()

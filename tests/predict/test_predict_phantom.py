@@ -7,7 +7,6 @@ random init) written with the phantom's own config and vocabulary files.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from predict_helpers import write_prompts
-from safetensors.torch import save_file
 
 from kmat_cli.predict import load_classifier, run_predict
 
@@ -28,17 +26,7 @@ def phantom_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if files.WEIGHTS.is_file():
         return files.WEIGHTS
     folder = tmp_path_factory.mktemp("phantom")
-    cfg = files.model_config(vocab_size=12, context_length=16)
-    (folder / files.CONFIG.name).write_text(
-        json.dumps({"model_cfg": cfg, "preprocess": files.PREPROCESS_SPEC})
-    )
-    (folder / files.VOCAB.name).write_text(
-        json.dumps({"context_length": 16, "vocab": [f"w{i}" for i in range(8)]})
-    )
-    torch.manual_seed(5)
-    net = files.build(cfg)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / files.WEIGHTS.name))
-    return folder / files.WEIGHTS.name
+    return files.write_random(folder, words=8, context_length=16, seed=5)
 
 
 def test_phantom_predict_equals_full_model_formula(phantom_weights: Path, tmp_path: Path) -> None:
