@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backbones import prepacked
 from kmat_cli.api import Backbone, RuntimeFailure, UsageError
 
 __all__ = ["OpenClipBackbone"]
@@ -172,6 +173,13 @@ class _NativeTower:
     def embedding(self) -> nn.Embedding:
         return self.owner.token_embedding
 
+    def modules(self) -> list[nn.Module]:
+        """The modules that run text (not the image tower of a flat ``CLIP``)."""
+        if not self.clip_flat:
+            return [self.owner]
+        proj = self.owner.text_projection
+        return [self.owner.transformer] + ([proj] if isinstance(proj, nn.Module) else [])
+
     def can_truncate(self) -> bool:
         """Running only the first T positions is exact when later positions cannot reach earlier ones
         (causal mask, or padding masked out of the keys) and the pooled position is a real token."""
@@ -222,6 +230,9 @@ class _HFTower:
     @property
     def embedding(self) -> nn.Embedding:
         return self.encoder.transformer.get_input_embeddings()
+
+    def modules(self) -> list[nn.Module]:
+        return [self.encoder]
 
     def can_truncate(self) -> bool:
         """Padding is masked out of the attention keys, so dropping trailing padding is exact for poolers
@@ -380,6 +391,10 @@ class OpenClipBackbone(Backbone):
         self._prepared: OrderedDict[tuple[tuple[str, ...], int, bool | str], _Prepared] = OrderedDict()
         self.truncate_prompts = True  # False: always run the full context (same result, slower)
         self.pack_prompts = True  # False: pad to the longest prompt instead of packing (same result, slower)
+        # False: no MKL-packed text weights (backbones/prepacked.py; same result, slower, less memory)
+        self.prepack_weights = True
+        for module in self._tower.modules() if self._tower is not None else []:
+            prepacked.convert(module)
         self.device = torch.device("cpu")
         self.to(device)
 
@@ -397,6 +412,7 @@ class OpenClipBackbone(Backbone):
         """Move the model to ``device`` (cached token tensors follow on next use)."""
         self.device = torch.device(device)
         self.model.to(self.device)
+        prepacked.release(self.model)
         self._ids.clear()
         self._prepared.clear()
         return self
@@ -431,7 +447,7 @@ class OpenClipBackbone(Backbone):
         for i in range(0, len(texts), batch_size):
             part = texts[i : i + batch_size]
             prep = self._prepare(tuple(part), 0, keep=False)  # one-off texts: not worth caching
-            chunks.append(F.normalize(self._text().forward(prep.embeds, prep).float(), dim=-1))
+            chunks.append(F.normalize(self._run_text(prep.embeds, prep).float(), dim=-1))
         return torch.cat(chunks) if chunks else torch.zeros(0, self.embed_dim, device=self.device)
 
     def token_embeddings(self, text: str) -> torch.Tensor:
@@ -456,13 +472,17 @@ class OpenClipBackbone(Backbone):
             raise UsageError(
                 f"context must be (P, L, {self.token_width}) with P = {len(texts)} texts; got {tuple(ctx.shape)}"
             )
-        tower = self._text()
         prep = self._prepare(tuple(texts), int(ctx.shape[1]))
         x = prep.embeds
         if prep.n_ctx:
             s, n = prep.start, prep.n_ctx
             x = torch.cat([x[:, :s], ctx.to(self.device, x.dtype), x[:, s + n :]], dim=1)
-        return F.normalize(tower.forward(x, prep).float(), dim=-1)
+        return F.normalize(self._run_text(x, prep).float(), dim=-1)
+
+    def _run_text(self, x: torch.Tensor, prep: _Prepared) -> torch.Tensor:
+        """The text tower on prepared token embeddings (MKL-packed weights where ``prepack_weights``)."""
+        with prepacked.enabled(self.prepack_weights):
+            return self._text().forward(x, prep)
 
     # --------------------------------------------------------------------------------- token handling
     def _token_ids(self, text: str) -> torch.Tensor:
