@@ -9,6 +9,11 @@
   Where it falls well below the bare rate the cores share hardware, and overlapping decoding with the model
   cannot reach the bare rate.
 
+* predict, ideal decoding (``--ideal-decoding``): the same predict runs with each file's decoding cut to
+  reading its bytes and one ``torchvision.io.decode_png`` (no checks, no Pillow, no resize: exact only for
+  the benchmark's own RGB PNGs already at the model's size, which is checked on the first file). What predict
+  would reach if decoding cost next to nothing: the ceiling any faster decoder could approach.
+
 Ratio = predict images/s / bare images/s (goal: >= 90%). Backbones: ``phantom`` (the shipped weights when
 present, else the same architecture with seeded random weights; 32 px), ``vit-b-16`` (open_clip ViT-B-16
 image tower, BiomedCLIP's architecture, random weights, 224 px). Images are random PNGs of ``--size`` px.
@@ -25,7 +30,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -81,6 +87,39 @@ def with_busy_core(fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
+@contextmanager
+def ideal_decoding(files: list[Path], preprocess: Any) -> Iterator[None]:
+    """Within the block, predict decodes a file as its bytes through ``decode_png`` (RGB) and nothing else;
+    the pixels are checked equal to the real decoding's on the first file. Worker processes fork inside the
+    block and inherit it."""
+    from torchvision.io import ImageReadMode, decode_png
+
+    from kmat_cli.predict import ImageFiles, SplitPreprocess
+
+    def decode(self: Any, i: int) -> list[tuple[int, None, torch.Tensor, None]]:
+        data = bytearray(Path(self.files[i]).read_bytes())
+        return [
+            (i, None, decode_png(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB), None)
+        ]
+
+    real = ImageFiles._decode
+    dataset = ImageFiles(files[:1], SplitPreprocess(preprocess), "all")
+    if not torch.equal(decode(dataset, 0)[0][2], real(dataset, 0)[0][2]):
+        raise SystemExit(
+            "--ideal-decoding: the PNGs are not RGB at the model's size; pick --size accordingly"
+        )
+    ImageFiles._decode = decode
+    try:
+        yield
+    finally:
+        ImageFiles._decode = real
+
+
+def _ideal(run: Callable[[], object], files: list[Path], clf: Any) -> None:
+    with ideal_decoding(files, clf.backbone.preprocess):
+        run()
+
+
 def worker_name(w: int | None) -> str:
     return "auto" if w is None else str(w)
 
@@ -96,6 +135,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads in the main process (0: default)")
     ap.add_argument(
         "--busy-core", action="store_true", help="also time the bare forward with another process spinning"
+    )
+    ap.add_argument(
+        "--ideal-decoding",
+        action="store_true",
+        help="also time predict with decoding cut to bytes + decode_png (the ceiling of a faster decoder)",
     )
     args = ap.parse_args()
     if args.threads > 0:
@@ -122,6 +166,10 @@ def main() -> None:
             fns = predict_fns(clf, files, batch_size=args.batch_size, workers=worker_list, sink=sink)
             if args.busy_core:
                 fns["bare-busy"] = with_busy_core(fns["bare"])
+            if args.ideal_decoding:
+                for w in worker_list:
+                    run = fns[f"predict-{worker_name(w)}"]
+                    fns[f"ideal-{worker_name(w)}"] = lambda run=run: _ideal(run, files, clf)
             # interleaved: every repetition times the bare forward and then each predict setting, so both see
             # the same machine load; the ratio is taken per repetition
             times = interleave(fns, args.reps)
@@ -153,6 +201,12 @@ def main() -> None:
         ratio = per_rep_ratio(bare_t, t)
         print(
             f"| kmat predict | {w} | {rate(n / statistics.median(t))} | {rate(n / min(t))} | {100 * ratio:.0f}% |"
+        )
+    for w in worker_list if args.ideal_decoding else []:
+        t = times[f"ideal-{worker_name(w)}"]
+        print(
+            f"| kmat predict, ideal decoding | {worker_name(w)} | {rate(n / statistics.median(t))} "
+            f"| {rate(n / min(t))} | {100 * per_rep_ratio(bare_t, t):.0f}% |"
         )
     print(f"\nload average after the runs (1, 5, 15 min): {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
 
