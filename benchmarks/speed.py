@@ -94,7 +94,7 @@ class Plan:
     eval_subset: int  # test features CoCoOp's (image-conditioned) evaluation is timed on, then scaled
 
 
-QUICK = Plan("quick", 3, 2, 16, 8, 2, False, 2048, 3, 64)
+QUICK = Plan("quick", 3, 2, 16, 8, 3, False, 2048, 3, 64)
 FULL = Plan("full", 9, 5, 48, 16, 3, True, 2048, 7, 128)
 
 
