@@ -173,7 +173,7 @@ class _NativeTower:
     def embedding(self) -> nn.Embedding:
         return self.owner.token_embedding
 
-    def modules(self) -> list[nn.Module]:
+    def text_modules(self) -> list[nn.Module]:
         """The modules that run text (not the image tower of a flat ``CLIP``)."""
         if not self.clip_flat:
             return [self.owner]
@@ -231,7 +231,7 @@ class _HFTower:
     def embedding(self) -> nn.Embedding:
         return self.encoder.transformer.get_input_embeddings()
 
-    def modules(self) -> list[nn.Module]:
+    def text_modules(self) -> list[nn.Module]:
         return [self.encoder]
 
     def can_truncate(self) -> bool:
@@ -393,7 +393,7 @@ class OpenClipBackbone(Backbone):
         self.pack_prompts = True  # False: pad to the longest prompt instead of packing (same result, slower)
         # False: no MKL-packed text weights (backbones/prepacked.py; same result, slower, less memory)
         self.prepack_weights = True
-        for module in self._tower.modules() if self._tower is not None else []:
+        for module in self._tower.text_modules() if self._tower is not None else []:
             prepacked.convert(module)
         self.device = torch.device("cpu")
         self.to(device)

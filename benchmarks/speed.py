@@ -97,7 +97,7 @@ class Plan:
 
 
 QUICK = Plan("quick", 3, 2, 16, 8, 3, False, 2048, 3, 64)
-FULL = Plan("full", 9, 5, 48, 16, 3, True, 2048, 7, 128)
+FULL = Plan("full", 9, 5, 48, 16, 5, True, 2048, 7, 128)
 
 
 @dataclass
