@@ -4,11 +4,12 @@ A frozen text tower runs the same few prompts through the same ``nn.Linear`` lay
 ``y = x W^T + b`` forward and, since only the input needs a gradient, ``dx = dy W`` backward, with ``x``
 only ~100 rows (the prompts' real tokens). At that size MKL spends a good part of each product re-packing
 ``W``; ``torch.ops.mkl._mkl_linear`` takes a weight packed beforehand for a given row count instead
-(measured on BiomedCLIP's BERT: 1.15-1.27x faster products, ~1.09x faster K-MaT steps, same values).
+(measured on BiomedCLIP's BERT: 1.15x faster products, 1.07-1.11x faster K-MaT epochs, values equal up
+to float rounding; see benchmarks/README.md, "What was slow").
 
 :func:`convert` turns a module's ``nn.Linear`` layers into :class:`PrepackedLinear` in place (same parameters,
 same state dict); they behave exactly as ``nn.Linear`` unless :func:`enabled` is active, and even then pack
-only when packing is exact and can pay off:
+only where packing applies and can pay off:
 
 * the weight (and bias) is frozen, float32, on the CPU, MKL is available, autocast is off;
 * the layer sees the same row count ``M = x.numel() / in_features`` (and the same weight storage and
