@@ -12,17 +12,23 @@ same state dict); they behave exactly as ``nn.Linear`` unless :func:`enabled` is
 only where packing applies and can pay off:
 
 * the weight (and bias) is frozen, float32, on the CPU, MKL is available, autocast is off;
-* the layer sees the same row count ``M = x.numel() / in_features`` (and the same weight storage and
-  version) twice in a row: training steps and per-image prompt loops repeat one shape, one-off calls never
-  pay for packing. The forward pack is made then, the backward pack (of ``W^T``) at the first backward.
+* the input needs a gradient (a training step: every step is packed from the first, so a run resumed
+  from a checkpoint computes exactly what the uninterrupted run computed), or the layer has seen the same
+  row count ``M = x.numel() / in_features`` (and the same weight storage and version) in
+  :data:`_REPEATS` calls in a row without gradient (per-image prompt loops at evaluation; one-off
+  encodings never pay for packing). The forward pack is made then, the backward pack (of ``W^T``) at the
+  first backward.
 
-One pack pair is kept per layer (the newest row count); each costs about the weight's size in memory
-(BiomedCLIP's text tower: ~325 MB forward, ~325 MB backward). :func:`release` drops them.
+A layer keeps the packs of its :data:`_KEEP` latest row counts (a method may alternate two prompt batches)
+and makes at most :data:`_MAX_PACKS` in its life (a layer whose row count keeps changing is not worth
+packing: it then runs as ``nn.Linear``). Each pack costs about the weight's size in memory (BiomedCLIP's
+text tower: ~325 MB forward, ~325 MB backward); :func:`release` drops them.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +40,9 @@ from torch import nn
 __all__ = ["PrepackedLinear", "available", "convert", "enabled", "release"]
 
 _state = threading.local()
+_REPEATS = 3  # calls in a row at one row count, without gradient, before a layer packs for it
+_KEEP = 2  # row counts whose packs a layer keeps
+_MAX_PACKS = 16  # packs a layer makes at most
 
 
 def available() -> bool:
@@ -85,8 +94,9 @@ class PrepackedLinear(nn.Linear):
     """``nn.Linear`` that uses MKL-packed copies of its frozen weight inside :func:`enabled` (module
     docstring); the same function of ``x`` either way, equal up to float rounding."""
 
-    _pack: _Pack | None = None
-    _seen: tuple[int, int, int] | None = None
+    _packs: OrderedDict[tuple[int, int, int], _Pack] | None = None  # newest last
+    _seen: tuple[tuple[int, int, int], int] | None = None  # (key, calls in a row) without gradient
+    _made: int = 0
 
     def _packable(self, x: torch.Tensor) -> bool:
         w, b = self.weight, self.bias
@@ -104,13 +114,27 @@ class PrepackedLinear(nn.Linear):
         if not self._packable(x):
             return F.linear(x, self.weight, self.bias)
         key = (x.numel() // self.in_features, self.weight.data_ptr(), self.weight._version)
-        pack = self._pack
-        if pack is None or pack.key != key:
-            if self._seen != key:  # first time at this shape: no packing yet
-                self._seen = key
-                return F.linear(x, self.weight, self.bias)
-            pack = self._pack = _Pack(key, torch.ops.mkl._mkl_reorder_linear_weight(self.weight, key[0]))
+        pack = self._pack_for(key, x.requires_grad)
+        if pack is None:
+            return F.linear(x, self.weight, self.bias)
         return _PackedLinear.apply(x, self, pack)
+
+    def _pack_for(self, key: tuple[int, int, int], grad: bool) -> _Pack | None:
+        """The pack for ``key``: kept, made now (module docstring's rules), or None (run unpacked)."""
+        packs = self._packs if self._packs is not None else OrderedDict()
+        self._packs = packs
+        if key in packs:
+            packs.move_to_end(key)
+            return packs[key]
+        calls = self._seen[1] + 1 if self._seen is not None and self._seen[0] == key else 1
+        self._seen = (key, calls)
+        if (not grad and calls < _REPEATS) or self._made >= _MAX_PACKS:
+            return None
+        packs[key] = _Pack(key, torch.ops.mkl._mkl_reorder_linear_weight(self.weight, key[0]))
+        self._made += 1
+        while len(packs) > _KEEP:
+            packs.popitem(last=False)
+        return packs[key]
 
 
 def convert(module: nn.Module) -> int:
@@ -128,5 +152,6 @@ def release(module: nn.Module) -> None:
     """Drop the packed weights of every :class:`PrepackedLinear` in ``module``."""
     for m in module.modules():
         if isinstance(m, PrepackedLinear):
-            m._pack = None
+            m._packs = None
             m._seen = None
+            m._made = 0
