@@ -19,10 +19,10 @@ only where packing applies and can pay off:
   encodings never pay for packing). The forward pack is made then, the backward pack (of ``W^T``) at the
   first backward.
 
-A layer keeps the packs of its :data:`_KEEP` latest row counts (a method may alternate two prompt batches)
-and makes at most :data:`_MAX_PACKS` in its life (a layer whose row count keeps changing is not worth
-packing: it then runs as ``nn.Linear``). Each pack costs about the weight's size in memory (BiomedCLIP's
-text tower: ~325 MB forward, ~325 MB backward); :func:`release` drops them.
+A layer keeps the packs of its :data:`_KEEP` latest row counts (a method may alternate two prompt
+batches; a caller alternating more with gradient re-packs at every switch, ~0.5 s for BiomedCLIP's text
+tower). Each pack costs about the weight's size in memory (BiomedCLIP's text tower: ~325 MB forward, ~325
+MB backward); :func:`release` drops them.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ __all__ = ["PrepackedLinear", "available", "convert", "enabled", "release"]
 _state = threading.local()
 _REPEATS = 3  # calls in a row at one row count, without gradient, before a layer packs for it
 _KEEP = 2  # row counts whose packs a layer keeps
-_MAX_PACKS = 16  # packs a layer makes at most
 
 
 def available() -> bool:
@@ -96,7 +95,6 @@ class PrepackedLinear(nn.Linear):
 
     _packs: OrderedDict[tuple[int, int, int], _Pack] | None = None  # newest last
     _seen: tuple[tuple[int, int, int], int] | None = None  # (key, calls in a row) without gradient
-    _made: int = 0
 
     def _packable(self, x: torch.Tensor) -> bool:
         w, b = self.weight, self.bias
@@ -128,10 +126,9 @@ class PrepackedLinear(nn.Linear):
             return packs[key]
         calls = self._seen[1] + 1 if self._seen is not None and self._seen[0] == key else 1
         self._seen = (key, calls)
-        if (not grad and calls < _REPEATS) or self._made >= _MAX_PACKS:
+        if not grad and calls < _REPEATS:
             return None
         packs[key] = _Pack(key, torch.ops.mkl._mkl_reorder_linear_weight(self.weight, key[0]))
-        self._made += 1
         while len(packs) > _KEEP:
             packs.popitem(last=False)
         return packs[key]
@@ -154,4 +151,3 @@ def release(module: nn.Module) -> None:
         if isinstance(m, PrepackedLinear):
             m._packs = None
             m._seen = None
-            m._made = 0

@@ -104,10 +104,12 @@ def interleave(
     warmup: int = 1,
     clock: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] | None = None,
+    before: Mapping[str, Callable[[], object]] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds of each of ``fns`` per repetition, the functions run in turn (A B A B ...) so that changes in
     machine load hit all of them alike. ``warmup`` untimed rounds first; ``sync`` (e.g. a CUDA
-    synchronize) runs before each clock reading."""
+    synchronize) runs before each clock reading; ``before[name]`` (optional) runs untimed right before each
+    timed call of ``fns[name]`` (e.g. to bring that contender's state back after the others ran)."""
     wait = sync or (lambda: None)
     for _ in range(warmup):
         for fn in fns.values():
@@ -116,6 +118,9 @@ def interleave(
     out: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
+            if before and name in before:
+                before[name]()
+                wait()
             start = clock()
             fn()
             wait()

@@ -325,7 +325,8 @@ def run_costs(
     log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, dict[str, float]]:
     """Per method, one run given cached features: ``setup`` (building the method, which encodes its fixed
-    texts), ``step`` (median ``Trainer.step``, the methods' steps interleaved), ``save`` (median
+    texts), ``step`` (median ``Trainer.step``, the methods' steps interleaved, each after an untimed step of
+    its own), ``save`` (median
     ``Trainer.save``: the checkpoint and metrics written after every epoch), ``fit`` = epochs x (steps per
     epoch x step + save) and ``eval`` (``kmat_cli.evaluate.predict`` on the test features; an
     image-conditioned method on ``eval_subset`` of them, scaled)."""
@@ -354,9 +355,11 @@ def run_costs(
                 progress=False,
             )
     log(f"row 4: steps of {', '.join(trainers)} (interleaved)")
-    steps = interleave(
-        {n: (lambda t=t: t.step(feats[:batch], labels[:batch])) for n, t in trainers.items()}, reps, sync=sync
-    )
+    # each timed step follows an untimed one of the same method: the methods share the backbone, whose
+    # layers keep packed weights for two prompt batches only (backbones/prepacked.py), and a training run
+    # has one; the untimed step re-packs for this method, as its own run would have them
+    step = {n: (lambda t=t: t.step(feats[:batch], labels[:batch])) for n, t in trainers.items()}
+    steps = interleave(step, reps, sync=sync, before=step)
     saves = interleave({n: t.save for n, t in trainers.items()}, reps)
     for name, trainer in trainers.items():
         step, save = statistics.median(steps[name]), statistics.median(saves[name])
