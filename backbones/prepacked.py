@@ -112,7 +112,7 @@ class PrepackedLinear(nn.Linear):
         if not self._packable(x):
             return F.linear(x, self.weight, self.bias)
         key = (x.numel() // self.in_features, self.weight.data_ptr(), self.weight._version)
-        pack = self._pack_for(key, x.requires_grad)
+        pack = self._pack_for(key, x.requires_grad and torch.is_grad_enabled())
         if pack is None:
             return F.linear(x, self.weight, self.bias)
         return _PackedLinear.apply(x, self, pack)
