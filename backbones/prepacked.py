@@ -119,8 +119,9 @@ class PrepackedLinear(nn.Linear):
 
     def _pack_for(self, key: tuple[int, int, int], grad: bool) -> _Pack | None:
         """The pack for ``key``: kept, made now (module docstring's rules), or None (run unpacked)."""
-        packs = self._packs if self._packs is not None else OrderedDict()
-        self._packs = packs
+        if self._packs is None:
+            self._packs = OrderedDict()
+        packs = self._packs
         if key in packs:
             packs.move_to_end(key)
             return packs[key]
