@@ -14,6 +14,14 @@ are written atomically under unique names, so concurrent writers never corrupt a
 compute the same features; readers take any copy). A changed file (new content hash), backbone id or
 preprocessing misses the cache. ``file-hashes.json`` memoises content hashes by (path, size, mtime_ns) so
 unchanged files are not re-read on every run.
+
+Nothing in the cache is trusted blindly: a shard whose ``features`` are not floating point, not (keys x D)
+with D the backbone's ``embed_dim``, not finite, or hold a row that is not a unit vector (the image tower's
+features are normalised and never all zero) is reported in one ``kmat: warning:`` line naming it, removed
+where possible, and its features are computed again. A memo that is not a JSON object of
+``[size, mtime_ns, sha256]`` entries is ignored (wrong entries one by one). A cache that cannot be written
+(read-only, full) never fails a run: the memo is skipped and missing features are computed in memory, with
+one warning line per cause.
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +44,7 @@ import torch.nn.functional as F
 from kmat_cli.api import Backbone
 from kmat_cli.atomic import write_json, write_with
 from kmat_cli.envinfo import cache_dir as default_cache_dir
-from kmat_cli.errors import UsageError
+from kmat_cli.errors import KmatError, UsageError
 from kmat_cli.images import load_image
 
 __all__ = ["AUGMENT", "FORMAT", "cache_key", "content_hash", "image_features"]
@@ -44,6 +54,8 @@ AUGMENT = {"kind": "random_resized_crop+hflip", "scale": [0.08, 1.0], "ratio": [
 HASH_MEMO = "file-hashes.json"
 _DECODE_WORKERS = 4
 SHARD_ROWS = 4096
+NORM_TOLERANCE = 1e-3  # a cached row's norm may differ from 1 by this much
+_warned: set[str] = set()
 
 
 # -------------------------------------------------------------------------------------------------- keys
@@ -64,6 +76,13 @@ def content_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _warn(message: str) -> None:
+    """One ``kmat: warning: ...`` line on stderr, each message at most once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"kmat: warning: {message}", file=sys.stderr, flush=True)
+
+
 def _aug_id() -> str:
     return hashlib.sha256(json.dumps(AUGMENT, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -77,10 +96,7 @@ class _HashMemo:
 
     def __init__(self, root: Path) -> None:
         self.file = root / HASH_MEMO
-        try:
-            self.entries: dict[str, list[Any]] = json.loads(self.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self.entries = {}
+        self.entries = read_memo(self.file)
         self.dirty = False
 
     def get(self, path: Path) -> str:
@@ -98,25 +114,54 @@ class _HashMemo:
         return digest
 
     def save(self) -> None:
+        """Merge with what concurrent runs wrote meanwhile (last writer wins per entry) and write the memo;
+        where it cannot be written, skip it: it only saves re-reading files next time."""
         if not self.dirty:
             return
-        try:  # merge with what concurrent runs wrote meanwhile; last writer wins per entry
-            current = json.loads(self.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            current = {}
+        current = read_memo(self.file)
         current.update(self.entries)
-        write_json(self.file, current, indent=0)
+        try:
+            write_json(self.file, current, indent=0)
+        except (OSError, KmatError) as exc:
+            _warn(f"content-hash memo not saved ({exc}); images are hashed again next run")
         self.dirty = False
+
+
+def read_memo(file: Path) -> dict[str, list[Any]]:
+    """The entries of a content-hash memo: ``{resolved path: [size, mtime_ns, sha256 hex]}``. A missing,
+    unreadable or damaged file, or one holding anything but a JSON object, reads as empty; entries of the
+    wrong shape are dropped (the memo is an optimisation: a dropped entry only means hashing the file)."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: value
+        for key, value in data.items()
+        if isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[:2])
+        and isinstance(value[2], str)
+        and len(value[2]) == 64
+    }
 
 
 # ------------------------------------------------------------------------------------------------ shards
 class _Store:
-    """The shards of one cache key: lookup by content key, append new shards."""
+    """The shards of one cache key: an index from content key to (shard, row), the rows read or computed in
+    this process (``rows``), new shards appended. Shards failing :func:`shard_problem` are dropped (warned
+    about, removed where possible) so their keys count as missing; where shards cannot be written the new
+    rows stay in ``rows`` only."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, dim: int | None) -> None:
         self.folder = folder
+        self.dim = dim
         self.index: dict[str, tuple[Path, int]] = {}
-        self._scanned: set[Path] = set()
+        self.rows: dict[str, torch.Tensor] = {}
+        self._keys: dict[Path, list[str]] = {}  # the keys of every shard in use, in scan order
+        self._skipped: set[Path] = set()  # foreign, unreadable or damaged files
         self.scan()
 
     def scan(self) -> None:
@@ -125,50 +170,97 @@ class _Store:
         if not self.folder.is_dir():
             return
         for shard in sorted(self.folder.glob("*.safetensors")):
-            if shard in self._scanned:
+            if shard in self._keys or shard in self._skipped:
                 continue
-            self._scanned.add(shard)
             try:
                 with safe_open(str(shard), framework="pt") as f:
                     keys = json.loads((f.metadata() or {}).get("keys", "[]"))
+                if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                    raise ValueError("keys")
             except Exception:  # a foreign or damaged file is ignored, never trusted
+                self._skipped.add(shard)
                 continue
+            self._keys[shard] = keys
             for row, key in enumerate(keys):
                 self.index.setdefault(key, (shard, row))
 
-    def load(self, keys: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Features of ``keys`` (all present in the index), reading each shard once."""
+    def fetch(self, keys: Sequence[str]) -> None:
+        """Read into ``rows`` the features of ``keys`` that the index has, each shard read once; a shard
+        that fails :func:`shard_problem` is dropped, and a copy of its keys in another shard used instead."""
         from safetensors import safe_open
 
-        by_shard: dict[Path, list[tuple[str, int]]] = {}
-        for key in dict.fromkeys(keys):
-            shard, row = self.index[key]
-            by_shard.setdefault(shard, []).append((key, row))
-        out: dict[str, torch.Tensor] = {}
-        for shard, items in by_shard.items():
-            with safe_open(str(shard), framework="pt") as f:
-                table = f.get_tensor("features")
-            rows = table[torch.tensor([r for _, r in items], dtype=torch.long)].float()
-            if not bool(torch.isfinite(rows).all()):
-                raise UsageError(
-                    f"{shard}: damaged feature cache (NaN or inf features); delete it and run again"
-                )
-            out.update({key: rows[i] for i, (key, _) in enumerate(items)})
-        return out
+        while True:
+            by_shard: dict[Path, list[tuple[str, int]]] = {}
+            for key in dict.fromkeys(keys):
+                if key not in self.rows and key in self.index:
+                    shard, row = self.index[key]
+                    by_shard.setdefault(shard, []).append((key, row))
+            dropped = False
+            for shard, items in by_shard.items():
+                try:
+                    with safe_open(str(shard), framework="pt") as f:
+                        table = f.get_tensor("features")
+                    problem = shard_problem(table, len(self._keys[shard]), self.dim)
+                except Exception as exc:  # removed by another run meanwhile, or damaged since the scan
+                    problem = f"unreadable ({type(exc).__name__})"
+                if problem:
+                    self._drop(shard, problem)
+                    dropped = True
+                    continue
+                rows = table[torch.tensor([r for _, r in items], dtype=torch.long)].float()
+                self.rows.update({key: rows[i] for i, (key, _) in enumerate(items)})
+            if not dropped:
+                return
+
+    def _drop(self, shard: Path, problem: str) -> None:
+        _warn(f"{shard}: damaged feature-cache shard ({problem}); its features are computed again")
+        self._skipped.add(shard)
+        del self._keys[shard]
+        self.index = {}
+        for other, keys in self._keys.items():
+            for row, key in enumerate(keys):
+                self.index.setdefault(key, (other, row))
+        with suppress(OSError):  # a read-only cache keeps it; it is dropped again next time
+            shard.unlink()
 
     def add(self, keys: Sequence[str], feats: torch.Tensor, meta: dict[str, str]) -> None:
+        """Keep ``feats`` (one row per key) in ``rows`` and write them as a new shard, unless the cache
+        cannot be written (then one warning: they are computed again next run)."""
         from safetensors.torch import save_file
 
         if not keys:
             return
+        tensors = {"features": feats.detach().float().cpu().contiguous()}
+        self.rows.update({key: tensors["features"][i] for i, key in enumerate(keys)})
         name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.safetensors"
         dest = self.folder / name
-        tensors = {"features": feats.detach().float().cpu().contiguous()}
         metadata = {**meta, "keys": json.dumps(list(keys))}
-        write_with(dest, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-        self._scanned.add(dest)
+        try:
+            write_with(dest, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        except (OSError, KmatError) as exc:
+            _warn(f"feature cache not written ({exc}); features are computed in memory for this run")
+            return
+        self._keys[dest] = list(keys)
         for row, key in enumerate(keys):
             self.index.setdefault(key, (dest, row))
+
+
+def shard_problem(table: torch.Tensor, n_keys: int, dim: int | None) -> str | None:
+    """What is wrong with a shard's ``features`` tensor for ``n_keys`` keys of a ``dim``-d backbone (None:
+    nothing): not floating point, not (n_keys, dim), NaN or inf, or a row whose norm is not 1 within
+    ``NORM_TOLERANCE`` (stored features are normalised: an all-zero row is damage, not a feature)."""
+    if not table.is_floating_point():
+        return f"dtype {str(table.dtype).removeprefix('torch.')}, not floating point"
+    want = (n_keys, dim if dim is not None else (table.shape[-1] if table.ndim == 2 else -1))
+    if tuple(table.shape) != want:
+        return f"shape {tuple(table.shape)}, expected {want}"
+    values = table.float()
+    if not bool(torch.isfinite(values).all()):
+        return "NaN or inf features"
+    off = int(((values.norm(dim=-1) - 1.0).abs() > NORM_TOLERANCE).sum()) if n_keys else 0
+    if off:
+        return f"{off} of {n_keys} rows are not unit vectors (e.g. all zero)"
+    return None
 
 
 # -------------------------------------------------------------------------------------------- computing
@@ -307,13 +399,16 @@ def image_features(
             failures[i] = str(exc)
             hashes.append(None)
     try:
-        store = _Store(folder)
+        dim = getattr(backbone, "embed_dim", None)
+        store = _Store(folder, int(dim) if isinstance(dim, int) else None)
         n_views = 1 + views
-        wanted = {(h, v) for h in hashes if h is not None for v in range(n_views)}
-        missing = sorted(hv for hv in wanted if _view_key(hv[0], seed, hv[1]) not in store.index)
+        wanted = sorted({(h, v) for h in hashes if h is not None for v in range(n_views)})
+        store.fetch([_view_key(h, seed, v) for h, v in wanted])
+        missing = [hv for hv in wanted if _view_key(hv[0], seed, hv[1]) not in store.rows]
         if missing:
             store.scan()  # a concurrent run may have written them meanwhile
-            missing = [hv for hv in missing if _view_key(hv[0], seed, hv[1]) not in store.index]
+            store.fetch([_view_key(h, seed, v) for h, v in missing])
+            missing = [hv for hv in missing if _view_key(hv[0], seed, hv[1]) not in store.rows]
         if missing:
             _ensure_info(folder, backbone)
             bad = _compute(backbone, paths, hashes, missing, store, batch_size, seed, progress)
@@ -325,8 +420,7 @@ def image_features(
                     hashes[i] = None
     finally:
         memo.save()
-    keys = [_view_key(h, seed, v) for h in hashes if h is not None for v in range(n_views)]
-    table = store.load(keys)
+    table = store.rows
     dim = next(iter(table.values())).shape[-1] if table else int(backbone.embed_dim)
     out = torch.full((len(paths), n_views, dim), float("nan"))
     for i, h in enumerate(hashes):
@@ -336,9 +430,13 @@ def image_features(
 
 
 def _ensure_info(folder: Path, backbone: Backbone) -> None:
+    """Write ``info.json`` (what the key stands for, for people) if missing; skipped where it cannot be."""
     info = folder / "info.json"
     if not info.is_file():
-        write_json(info, {"format": FORMAT, "backbone": backbone.id, "preprocess": backbone.preprocess_spec})
+        with suppress(OSError, KmatError):  # not writable: the shard write says so
+            write_json(
+                info, {"format": FORMAT, "backbone": backbone.id, "preprocess": backbone.preprocess_spec}
+            )
 
 
 def _compute(
@@ -394,10 +492,13 @@ def _compute(
                 if pixels:
                     feats = F.normalize(backbone.encode_image(torch.stack(pixels)).float(), dim=-1).cpu()
                     finite = torch.isfinite(feats).all(dim=-1).tolist()
-                    for key, ok in zip(keys, finite, strict=True):
-                        if not ok:  # never cached: the file is reported like an unreadable one
-                            h = key.split("/", 1)[0]
+                    unit = ((feats.norm(dim=-1) - 1.0).abs() <= NORM_TOLERANCE).tolist()
+                    for key, ok, ok_norm in zip(keys, finite, unit, strict=True):
+                        h = key.split("/", 1)[0]  # never cached: the file is reported like an unreadable one
+                        if not ok:
                             bad[h] = f"{first_path[h]}: the image tower gave NaN or inf features for it"
+                        elif not ok_norm:
+                            bad[h] = f"{first_path[h]}: the image tower gave all-zero features for it"
                     keep = [i for i, key in enumerate(keys) if key.split("/", 1)[0] not in bad]
                     pend_keys += [keys[i] for i in keep]
                     pend_feats.append(feats[keep])

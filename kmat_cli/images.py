@@ -367,7 +367,7 @@ def load_frames(path: str | Path, frames: Frames = "all") -> list[tuple[int | No
                 return _dicom_frames(path, frames)
             handle.seek(0)
             return [(None, _pillow_image(handle))]
-    except ImageError:
+    except UsageError:  # ImageError, or a bad setting such as KMAT_MAX_DICOM_SAMPLES
         raise
     except UnidentifiedImageError as exc:
         raise ImageError(path, "cannot decode image (not an image format Pillow knows)") from exc
