@@ -8,6 +8,11 @@ Contract of :meth:`ChatClient.complete`:
   up to ``max_retries`` times. The wait before retry ``r`` (0-based) is the server's ``Retry-After``
   (seconds or an HTTP date; ``retry-after-ms`` too) when it sends one, else ``backoff * 2**r`` plus up to
   10% jitter; either is capped at ``max_wait`` seconds.
+- Deadline and size: ``timeout`` bounds the whole answer, not each read: a server that trickles bytes is
+  cut off once ``timeout`` seconds have passed since the request was sent (checked as bytes arrive; one
+  that falls silent also times out after ``timeout`` seconds), and counts as a timeout (retried). An
+  answer larger than ``MAX_ANSWER_BYTES`` (8 MiB; by its Content-Length or as it arrives) is refused at
+  once, never retried nor cached.
 - Errors (one line each): 401/403 and other 4xx are :class:`UsageError` (exit code 2: the key, the model
   or the request is wrong and retrying cannot help); 404 says whether the model or the endpoint is
   missing. Connection refused, an unresolvable host or a connect timeout is :class:`EndpointUnreachable`
@@ -40,6 +45,27 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUS = frozenset({408, 409, 429})
+MAX_ANSWER_BYTES = 8 << 20  # a chat answer is a few KB; anything near this is not one
+
+
+class _Deadline(Exception):
+    """The whole answer did not arrive within the endpoint's timeout."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A complete HTTP answer read within the deadline and size limit."""
+
+    status_code: int
+    headers: Any
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 class EndpointUnreachable(RuntimeFailure):
@@ -277,12 +303,12 @@ class ChatClient:
         for attempt in range(ep.max_retries + 1):
             server_wait = None
             try:
-                response = self._http.post(ep.url, json=body, headers=ep.headers())
+                response = self._request(body)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 raise EndpointUnreachable(offline_message(ep, _unreachable_reason(exc))) from None
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise UsageError(f"--base-url: {ep._safe(_one_line(str(exc)))}") from None
-            except httpx.TimeoutException:
+            except (httpx.TimeoutException, _Deadline):
                 last = f"no answer within {ep.timeout:g} s"
             except httpx.TransportError as exc:
                 last = ep._safe(_one_line(f"{type(exc).__name__}: {exc}", 120))
@@ -309,6 +335,30 @@ class ChatClient:
             )
         raise RuntimeFailure(
             f"{ep.host} kept failing ({last}) after {tries} tries; try again later or lower --concurrency"
+        )
+
+    def _request(self, body: dict[str, Any]) -> _Answer:
+        """POST ``body`` and read the answer whole within ``timeout`` seconds and ``MAX_ANSWER_BYTES``."""
+        ep = self.endpoint
+        deadline = time.monotonic() + ep.timeout
+        with self._http.stream("POST", ep.url, json=body, headers=ep.headers()) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                raise self._too_large()
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise self._too_large()
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise _Deadline
+            return _Answer(response.status_code, response.headers, b"".join(chunks))
+
+    def _too_large(self) -> UsageError:
+        return UsageError(
+            f"the answer from {self.endpoint.public_url} is larger than {MAX_ANSWER_BYTES >> 20} MiB, not a "
+            "chat completion; check --base-url (OpenAI-compatible servers serve /v1/chat/completions)"
         )
 
     def _json(self, response: Any) -> dict[str, Any]:

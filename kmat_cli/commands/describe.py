@@ -45,7 +45,7 @@ def command(
         6, "--max-rounds", help="Requests per class and modality, top-ups included."
     ),
     concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at most."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for one answer."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds one whole answer may take."),
     max_retries: int = typer.Option(5, "--max-retries", help="Retries on 429/5xx/timeouts (with backoff)."),
     max_tokens: int = typer.Option(None, "--max-tokens", help="max_tokens sent with each request."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the request cache."),

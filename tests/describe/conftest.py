@@ -5,7 +5,10 @@ The server answers ``POST /v1/chat/completions`` like OpenAI does. Tests steer i
 ``script`` (responses to give first, e.g. ``[(429, {"Retry-After": "7"}, None)]``), ``delay`` and
 ``slow_requests`` (sleep before answering the first k requests, or all with ``slow_requests=None``),
 ``api_key`` (required bearer key; a wrong one gets 401 with the key echoed, as OpenAI does), ``models``
-(others get vLLM's 404 "model does not exist"). It records every request (path, headers, body).
+(others get vLLM's 404 "model does not exist"), ``trickle`` (seconds between single bytes of the answer
+body), ``padding`` (bytes of trailing whitespace after the JSON answer, sent in 1 MiB blocks) and
+``declare_length`` (send Content-Length; without it the body ends when the connection closes). It records
+every request (path, headers, body, arrival time on ``time.monotonic``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class FakeLLM:
         self.slow_requests: int | None = 0
         self.api_key: str | None = None
         self.models = {"fake-model"}
+        self.trickle = 0.0
+        self.padding = 0
+        self.declare_length = True
         self.requests: list[dict[str, Any]] = []
         self.inflight = 0
         self.max_inflight = 0
@@ -84,7 +90,14 @@ class FakeLLM:
         body = json.loads(handler.rfile.read(length))
         with self.lock:
             index = len(self.requests)
-            self.requests.append({"path": handler.path, "headers": dict(handler.headers), "body": body})
+            self.requests.append(
+                {
+                    "path": handler.path,
+                    "headers": dict(handler.headers),
+                    "body": body,
+                    "time": time.monotonic(),
+                }
+            )
             scripted = self.script.pop(0) if self.script else None
         slow = self.slow_requests is None or index < self.slow_requests
         if self.delay and slow:
@@ -128,11 +141,21 @@ def _handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 data = json.dumps(payload).encode() if payload is not None else b'{"error": {"message": "x"}}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                if llm.declare_length:
+                    self.send_header("Content-Length", str(len(data) + llm.padding))
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                if llm.trickle:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(llm.trickle)
+                else:
+                    self.wfile.write(data)
+                block = b" " * (1 << 20)
+                for start in range(0, llm.padding, len(block)):
+                    self.wfile.write(block[: llm.padding - start])
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout test)
             finally:
