@@ -121,9 +121,10 @@ def evaluate_method(
 def render(metrics: Mapping[str, Any], title: str = "") -> None:
     """Print the Hi / Lo / H table (accuracy and macro-F1, in %) on stdout."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title or None, title_justify="left", header_style="bold")
+    table = Table(title=escape(title) or None, title_justify="left", header_style="bold")
     table.add_column("")
     table.add_column("accuracy %", justify="right")
     table.add_column("macro-F1 %", justify="right")

@@ -345,14 +345,17 @@ def tune(
 def render(result: TuneResult, *, train_flags: Sequence[str] = ()) -> None:
     """Print the trial table (metric in %), the best point and the command that trains with it."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(
-        title=f"kmat tune: high-end validation {result.metric} (%)", title_justify="left", header_style="bold"
+        title=escape(f"kmat tune: high-end validation {result.metric} (%)"),
+        title_justify="left",
+        header_style="bold",
     )
     table.add_column("#", justify="right")
     for key in result.keys:
-        table.add_column(key, justify="right")
+        table.add_column(escape(key), justify="right")
     for s in result.seeds:
         table.add_column(f"seed {s}", justify="right")
     table.add_column("mean", justify="right")
@@ -362,7 +365,7 @@ def render(result: TuneResult, *, train_flags: Sequence[str] = ()) -> None:
         style = "bold green" if t is result.best else None
         mark = "*" if t is result.best else ""
         table.add_row(
-            f"{t.index}{mark}", *(str(t.values[k]) for k in result.keys), *scores, mean, style=style
+            f"{t.index}{mark}", *(escape(str(t.values[k])) for k in result.keys), *scores, mean, style=style
         )
     console = Console(soft_wrap=True)
     console.print(table)
@@ -373,6 +376,8 @@ def render(result: TuneResult, *, train_flags: Sequence[str] = ()) -> None:
             f"kmat: {len(failed)} of {len(result.trials)} grid points failed; first: {first}", file=sys.stderr
         )
     values = " ".join(f"{k}={v}" for k, v in result.best.values.items())
-    console.print(f"best: {values} (high-end validation {result.metric} {100 * result.best.mean:.2f}%)")
+    console.print(
+        f"best: {values} (high-end validation {result.metric} {100 * result.best.mean:.2f}%)", markup=False
+    )
     command = " ".join(["kmat train --config", str(result.best_path), *train_flags])
-    console.print(f"train with: {command}", highlight=False)
+    console.print(f"train with: {command}", highlight=False, markup=False)

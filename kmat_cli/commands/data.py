@@ -17,11 +17,13 @@ app = typer.Typer(
 
 
 def _counts_table(title: str, counts: dict[str, dict[str, dict[str, int]]], class_names: list[str]) -> Any:
+    """The counts per modality, class and split as a rich table; every user text in it shown literally."""
+    from rich.markup import escape
     from rich.table import Table
 
     from kmat_cli.api import SPLITS
 
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    table = Table(title=escape(title), title_justify="left", show_edge=False, header_style="bold")
     table.add_column("modality")
     table.add_column("class")
     for split in SPLITS:
@@ -30,7 +32,7 @@ def _counts_table(title: str, counts: dict[str, dict[str, dict[str, int]]], clas
     for modality, splits in counts.items():
         for i, name in enumerate(class_names):
             row = [splits.get(s, {}).get(name, 0) for s in SPLITS]
-            table.add_row(modality if i == 0 else "", name, *map(str, row), str(sum(row)))
+            table.add_row(escape(modality) if i == 0 else "", escape(name), *map(str, row), str(sum(row)))
         sums = [sum(splits.get(s, {}).values()) for s in SPLITS]
         table.add_row(
             "", "[bold]all[/bold]", *(f"[bold]{n}[/bold]" for n in sums), f"[bold]{sum(sums)}[/bold]"
@@ -61,6 +63,7 @@ def prepare(
     Example: kmat data prepare skin2 --source ~/Downloads/release_v0
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from kmat_cli import registry
     from kmat_cli.errors import UsageError
@@ -70,7 +73,12 @@ def prepare(
         raise UsageError(f"task '{task}' has no dataset converter; it reads its data as it is")
     err = Console(stderr=True)
     report = cls.prepare(
-        source, source_lo=source_lo, out=out, seed=seed, copy=copy, log=lambda msg: err.print(msg)
+        source,
+        source_lo=source_lo,
+        out=out,
+        seed=seed,
+        copy=copy,
+        log=lambda msg: err.print(msg, markup=False),
     )
     console = Console()
     title = f"{report['task']}: prepared in {report['root']} (seed {report['seed']}, {report['mode']})"
@@ -83,10 +91,12 @@ def prepare(
         skipped.add_column("count", justify="right")
         skipped.add_column("examples")
         for entry in report["skipped"]:
-            skipped.add_row(entry["reason"], str(entry["count"]), "; ".join(entry["examples"]))
+            skipped.add_row(
+                escape(entry["reason"]), str(entry["count"]), escape("; ".join(entry["examples"]))
+            )
         console.print(skipped)
     for note in report["notes"]:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
 
 
 @app.command("check")

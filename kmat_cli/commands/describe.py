@@ -68,6 +68,7 @@ def command(
         return
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kmat_cli import registry
@@ -137,7 +138,7 @@ def command(
     notify = lambda message: err.print(message, style="yellow", markup=False, soft_wrap=True)  # noqa: E731
     with progress, ChatClient(endpoint, cache=cache, notify=notify) as client:
         total = settings.n * len(which or task_obj.modalities)
-        rows = {c: progress.add_task(c, total=total) for c in class_names}
+        rows = {c: progress.add_task(escape(c), total=total) for c in class_names}  # shown literally
         try:
             result = lib.describe(
                 class_names,

@@ -21,11 +21,12 @@ def command(
         typer.echo(json.dumps(info, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_header=False, show_edge=False)
     for key, value in info.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        table.add_row(key, str(value))
+        table.add_row(escape(key), escape(str(value)))
     Console().print(table)

@@ -382,3 +382,59 @@ def test_read_only_cache_never_fails_training(
         [run] = run_folders(tmp_path / runs)
         assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert sorted(fresh_cache.rglob("*")) == before
+
+
+# ------------------------------------------------------------------------------------ user text in rich
+@pytest.fixture
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # rich wraps table cells at the terminal width; keep paths whole
+
+
+def test_data_check_shows_class_names_literally(bracket_task: Path, wide: None) -> None:
+    result = cli("data", "check", bracket_task)
+    assert result.code == 0, result.err
+    cells = [[c.strip() for c in line.split("│")] for line in result.out.splitlines() if "│" in line]
+    for modality in ("hi", "lo"):  # per split: train, val, test, total
+        assert [modality, "nevus [benign]", "2", "1", "1", "4"] in cells, result.out
+    assert cells.count(["", "[/]", "2", "1", "1", "4"]) == 2, result.out
+
+
+def test_evaluate_shows_a_run_path_with_markup_literally(trained: Path, wide: None) -> None:
+    assert "[/y]" in str(trained)  # rich would read a closing tag there
+    result = cli("evaluate", trained)
+    assert result.code == 0, result.err
+    assert str(trained) in result.out and "Hi (high-end test)" in result.out
+
+
+def test_env_shows_a_cache_path_with_markup_literally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wide: None
+) -> None:
+    cache = tmp_path / "c[/]" / "[bold]kmat"
+    monkeypatch.setenv("KMAT_CACHE", str(cache))
+    result = cli("env")
+    assert result.code == 0, result.err
+    assert str(cache) in result.out
+
+
+def test_tune_summary_shows_grid_values_and_paths_literally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    from kmat_cli.tune import Trial, TuneResult, render
+
+    best = Trial(0, {"method.transport": "[/]", "train.lr": 0.01}, {1: 0.5})
+    other = Trial(1, {"method.transport": "fgw [bold]", "train.lr": 0.1}, {1: 0.25})
+    folder = tmp_path / "t[/x]"
+    result = TuneResult(
+        "accuracy",
+        ["method.transport", "train.lr"],
+        [1],
+        [best, other],
+        best,
+        {},
+        folder / "tune.csv",
+        folder / "best.yaml",
+    )
+    render(result, train_flags=["--out", "runs/[/]"])
+    out = capsys.readouterr().out
+    assert "fgw [bold]" in out and "best: method.transport=[/] train.lr=0.01" in out
+    assert f"train with: kmat train --config {folder / 'best.yaml'} --out runs/[/]" in out
