@@ -200,11 +200,13 @@ class _Store:
                 try:
                     with safe_open(str(shard), framework="pt") as f:
                         table = f.get_tensor("features")
-                    problem = shard_problem(table, len(self._keys[shard]), self.dim)
                 except Exception as exc:  # removed by another run meanwhile, or damaged since the scan
-                    problem = f"unreadable ({type(exc).__name__})"
+                    self._drop(shard, f"unreadable ({type(exc).__name__})", remove=False)
+                    dropped = True
+                    continue
+                problem = shard_problem(table, len(self._keys[shard]), self.dim)
                 if problem:
-                    self._drop(shard, problem)
+                    self._drop(shard, problem, remove=True)
                     dropped = True
                     continue
                 rows = table[torch.tensor([r for _, r in items], dtype=torch.long)].float()
@@ -212,7 +214,8 @@ class _Store:
             if not dropped:
                 return
 
-    def _drop(self, shard: Path, problem: str) -> None:
+    def _drop(self, shard: Path, problem: str, *, remove: bool) -> None:
+        """Stop using ``shard`` (one warning); ``remove``: delete it too (its content was checked bad)."""
         _warn(f"{shard}: damaged feature-cache shard ({problem}); its features are computed again")
         self._skipped.add(shard)
         del self._keys[shard]
@@ -220,8 +223,9 @@ class _Store:
         for other, keys in self._keys.items():
             for row, key in enumerate(keys):
                 self.index.setdefault(key, (other, row))
-        with suppress(OSError):  # a read-only cache keeps it; it is dropped again next time
-            shard.unlink()
+        if remove:
+            with suppress(OSError):  # a read-only cache keeps it; it is dropped again next time
+                shard.unlink()
 
     def add(self, keys: Sequence[str], feats: torch.Tensor, meta: dict[str, str]) -> None:
         """Keep ``feats`` (one row per key) in ``rows`` and write them as a new shard, unless the cache
