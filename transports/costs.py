@@ -4,8 +4,10 @@ For rows ``x_i`` of ``X`` (n, D) and ``y_j`` of ``Y`` (m, D), :func:`pairwise_co
 matrix ``d(x_i, y_j)`` for
 
 - ``"sqeuclidean"``: ``||x - y||^2 = ||x||^2 + ||y||^2 - 2 <x, y>`` (clamped at 0),
-- ``"euclidean"``:   ``||x - y||`` (its gradient is taken as 0 where the distance is 0, e.g. on the
-  diagonal of a structure matrix, instead of the NaN of a plain square root),
+- ``"euclidean"``:   ``||x - y||``, taken as 0 where the expanded square is within its rounding error of 0
+  (``<= 16 eps (||x||^2 + ||y||^2)``: the square root would turn that error into a distance of
+  ``~sqrt(eps)``, e.g. 1.7e-7 in float64 on a structure matrix's diagonal); its gradient is 0 there,
+  instead of the NaN of a plain square root,
 - ``"cosine"``:      ``1 - <x, y> / (||x|| ||y||)``.
 
 All three are symmetric, so ``C = pairwise_cost(X, X)`` is a symmetric structure matrix.
@@ -26,7 +28,8 @@ def _sqeuclidean(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 
 def _euclidean(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     sq = _sqeuclidean(X, Y)
-    positive = sq > 0
+    rounding = 16 * torch.finfo(sq.dtype).eps * ((X * X).sum(-1)[:, None] + (Y * Y).sum(-1)[None, :])
+    positive = sq > rounding
     # Square root only where it is differentiable; the double `where` keeps the gradient finite at 0.
     return torch.where(positive, torch.where(positive, sq, torch.ones_like(sq)).sqrt(), torch.zeros_like(sq))
 
