@@ -22,7 +22,9 @@ def _truth(template: str) -> torch.Tensor:
         for m in ("hi", "lo"):
             rows = []
             for c in ToyTask.class_names:
-                texts = [template.format(modality=s.modalities[m], description=d) for d in s.descriptions[m][c]]
+                texts = [
+                    template.format(modality=s.modalities[m], description=d) for d in s.descriptions[m][c]
+                ]
                 rows.append(F.normalize(F.normalize(s.backbone.encode_text(texts), dim=-1).mean(0), dim=-1))
             out.append(torch.stack(rows))
     return torch.stack(out)
