@@ -220,7 +220,8 @@ def test_report_plots_of_a_benchmark_grid(tiny_runs: dict[str, Path], tmp_path: 
     both_off = ("method.anchor=false", "method.transport=false")  # another ablation row: not in the bars
     outcomes.append(outcome(tiny_runs["ablated"], "kmat", 1, both_off))
     outcomes.append(outcomes[0].__class__(cell=outcomes[0].cell, status="failed", result=None, error="x"))
-    paths = plots.write_report_plots(outcomes, tmp_path / "plots")
+    written = plots.write_report_plots(outcomes, tmp_path / "plots")
+    paths = [p.path for p in written]
     assert [p.name for p in paths] == [
         "phantom-prompt-map.png",
         "phantom-per-class-lo.png",
@@ -236,11 +237,11 @@ def test_report_plots_of_a_benchmark_grid(tiny_runs: dict[str, Path], tmp_path: 
         [recall_score(y, p, labels=range(k), average=None, zero_division=0) for _, (y, p), _ in coop], axis=0
     )
     np.testing.assert_allclose(plots.per_class_scores(by_label)["CoOp"][0], ref)
-    text = plots.plots_markdown(paths, tmp_path)
+    text = plots.plots_markdown(written, tmp_path)
     assert "](plots/phantom-prompt-map.png)" in text and text.startswith("## Plots")
 
 
 def test_report_prompt_map_without_the_ablation_cell(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
-    paths = plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path)
+    paths = [p.path for p in plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path)]
     assert [p.name for p in paths][0] == "phantom-prompt-map.png"
     assert_png(paths[0])

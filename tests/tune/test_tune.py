@@ -75,7 +75,7 @@ def test_best_config_keeps_what_the_user_fixed_and_loads_as_a_config(tmp_path: P
     base = tmp_path / "base.yaml"
     base.write_text("method: {n_ctx: 2}\ntrain: {seed: 7, lr: 0.01}\nout: elsewhere\n")
     flags = tune.base_flags(base, {"train.lr": 0.02})
-    fixed = tune.fixed_keys(base, flags, ["transport.alpha=0.5"])
+    fixed = tune.fixed_keys(flags, ["transport.alpha=0.5"])
     assert fixed == {"method.n_ctx": 2, "train.lr": 0.02, "transport.alpha": 0.5}  # no seed, no out
     resolved = config.build(flags={k: v for k, v in flags.items() if k != "out"})
     best = tune.best_config(resolved, fixed, {"method.lambda1": 0.5})
