@@ -26,6 +26,8 @@ from pathlib import Path
 
 SAMPLE_S = 0.05  # how long the CPUs' activity is sampled before choosing the thread count
 _CPU_DIR = Path("/sys/devices/system/cpu")
+_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+_PROC_STAT = Path("/proc/stat")
 
 
 def _affinity() -> list[int]:
@@ -51,7 +53,7 @@ def _physical(cpus: list[int]) -> int:
 def _quota() -> int | None:
     """The cgroup v2 CPU quota in whole cores (rounded up), or None where there is none."""
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = _CPU_MAX.read_text().split()[:2]
     except (OSError, ValueError):
         return None
     if quota == "max":
@@ -70,7 +72,7 @@ def cores() -> int:
 def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
     """(busy, total) jiffies summed over ``cpus`` from ``/proc/stat``, or None where unreadable."""
     try:
-        lines = Path("/proc/stat").read_text().splitlines()
+        lines = _PROC_STAT.read_text().splitlines()
     except OSError:
         return None
     busy = total = 0.0
