@@ -13,7 +13,8 @@ folders::
 
 Options of :func:`train` are the ``kmat train`` flags by their long names (``shots``, ``epochs``,
 ``transport``, ``backbone``, ``device``, ``threads``, ``descriptions``, ``out``) and config sections as
-mappings (``method={"lambda1": 2}``, ``train={"lr": 0.01}``); ``config`` is a YAML file and ``sets`` a list
+mappings (``method={"lambda1": 2}``, ``train={"lr": 0.01}``: the default method with that option;
+``method={"name": "coop", ...}`` names it too); ``config`` is a YAML file and ``sets`` a list
 of ``key=value`` strings, exactly as on the command line. Bad options raise :class:`kmat_cli.errors.UsageError`.
 """
 
@@ -96,10 +97,10 @@ def train_config(
 
     flags: dict[str, Any] = {}
     for key, value in options.items():
-        if key in FLAGS:
-            flags[FLAGS[key]] = str(value) if isinstance(value, Path) else value
-        elif key in _SECTIONS and isinstance(value, Mapping):
+        if key in _SECTIONS and isinstance(value, Mapping):  # method={"name": "coop", "lambda1": 2}
             flags.update({f"{key}.{k}": v for k, v in value.items()})
+        elif key in FLAGS:
+            flags[FLAGS[key]] = str(value) if isinstance(value, Path) else value
         else:
             known = ", ".join([*FLAGS, *(f"{s}={{...}}" for s in _SECTIONS)])
             raise UsageError(f"unknown train option '{key}'; known: {known}")
@@ -107,8 +108,8 @@ def train_config(
 
 
 def train(
-    task: str | None = None,
-    method: str | None = None,
+    task: str | Mapping[str, Any] | None = None,
+    method: str | Mapping[str, Any] | None = None,
     seed: int | None = None,
     *,
     config: str | Path | None = None,
