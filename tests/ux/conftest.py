@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-SHORT = {"epochs": 1, "shots": 2, "threads": 1}  # a run of a few seconds
+from ux_helpers import SHORT
 
 
 @pytest.fixture(scope="session")
@@ -32,14 +31,3 @@ def phantom_prompts(phantom_run: Path, tmp_path_factory: pytest.TempPathFactory)
     for sample in registry.get("tasks", "phantom")().split("lo", "test")[:12]:
         shutil.copy(sample.path, images / f"{sample.label}-{sample.path.name}")
     return workflow.export_run(phantom_run, folder / "prompts.safetensors")
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    """``kmat ARGS`` in this process: (exit code, stdout, stderr)."""
-    from kmat_cli import app
-
-    with pytest.raises(SystemExit) as exc:
-        app.main([str(a) for a in args])
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHORT, run_cli
 from PIL import Image
+from ux_helpers import SHORT, run_cli
 
 from kmat_cli import config, registry
 from kmat_cli.errors import UsageError
@@ -249,3 +249,19 @@ def test_api_train_config_matches_the_cli_flags() -> None:
         sets=["train.shots=2", "train.threads=1", "train.lr=0.01"],
     )
     assert cfg == same
+
+
+# ------------------------------------------------------------------------------------ 9. CPU-only torch
+def _requirements(path: Path) -> list[str]:
+    return [
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+
+
+def test_cpu_constraints_pin_the_same_torch_from_the_cpu_wheel_index() -> None:
+    pins = _requirements(REPO / "constraints.txt")
+    cpu = _requirements(REPO / "constraints-cpu.txt")
+    assert [line for line in cpu if not line.startswith("--")] == pins
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in cpu
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "make install TORCH_CONSTRAINTS=constraints-cpu.txt" in readme
