@@ -2,8 +2,9 @@
 
 Every lookup tries the local cache first (no network). Only if the file is not cached, the hub is not in
 offline mode (``HF_HUB_OFFLINE=1``) and a 3-second TCP probe of the endpoint succeeds is it downloaded;
-otherwise one ``RuntimeFailure`` line says what is missing and how to point kmat at a local folder or the
-HF cache, instead of the hub client's minute of retries and a traceback.
+otherwise one ``UsageError`` line (exit code 2: the user has to provide the files) says what is missing and
+how to point kmat at a local folder or the HF cache, instead of the hub client's minute of retries and a
+traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from kmat_cli.api import RuntimeFailure
+from kmat_cli.api import RuntimeFailure, UsageError
 
 __all__ = ["fetch_file", "fetch_first", "fetch_snapshot", "fetch_url", "offline_hint"]
 
@@ -36,7 +37,8 @@ def offline_hint(what: str, reason: str) -> str:
     return (
         f"cannot load {what}: {reason}; download it once where the hub is reachable (it is then kept in the "
         f"Hugging Face cache, HF_HOME or HF_HUB_CACHE), or point kmat at a local folder with "
-        f"--set backbone.model=local-dir:/path (open_clip_config.json, weights, tokenizer files)"
+        f"--backbone /path/to/folder (open_clip_config.json, weights, tokenizer files); "
+        f"for a quick try without weights: --backbone phantom"
     )
 
 
@@ -65,9 +67,9 @@ def _offline() -> bool:
 
 def _check_online(what: str) -> None:
     if _offline():
-        raise RuntimeFailure(offline_hint(what, "not in the local cache and HF_HUB_OFFLINE is set"))
+        raise UsageError(offline_hint(what, "not in the local cache and HF_HUB_OFFLINE is set"))
     if not _reachable(_endpoint()):
-        raise RuntimeFailure(offline_hint(what, f"not in the local cache and {_endpoint()} is unreachable"))
+        raise UsageError(offline_hint(what, f"not in the local cache and {_endpoint()} is unreachable"))
 
 
 def fetch_file(repo_id: str, filename: str, *, cache_dir: str | None = None) -> Path:
@@ -137,9 +139,9 @@ def fetch_url(url: str, *, cache_dir: str | None = None) -> Path:
 
     target = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(urlparse(url).path)
     if not target.is_file() and not _reachable(url):
-        raise RuntimeFailure(
+        raise UsageError(
             f"cannot load weights {url}: not in {target.parent} and the host is unreachable; download the "
-            f"file there, or pass pretrained=/path/to/weights"
+            f"file there, or pass --set backbone.pretrained=/path/to/weights"
         )
     try:
         return Path(download_pretrained_from_url(url, cache_dir=str(target.parent)))

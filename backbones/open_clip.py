@@ -10,7 +10,8 @@ A model is named like open_clip names it:
   text towers, the text model's ``config.json`` and tokenizer files (``vocab.txt``/``tokenizer.json``,
   ``tokenizer_config.json``); what the folder lacks is looked up in the Hugging Face cache;
 * a built-in open_clip architecture (``ViT-B-32``, ``RN50``, ...) with ``pretrained=`` a tag
-  (``laion2b_s34b_b79k``), a weights file, or ``None`` (random init with seed 0, for tests).
+  (``laion2b_s34b_b79k``), a weights file, or ``"none"`` (random init with seed 0, on purpose: a warning
+  line says so); without ``pretrained`` it is an error (no silent random weights).
 
 Files are taken from the local cache first; a missing one is downloaded only when the hub is reachable, and
 otherwise a one-line error says how to provide it (see :mod:`backbones.hub`). With ``vision_only=True``
@@ -23,6 +24,7 @@ import copy
 import difflib
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ WEIGHT_FILES = (
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
 INIT_SEED = 0
+RANDOM = "none"  # backbone.pretrained of a built-in architecture with seeded random weights, on purpose
 _HASHES: dict[tuple[str, int, int], str] = {}
 
 
@@ -135,6 +138,19 @@ def _resolve_builtin(name: str, pretrained: str | None, cache_dir: str | None) -
         )
     model_cfg = copy.deepcopy(model_cfg)
     if pretrained is None:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise UsageError(
+            f"open_clip model '{arch}' has no weights chosen: set backbone.pretrained to a tag "
+            f"({', '.join(tags[:3]) or 'none known'}{', ...' if len(tags) > 3 else ''}) or a weights file, "
+            f"or to 'none' for random weights on purpose (e.g. --set backbone.pretrained={tags[0] if tags else 'none'})"
+        )
+    if pretrained.lower() == RANDOM:
+        print(
+            f"kmat: warning: open_clip model '{arch}' with random weights (backbone.pretrained: none): "
+            f"expect chance-level accuracy",
+            file=sys.stderr,
+            flush=True,
+        )
         return Source(f"open_clip:{arch}:random-seed{INIT_SEED}", model_cfg, {}, None, builtin=arch)
     if Path(pretrained).expanduser().is_file():
         path = Path(pretrained).expanduser()
@@ -311,8 +327,9 @@ class OpenCLIP(OpenClipBackbone):
     """Any open_clip model: a built-in name with a pretrained tag or file, hf-hub:org/repo, local-dir:/path.
 
     ``model`` and ``pretrained`` follow open_clip (``pretrained`` is ignored for ``hf-hub:`` and
-    ``local-dir:``); ``pretrained=None`` with a built-in name gives seeded random weights. ``cache_dir``
-    overrides the Hugging Face cache folder.
+    ``local-dir:``); a built-in name needs ``pretrained``: a tag, a weights file, or ``"none"`` for seeded
+    random weights (with a warning). ``cache_dir`` overrides the Hugging Face cache folder. The backbone
+    names ``hf-hub:ORG/NAME`` and a local folder select this backbone with that ``model``.
     """
 
     def __init__(

@@ -155,7 +155,7 @@ def main() -> None:
         else:
             name, options, what = (
                 "open_clip",
-                {"model": "ViT-B-16", "pretrained": None},
+                {"model": "ViT-B-16", "pretrained": "none"},
                 "open_clip ViT-B-16 (random)",
             )
         prompts = prompts_file(tmp_path, name, options)

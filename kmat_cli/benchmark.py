@@ -317,7 +317,11 @@ def _plots(outcomes: Sequence[Outcome], out: Path) -> str:
         return ""
     if hasattr(plots, "plots_markdown"):
         return plots.plots_markdown(paths, out) + "\n"
-    return "## Plots\n\n" + "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in paths) + "\n"
+    return (
+        "## Plots\n\n"
+        + "\n".join(f"![{p.caption}]({p.path.relative_to(out).as_posix()})" for p in paths)
+        + "\n"
+    )
 
 
 def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = True) -> tuple[str, str]:
@@ -333,8 +337,8 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
         "",
         _protocol(plan),
         "",
-        "Accuracy with macro-F1 in brackets, in %, mean ± std (sample std) over seeds; H is the harmonic mean "
-        "of Hi and Lo per run. Best per row in bold. † fewer seeds than planned (failed cells). "
+        "Accuracy with macro-F1 in brackets, in %, mean ± std (sample std) over seeds, or mean (n=1) from "
+        "one seed; H is the harmonic mean of Hi and Lo per run. Best per row in bold. † fewer seeds than planned (failed cells). "
         f"Every number per seed: [{REPORT_CSV}]({REPORT_CSV}).",
         "",
     ]

@@ -202,9 +202,23 @@ def resolve(
                 )
             cfg[section] = {"name": NO_PLUGIN}
             continue
+        if section == "backbone":
+            name, given = backbone_spelling(name, given)
         options = plugin_options(plugin_lookup(kind, name))
         cfg[section] = {"name": name, **options, **_validate(section, given, options)}
     return cfg
+
+
+def backbone_spelling(name: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """open_clip's own spellings as a backbone name: ``hf-hub:ORG/NAME``, ``local-dir:PATH`` or a folder
+    path (``./dir``, ``/abs/dir``, ``~/dir``, anything with a slash) mean the ``open_clip`` backbone with
+    that ``model`` (a folder becomes ``local-dir:<absolute path>``); other names are returned unchanged
+    (``module:attr`` plugin paths have no slash)."""
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return "open_clip", {"model": name, **options}
+    if "/" in name or "\\" in name or name.startswith((".", "~")):
+        return "open_clip", {"model": f"local-dir:{Path(name).expanduser().resolve()}", **options}
+    return name, dict(options)
 
 
 def dump(cfg: Mapping[str, Any]) -> str:

@@ -118,8 +118,8 @@ def evaluate_method(
     return result
 
 
-def render(metrics: Mapping[str, Any], title: str = "") -> None:
-    """Print the Hi / Lo / H table (accuracy and macro-F1, in %) on stdout."""
+def render(metrics: Mapping[str, Any], title: str = "", *, stderr: bool = False) -> None:
+    """Print the Hi / Lo / H table (accuracy and macro-F1, in %) on stdout (``stderr``: there)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -134,4 +134,4 @@ def render(metrics: Mapping[str, Any], title: str = "") -> None:
         table.add_row(
             label, f"{100 * row['accuracy']:.2f}", f"{100 * row['macro_f1']:.2f}", str(row.get("n", ""))
         )
-    Console(soft_wrap=True).print(table)
+    Console(soft_wrap=True, stderr=stderr).print(table)

@@ -250,6 +250,12 @@ def per_class_scores(
     return out
 
 
+def whiskers(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Error-bar lengths (2, K) below and above ``mean`` of one std, cut at the bounds 0 and 1 of an
+    accuracy (a whisker past 100 % would show an impossible value)."""
+    return np.stack([np.minimum(std, mean), np.minimum(std, 1.0 - mean)])
+
+
 def per_class_accuracy(
     metrics_by_method: Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, Any]]],
     class_names: Sequence[str],
@@ -259,7 +265,8 @@ def per_class_accuracy(
     title: str | None = None,
 ) -> Path:
     """Grouped bars: for each class, one bar per method, the per-class accuracy (recall, in %) on the
-    ``modality`` test split (mean over seeds when a method has several metrics; whiskers: std). Returns
+    ``modality`` test split (mean over seeds when a method has several metrics; whiskers: std, cut at 0 and
+    100 %, see :func:`whiskers`). Returns
     ``out``. The numbers are :func:`per_class_scores`."""
     scores = per_class_scores(metrics_by_method, modality)
     k = len(class_names)
@@ -276,7 +283,7 @@ def per_class_accuracy(
             x - 0.4 + width * (i + 0.5),
             100 * mean,
             width,
-            yerr=100 * std if std.any() else None,
+            yerr=100 * whiskers(mean, std) if std.any() else None,
             label=f"{label} (class mean {100 * mean.mean():.1f})",
             capsize=2,
         )
@@ -442,9 +449,20 @@ def _prompts_of(entry: _Entry) -> Path | None:
     return path if path.is_file() else None
 
 
-def write_report_plots(outcomes: Sequence[Any], out_dir: str | Path, *, method: str = "pca") -> list[Path]:
+@dataclass(frozen=True)
+class ReportPlot:
+    """A written plot of a report: its task, its PNG and the caption that says what it shows."""
+
+    task: str
+    path: Path
+    caption: str
+
+
+def write_report_plots(
+    outcomes: Sequence[Any], out_dir: str | Path, *, method: str = "pca"
+) -> list[ReportPlot]:
     """The plots of a benchmark grid's finished cells (``kmat_cli.grid.Outcome``), per task, into
-    ``out_dir``; returns the written PNG paths. Names are stable, so a report can link them:
+    ``out_dir``; returns them with captions drawn from what each one shows. Names are stable:
 
     - ``<task>-prompt-map.png``: prompt map of the lowest-seed K-MaT run against the same seed's K-MaT run
       with ``method.transport=false`` (only the full run, said in the title, when that cell is absent);
@@ -457,7 +475,8 @@ def write_report_plots(outcomes: Sequence[Any], out_dir: str | Path, *, method: 
     """
     out_dir = Path(out_dir)
     entries = _entries(outcomes)
-    written: list[Path] = []
+    written: list[ReportPlot] = []
+    projection = "2-D PCA" if method == "pca" else "t-SNE"
     for task in sorted({e.task for e in entries}):
         group = [e for e in entries if e.task == task]
         class_names = group[0].metrics.get("class_names") or [
@@ -476,50 +495,47 @@ def write_report_plots(outcomes: Sequence[Any], out_dir: str | Path, *, method: 
             if twin is not None:
                 files[f"K-MaT without transport (seed {seed})"] = _prompts_of(twin)
                 title = f"{task}: learned prompt embeddings with and without transport"
+                caption = f"learned high- and low-end prompt embeddings ({projection}) of K-MaT with and without transport (seed {seed})"
             else:
                 title = (
                     f"{task}: learned prompt embeddings of K-MaT\n(no {ABLATION_SET} run in this benchmark)"
                 )
-            written.append(prompt_map(files, out_dir / f"{_slug(task)}-prompt-map.png", method, title=title))
+                caption = f"learned high- and low-end prompt embeddings ({projection}) of K-MaT (seed {seed}; no run without transport in this benchmark)"
+            path = prompt_map(files, out_dir / f"{_slug(task)}-prompt-map.png", method, title=title)
+            written.append(ReportPlot(task, path, caption))
         # per-class low-end accuracy of every variant
         variants = _bar_variants(group)
         seeds = sorted({e.seed for e in group})
+        over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+        whisker = "; whiskers: std over seeds" if any(len(v) > 1 for v in variants.values()) else ""
+        path = per_class_accuracy(
+            variants,
+            class_names,
+            out_dir / f"{_slug(task)}-per-class-lo.png",
+            "lo",
+            title=f"{task}: low-end per-class accuracy ({over})",
+        )
         written.append(
-            per_class_accuracy(
-                variants,
-                class_names,
-                out_dir / f"{_slug(task)}-per-class-lo.png",
-                "lo",
-                title=f"{task}: low-end per-class accuracy (mean over seeds {', '.join(map(str, seeds))})",
-            )
+            ReportPlot(task, path, f"low-end per-class accuracy of every method ({over}{whisker})")
         )
         # confusion matrices of K-MaT
         if full:
-            written.append(
-                confusion_matrices(
-                    full[0].metrics,
-                    class_names,
-                    out_dir / f"{_slug(task)}-confusion-kmat.png",
-                    title=f"{task}: K-MaT confusion matrices (seed {full[0].seed})",
-                )
+            path = confusion_matrices(
+                full[0].metrics,
+                class_names,
+                out_dir / f"{_slug(task)}-confusion-kmat.png",
+                title=f"{task}: K-MaT confusion matrices (seed {full[0].seed})",
             )
+            caption = f"K-MaT confusion matrices on both test splits (seed {full[0].seed})"
+            written.append(ReportPlot(task, path, caption))
     return written
 
 
-CAPTIONS = {
-    "-prompt-map.png": "learned high- and low-end prompt embeddings (2-D PCA), with and without transport",
-    "-per-class-lo.png": "low-end per-class accuracy of every method (mean over seeds)",
-    "-confusion-kmat.png": "K-MaT confusion matrices on both test splits (first seed)",
-}
-
-
-def plots_markdown(paths: Sequence[str | Path], relative_to: str | Path) -> str:
-    """A markdown ``## Plots`` section linking ``paths`` (relative to the report's folder)."""
+def plots_markdown(plots: Sequence[ReportPlot], relative_to: str | Path) -> str:
+    """A markdown ``## Plots`` section linking ``plots`` (relative to the report's folder), each under
+    its caption."""
     lines = ["## Plots", ""]
-    for path in paths:
-        path = Path(path)
-        suffix = next((s for s in CAPTIONS if path.name.endswith(s)), None)
-        task, caption = (path.name[: -len(suffix)], CAPTIONS[suffix]) if suffix else (path.stem, path.stem)
-        rel = Path(os.path.relpath(path, relative_to)).as_posix()
-        lines += [f"**{task}**: {caption}", "", f"![{task}: {caption}]({rel})", ""]
+    for plot in plots:
+        rel = Path(os.path.relpath(plot.path, relative_to)).as_posix()
+        lines += [f"**{plot.task}**: {plot.caption}", "", f"![{plot.task}: {plot.caption}]({rel})", ""]
     return "\n".join(lines)

@@ -713,20 +713,27 @@ def predict(
     frames: Frames = "all",
     progress: bool = False,
     summary: Summary | None = None,
+    threads: int | None = None,
 ) -> Summary:
     """Classify ``files`` and stream their rows to ``writer`` (header included); returns the counts.
 
     ``batch_size`` files are decoded per batch and at most ``batch_size`` images go through the model at
-    once. On ``KeyboardInterrupt`` the rows of finished batches are already written; the summary (marked
+    once. On the CPU, torch's threads follow :mod:`kmat_cli.threads` (``threads``: an explicit count). On ``KeyboardInterrupt`` the rows of finished batches are already written; the summary (marked
     interrupted) is printed to stderr and the interrupt re-raised.
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if workers is not None and workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {workers}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
     summary = summary if summary is not None else Summary()
     summary.total_files = len(files)
     device = classifier.backbone.device if hasattr(classifier.backbone, "device") else torch.device("cpu")
+    if threads is not None or torch.device(device).type == "cpu":
+        from kmat_cli import threads as policy
+
+        policy.apply(threads or 0, reserved=min(workers or 0, len(files)))
     n_workers, adaptive = (
         auto_workers(len(files), batch_size, device) if workers is None else (min(workers, len(files)), False)
     )
@@ -805,6 +812,7 @@ def run_predict(
     frames: Frames = "all",
     device: str = "auto",
     progress: bool | None = None,
+    threads: int | None = None,
 ) -> Summary:
     """What ``kmat predict`` does: find the inputs, load the classifier, stream rows to ``output`` (stdout
     when None), print the summary line to stderr. Bad usage raises ``UsageError`` before any row."""
@@ -839,6 +847,7 @@ def run_predict(
             frames=frames,
             progress=show,
             summary=summary,
+            threads=threads,
         )
     except BrokenPipeError:  # `kmat predict ... | head`: the reader left; stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -18,6 +18,7 @@ import inspect
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 from kmat_cli.errors import UsageError
@@ -114,8 +115,6 @@ def get(kind: str, name: str) -> Any:
 
 def _task_file(path: str) -> Any:
     """A task name that is a YAML file: the ``yaml`` task plugin bound to that file (``.bind(path)``)."""
-    from pathlib import Path
-
     if not Path(path).expanduser().is_file():
         raise UsageError(f"{path}: task file not found")
     return get("tasks", "yaml").bind(path)
@@ -128,6 +127,40 @@ def _load_cached(kind: str, name: str) -> Any:
         return ep.load()
     except Exception as exc:  # a broken plugin must name itself, not crash with a bare traceback
         raise UsageError(f"{kind[:-1]} plugin '{name}' ({ep.value}) failed to load: {exc}") from exc
+
+
+def static_summary(kind: str, name: str) -> str | None:
+    """The first docstring line of a registered plugin, read from its module's source without importing
+    it (``kmat list`` stays fast: no torch, no plugin code runs). Follows base classes defined in the same
+    module when the class has no docstring of its own. None where the source cannot be read that way (a
+    plugin built at import time, a compiled module): :func:`summary` of the loaded plugin tells then."""
+    import ast
+    import importlib.util
+
+    ep = _entry_points(_check_kind(kind)).get(name)
+    if ep is None or ":" not in ep.value:
+        return None
+    module_name, _, attr = ep.value.partition(":")
+    try:
+        spec = importlib.util.find_spec(module_name.strip())
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else None
+        tree = ast.parse(source) if source is not None else None
+    except (ImportError, ValueError, OSError, SyntaxError):
+        return None
+    if tree is None:
+        return None
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    seen: set[str] = set()
+    target = attr.strip()
+    while target in defs and target not in seen:
+        seen.add(target)
+        node = defs[target]
+        doc = ast.get_docstring(node)
+        if doc and doc.strip():
+            return doc.strip().splitlines()[0]
+        bases = [b.id for b in getattr(node, "bases", []) if isinstance(b, ast.Name)]
+        target = bases[0] if bases else ""
+    return None
 
 
 def summary(obj: Any) -> str:

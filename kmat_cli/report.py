@@ -4,7 +4,8 @@ A :class:`Table` says which cell (by key) holds each (task, row, seed); rows are
 (``Zero-shot``, ``K-MaT``, or ablation rows like ``+ CSC/MSC``). Every number is a statistic over seeds of
 one run metric from ``metrics.json`` (fractions there, percent here):
 
-    mean = (1/n) sum_s v_s,   std = sqrt( sum_s (v_s - mean)^2 / (n - 1) )  (sample std; 0 when n = 1)
+    mean = (1/n) sum_s v_s,   std = sqrt( sum_s (v_s - mean)^2 / (n - 1) )  (sample std; none when n = 1:
+    the markdown shows ``mean (n=1)``, the CSV an empty std)
 
 over the n seeds whose cell finished. ``H`` is each run's harmonic mean 2 Hi Lo / (Hi + Lo) (accuracy and
 macro-F1 separately), averaged over seeds like Hi and Lo. The average over tasks takes, per seed, the mean
@@ -106,7 +107,12 @@ def _fmt(stat: Stat, planned: int) -> str:
     if stat.n == 0:
         return "—"
     mark = " †" if stat.n < planned else ""
-    return f"{stat.mean:.1f} ± {stat.std:.1f}{mark}"
+    return f"{_spread(stat.mean, stat.std, stat.n)}{mark}"
+
+
+def _spread(mean: float, std: float, n: int) -> str:
+    """``mean ± std`` of ``n`` values; one value has no spread: ``mean (n=1)``."""
+    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f} (n=1)"
 
 
 def _pair(
@@ -283,14 +289,14 @@ def timing_markdown(layout: Layout, table: Table, outcomes: Mapping[str, Any]) -
         if not totals:
             continue
         any_row = True
-        step = (
-            f"{statistics.fmean(steps):.1f} ± {statistics.stdev(steps) if len(steps) > 1 else 0:.1f}"
-            if steps
-            else "—"
-        )
-        total = f"{statistics.fmean(totals):.1f} ± {statistics.stdev(totals) if len(totals) > 1 else 0:.1f}"
+        step = _spread(statistics.fmean(steps), _stdev(steps), len(steps)) if steps else "—"
+        total = _spread(statistics.fmean(totals), _stdev(totals), len(totals))
         lines.append(f"| {row} | {len(totals)} | {step} | {total} |")
     return "\n".join(lines) + "\n" if any_row else ""
+
+
+def _stdev(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 # ----------------------------------------------------------------------------------------------- CSV
@@ -339,7 +345,7 @@ def report_csv(layout: Layout, outcomes: Mapping[str, Any]) -> str:
                                 modality,
                                 metric,
                                 "" if s.n == 0 else repr(s.mean),
-                                "" if s.n == 0 else repr(s.std),
+                                "" if s.n < 2 else repr(s.std),
                                 s.n,
                                 rel,
                                 *[repr(100 * s.values[x]) if x in s.values else "" for x in layout.seeds],

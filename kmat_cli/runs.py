@@ -1,4 +1,4 @@
-"""Run folders: ``<out>/<command>/<task>-<method>-<n>/``, created atomically, never overwritten.
+"""Run folders: ``<out>/<command>/<task>-<method>-s<seed>-<n>/``, created atomically, never overwritten.
 
 A run folder is claimed with ``os.mkdir`` (atomic: two processes starting at once get distinct folders).
 It is *finished* only once ``run.json`` says ``"status": "finished"``; that file is written atomically
@@ -51,8 +51,9 @@ class Run:
         return self.path / name
 
 
-def create(out_root: str | Path, command: str, task: str, method: str) -> Run:
-    """Claim the next free ``<out_root>/<command>/<task>-<method>-<n>`` (n = 1, 2, ...) and return it."""
+def create(out_root: str | Path, command: str, task: str, method: str, seed: int | None = None) -> Run:
+    """Claim the next free ``<out_root>/<command>/<task>-<method>-s<seed>-<n>`` (n = 1, 2, ...; without
+    ``seed``: ``<task>-<method>-<n>``) and return it. The last ``-<n>`` is always the counter."""
     parent = Path(out_root) / command
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +63,7 @@ def create(out_root: str | Path, command: str, task: str, method: str) -> Run:
         ) from exc
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{parent}: output folder is not writable; pass another --out")
-    prefix = f"{_slug(task)}-{_slug(method)}-"
+    prefix = f"{_slug(task)}-{_slug(method)}-" + (f"s{seed}-" if seed is not None else "")
     taken = [p.name[len(prefix) :] for p in parent.glob(f"{prefix}*")]
     n = max([int(t) for t in taken if t.isdigit()], default=0) + 1
     while True:
@@ -98,7 +99,7 @@ def start(cfg: dict[str, Any], command: str) -> Run:
     from kmat_cli import config as config_mod
     from kmat_cli import envinfo
 
-    run = create(cfg["out"], command, cfg["task"]["name"], cfg["method"]["name"])
+    run = create(cfg["out"], command, cfg["task"]["name"], cfg["method"]["name"], seed=cfg["train"]["seed"])
     atomic.write_text(run.file("config.yaml"), config_mod.dump(cfg))
     atomic.write_json(run.file("env.json"), envinfo.collect())
     run.mark("running")

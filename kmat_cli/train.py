@@ -38,10 +38,12 @@ METRICS_FILE = "metrics.jsonl"
 OPTIMIZERS = ("sgd",)
 
 
-def set_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads in torch (0 or less: leave torch's default)."""
-    if threads > 0:
-        torch.set_num_threads(threads)
+def set_threads(threads: int) -> int:
+    """Set torch's CPU threads by kmat's policy (:mod:`kmat_cli.threads`): ``threads`` > 0 that many (capped
+    at the usable cores), else ``OMP_NUM_THREADS``, else the cores not busy with other processes."""
+    from kmat_cli import threads as policy
+
+    return policy.apply(threads)
 
 
 def seed_everything(seed: int) -> None:
@@ -282,9 +284,18 @@ class _WarningTally:
             print(f"kmat: {category}: {messages[0]}{more}", file=sys.stderr)
 
 
+def epoch_line(record: Mapping[str, Any], total: int, elapsed: float) -> str:
+    """The progress line of one finished epoch, for logs: ``kmat: epoch 3/50 loss 1.2345 lr 0.0025 4.1 s``."""
+    return (
+        f"kmat: epoch {record['epoch']}/{total} loss {record['loss']:.4f} lr {record['lr']:.6g} "
+        f"{elapsed:.1f} s"
+    )
+
+
 @contextlib.contextmanager
 def _progress(enabled: bool, total: int, done: int):
-    """A rich progress bar on stderr (a no-op callable when disabled or stderr is not a terminal)."""
+    """Progress on stderr: a rich bar on a terminal, one :func:`epoch_line` per epoch otherwise (logs of
+    nohup, SLURM, CI); a no-op callable when disabled or with ``KMAT_NO_PROGRESS``."""
     if not enabled or os.environ.get("KMAT_NO_PROGRESS"):
         yield lambda record: None
         return
@@ -293,7 +304,10 @@ def _progress(enabled: bool, total: int, done: int):
 
     console = Console(stderr=True)
     if not console.is_terminal:
-        yield lambda record: None
+        started = time.perf_counter()
+        yield lambda record: print(
+            epoch_line(record, total, time.perf_counter() - started), file=sys.stderr, flush=True
+        )
         return
     columns = (
         TextColumn("train"),

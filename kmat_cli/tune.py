@@ -235,12 +235,11 @@ def csv_text(trials: Sequence[Trial], keys: Sequence[str], seeds: Sequence[int],
     return buf.getvalue()
 
 
-def fixed_keys(config_file: str | Path | None, flags: Mapping[str, Any], sets: Sequence[str]) -> dict:
-    """The dotted keys a user fixed through ``--config`` (with the value the cells ran with) and ``--set``,
-    except the seed and the output folder: they belong in ``best.yaml`` beside the tuned values."""
-    from_file = _flatten(config_mod.load_yaml(config_file)) if config_file else {}
-    out = {k: flags[k] for k in from_file if k in flags}
-    out.update(_flatten(config_mod.parse_set(sets)))
+def fixed_keys(flags: Mapping[str, Any], sets: Sequence[str]) -> dict:
+    """The dotted keys every trial ran with: the cells' ``flags`` (a ``--config`` file's keys and the
+    command's flags such as ``--epochs``) and ``--set`` items, except the seed and the output folder. They
+    all go into ``best.yaml``, so ``kmat train --config best.yaml`` trains what the trials trained."""
+    out = {**flags, **_flatten(config_mod.parse_set(sets))}
     for key in FORBIDDEN:
         out.pop(key, None)
     return out
@@ -327,7 +326,7 @@ def tune(
         if outcome.status != "done":
             trial.errors.append(outcome.error or outcome.status)
     best = best_trial(trials)
-    cfg = best_config(resolved, fixed_keys(config_file, cell_flags, sets), best.values)
+    cfg = best_config(resolved, fixed_keys(cell_flags, sets), best.values)
     config_mod.build(config_file=None, flags=_flatten(cfg))  # best.yaml must load as a config
     header = [
         f"kmat tune: best of {len(trials)} grid points by high-end validation {metric}",
@@ -342,7 +341,7 @@ def tune(
     return TuneResult(metric, list(grid), seeds, trials, best, cfg, csv_path, best_path)
 
 
-def render(result: TuneResult, *, train_flags: Sequence[str] = ()) -> None:
+def render(result: TuneResult) -> None:
     """Print the trial table (metric in %), the best point and the command that trains with it."""
     from rich.console import Console
     from rich.markup import escape
@@ -379,5 +378,4 @@ def render(result: TuneResult, *, train_flags: Sequence[str] = ()) -> None:
     console.print(
         f"best: {values} (high-end validation {result.metric} {100 * result.best.mean:.2f}%)", markup=False
     )
-    command = " ".join(["kmat train --config", str(result.best_path), *train_flags])
-    console.print(f"train with: {command}", highlight=False, markup=False)
+    console.print(f"train with: kmat train --config {result.best_path}", highlight=False, markup=False)

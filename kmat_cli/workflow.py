@@ -90,7 +90,8 @@ def train_command(
     """Train (or, given ``run``, resume) the configured method; returns the finished run. ``evaluate``:
     both test splits (``metrics.json``); ``validate``: the high-end validation split only
     (``metrics-val.json``, see :func:`validate`), with the parts already built; ``progress``: progress
-    bars on stderr; ``show``: the metrics table on stdout."""
+    bars on stderr (one line per epoch where stderr is not a terminal); ``show``: the metrics table on
+    stderr (stdout is left to the caller: ``kmat train`` prints the run folder there)."""
     import torch
 
     from kmat_cli import assemble, data, export, train
@@ -103,7 +104,11 @@ def train_command(
         if run.file(METRICS_FILE).is_file():
             import json
 
-            render(json.loads(run.file(METRICS_FILE).read_text(encoding="utf-8")), title=str(run.path))
+            render(
+                json.loads(run.file(METRICS_FILE).read_text(encoding="utf-8")),
+                title=str(run.path),
+                stderr=True,
+            )
         return run
     started = time.perf_counter()
     train.check_settings(tcfg)
@@ -171,9 +176,8 @@ def train_command(
             }
             atomic.write_json(run.file(METRICS_FILE), metrics)
             if show:
-                render(
-                    metrics, title=f"{cfg['task']['name']} / {cfg['method']['name']} / seed {tcfg['seed']}"
-                )
+                title = f"{cfg['task']['name']} / {cfg['method']['name']} / seed {tcfg['seed']}"
+                render(metrics, title=title, stderr=True)
         run.mark("finished")
     except KeyboardInterrupt:
         run.mark("interrupted")

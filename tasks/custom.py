@@ -12,7 +12,7 @@ The file (paths in it are relative to the file's folder)::
       lo: lo.csv                      #   a .csv: columns path, label (class name or index), split
                                       #   a .json: kmat split JSON (per-modality or with hi/lo keys)
     config:                           # optional run-config overrides (the "task YAML" layer)
-      train: {shots: 8}
+      train: {shots: 8}               # backbone: biomedclip unless set here or by --backbone
 
 ``data`` may also be a single split JSON path holding both modalities. Split folder and CSV names
 ``valid``/``validation`` mean ``val``. No path read from a task file may leave its folder: ``data`` and
@@ -113,11 +113,22 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     return {**spec, "name": name, "config": config}
 
 
+DEFAULT_BACKBONE = "biomedclip"  # real images need a real vision-language model, as the shipped real tasks
+
+
+def with_backbone(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A task file's ``config`` section with ``backbone.name`` defaulting to :data:`DEFAULT_BACKBONE`."""
+    backbone = config.get("backbone")
+    section = {"name": backbone} if isinstance(backbone, str) else dict(backbone or {})
+    return {**config, "backbone": {"name": DEFAULT_BACKBONE, **section}}
+
+
 class YamlTask(Task):
     """A custom task from a YAML file: --task path/to/task.yaml (see examples/custom-task)."""
 
     name: ClassVar[str] = "yaml"
     spec_path: ClassVar[str] = ""
+    config: ClassVar[dict[str, Any]] = with_backbone({})
 
     def __init__(self, *, path: str = "") -> None:
         path = path or self.spec_path
@@ -155,7 +166,7 @@ class YamlTask(Task):
                 "__module__": cls.__module__,
                 "name": spec["name"],
                 "spec_path": bound_path,
-                "config": spec["config"],
+                "config": with_backbone(spec["config"]),
             },
         )
 

@@ -10,14 +10,16 @@ import typer
 
 def command(
     run: Path = typer.Argument(..., help="A run folder made by `kmat train`."),
-    as_json: bool = typer.Option(False, "--json", help="Print metrics.json instead of the table."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print {run, metrics} as JSON (metrics: metrics.json) instead of the table."
+    ),
 ) -> None:
     """Evaluate a trained run on the high-end and low-end test splits (table on stdout, metrics.json).
 
-    Example: kmat evaluate runs/train/phantom-kmat-1
+    Example: kmat evaluate runs/train/phantom-kmat-s1-1
     """
-    from kmat_cli import workflow
+    from kmat_cli import session
 
-    metrics = workflow.evaluate_run(run, show=not as_json)
+    metrics = session.evaluate(run, progress=True, show=not as_json)
     if as_json:
-        typer.echo(json.dumps(metrics, indent=2))
+        typer.echo(json.dumps({"run": str(run), "metrics": metrics}, indent=2))

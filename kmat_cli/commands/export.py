@@ -13,8 +13,8 @@ def command(
 ) -> None:
     """Export a run's class embeddings (hi and lo, K x D) with metadata to a safetensors file.
 
-    Example: kmat export runs/train/phantom-kmat-1 --out chest-prompts.safetensors
+    Example: kmat export runs/train/phantom-kmat-s1-1 --out phantom-prompts.safetensors
     """
-    from kmat_cli import workflow
+    from kmat_cli import session
 
-    typer.echo(str(workflow.export_run(run, out)))
+    typer.echo(str(session.export(run, out)))

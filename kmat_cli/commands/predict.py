@@ -13,7 +13,7 @@ def command(
     embeddings: Path = typer.Option(
         None, "--embeddings", "-e", help="A prompts.safetensors made by `kmat export`."
     ),
-    modality: str = typer.Option("lo", "--modality", "-m", help="Which class embeddings: lo or hi."),
+    modality: str = typer.Option("lo", "--modality", help="Which class embeddings: lo or hi."),
     fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or jsonl."),
     output: Path = typer.Option(None, "--output", "-o", help="Write rows here (default: stdout)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per model batch."),
@@ -25,6 +25,11 @@ def command(
     ),
     frames: str = typer.Option("all", "--frames", help="Multi-frame DICOM: all (a row each) or first."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores not busy with other processes).",
+    ),
     progress: bool = typer.Option(
         None, "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
     ),
@@ -37,7 +42,7 @@ def command(
 
     Exit code 0 if any image was classified, 1 if none was, 2 for bad usage.
 
-    Example: kmat predict scans/ --run runs/train/phantom-kmat-1 --output predictions.csv
+    Example: kmat predict scans/ --run runs/train/phantom-kmat-s1-1 --output predictions.csv
     """
     from kmat_cli.predict import run_predict
 
@@ -53,6 +58,7 @@ def command(
         frames=frames,
         device=device,
         progress=progress,
+        threads=threads,
     )
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)

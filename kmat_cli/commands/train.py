@@ -35,40 +35,48 @@ def command(
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file (over the task's defaults)."),
     sets: list[str] = typer.Option([], "--set", help="Override any config key: --set method.lambda1=2"),
     out: Path = typer.Option(None, "--out", "-o", help="Root folder of run folders (default runs/)."),
+    threads: int = typer.Option(
+        None, "--threads", help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores not busy)."
+    ),
     resume: Path = typer.Option(None, "--resume", help="Continue a killed run folder to the same result."),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate on both test splits."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print {run, metrics} as JSON on stdout instead of the run folder."
+    ),
 ) -> None:
     """Train prompts with a method on a task and save the run (config, checkpoints, prompts, metrics).
 
-    Example: kmat train --task chest --transport fgw --shots 16 --seed 1
+    Prints the run folder on stdout (RUN=$(kmat train ...)); progress and the metrics table go to stderr.
+
+    Example: kmat train --task phantom --transport fgw --shots 16 --seed 1
     """
-    from kmat_cli import config as config_mod
-    from kmat_cli import runs
+    import json
 
-    if resume is not None:
-        run = runs.open_run(resume)
-        if not run.file("config.yaml").is_file():
-            from kmat_cli.errors import UsageError
+    from kmat_cli import session
 
-            raise UsageError(
-                f"{run.path}: stopped before its config.yaml was saved; nothing to resume, start anew"
-            )
-        cfg = config_mod.load_yaml(run.file("config.yaml"))
+    options = {
+        "transport": transport,
+        "backbone": backbone,
+        "shots": shots,
+        "epochs": epochs,
+        "device": device,
+        "threads": threads,
+        "descriptions": descriptions,
+        "out": out,
+    }
+    run = session.train(
+        task,
+        method,
+        seed,
+        config=config,
+        sets=sets,
+        resume=resume,
+        evaluate=evaluate,
+        progress=True,
+        show=not as_json,
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    if as_json:
+        typer.echo(json.dumps({"run": str(run.path), "metrics": run.metrics}, indent=2))
     else:
-        flags = {
-            "task.name": task,
-            "method.name": method,
-            "transport.name": transport,
-            "backbone.name": backbone,
-            "train.shots": shots,
-            "train.seed": seed,
-            "train.epochs": epochs,
-            "train.device": device,
-            "descriptions": str(descriptions) if descriptions else None,
-            "out": str(out) if out else None,
-        }
-        cfg = config_mod.build(config_file=config, flags=flags, sets=sets)
-        run = None
-    from kmat_cli import workflow
-
-    workflow.train_command(cfg, run=run, evaluate=evaluate)
+        typer.echo(str(run.path))

@@ -77,6 +77,4 @@ def command(
         jobs=jobs,
         output=output,
     )
-    train_flags = [f"--shots {shots}"] if shots is not None else []
-    train_flags += [f"--epochs {epochs}"] if epochs is not None else []
-    tune.render(result, train_flags=train_flags)
+    tune.render(result)

@@ -133,15 +133,15 @@ def test_device_placement(pair: tuple[Backbone, Backbone]) -> None:
 
 
 def test_builtin_open_clip_contract_offline(tmp_path: Path) -> None:
-    """DESIGN.md: ``get("backbones", "open_clip")(model=..., pretrained=None)`` needs no download."""
-    b = get("backbones", "open_clip")(model="RN50", pretrained=None, vision_only=True)
+    """DESIGN.md: ``get("backbones", "open_clip")(model=..., pretrained="none")`` needs no download."""
+    b = get("backbones", "open_clip")(model="RN50", pretrained="none", vision_only=True)
     assert b.id == "open_clip:RN50:random-seed0" and b.embed_dim == 1024
     assert b.preprocess_spec["image_size"] == 224
 
 
 @pytest.mark.slow
 def test_builtin_vit_b_32_full_offline() -> None:
-    b = get("backbones", "open_clip")(model="ViT-B-32", pretrained=None)
+    b = get("backbones", "open_clip")(model="ViT-B-32", pretrained="none")
     t = b.encode_text(TEXTS)
     own = torch.nn.functional.normalize(b.model.encode_text(b.tokenizer(TEXTS)), dim=-1)
     assert torch.allclose(t, own, atol=1e-5)

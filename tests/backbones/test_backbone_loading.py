@@ -98,12 +98,12 @@ def test_missing_hub_weights_fail_fast_in_one_line(
         monkeypatch.delenv("HTTPS_PROXY", raising=False)
         monkeypatch.delenv("https_proxy", raising=False)
     start = time.perf_counter()
-    with pytest.raises(RuntimeFailure) as info:
+    with pytest.raises(UsageError) as info:  # exit code 2: the user has to provide the files
         BiomedCLIP(cache_dir=str(tmp_path / "empty"))
     assert time.perf_counter() - start < 10
     msg = str(info.value)
     assert "\n" not in msg and BIOMEDCLIP[len("hf-hub:") :] in msg
-    assert "local-dir:" in msg and "cache" in msg
+    assert "--backbone /path/to/folder" in msg and "cache" in msg and "--backbone phantom" in msg
 
 
 def test_unknown_names_are_usage_errors(tmp_path: Path) -> None:

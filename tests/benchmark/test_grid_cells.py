@@ -104,9 +104,10 @@ def test_an_unfinished_run_folder_is_resumed_not_restarted(
     monkeypatch.setattr(train.Trainer, "save", real_save)
     resumed = run_cell(cell, tmp_path / "a")
     assert resumed.status == "done" and resumed.how == "resumed"
-    assert [p.name for p in (folder / "train").iterdir()] == ["phantom-kmat-1"]
+    assert [p.name for p in (folder / "train").iterdir()] == ["phantom-kmat-s2-1"]
     history = [
-        json.loads(line) for line in (folder / "train/phantom-kmat-1/metrics.jsonl").read_text().splitlines()
+        json.loads(line)
+        for line in (folder / "train/phantom-kmat-s2-1/metrics.jsonl").read_text().splitlines()
     ]
     assert [r["epoch"] for r in history] == [1, 2, 3]
     fresh = run_cell(cell, tmp_path / "b")  # an uninterrupted run ends the same

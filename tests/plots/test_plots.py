@@ -220,7 +220,8 @@ def test_report_plots_of_a_benchmark_grid(tiny_runs: dict[str, Path], tmp_path: 
     both_off = ("method.anchor=false", "method.transport=false")  # another ablation row: not in the bars
     outcomes.append(outcome(tiny_runs["ablated"], "kmat", 1, both_off))
     outcomes.append(outcomes[0].__class__(cell=outcomes[0].cell, status="failed", result=None, error="x"))
-    paths = plots.write_report_plots(outcomes, tmp_path / "plots")
+    written = plots.write_report_plots(outcomes, tmp_path / "plots")
+    paths = [p.path for p in written]
     assert [p.name for p in paths] == [
         "phantom-prompt-map.png",
         "phantom-per-class-lo.png",
@@ -236,11 +237,38 @@ def test_report_plots_of_a_benchmark_grid(tiny_runs: dict[str, Path], tmp_path: 
         [recall_score(y, p, labels=range(k), average=None, zero_division=0) for _, (y, p), _ in coop], axis=0
     )
     np.testing.assert_allclose(plots.per_class_scores(by_label)["CoOp"][0], ref)
-    text = plots.plots_markdown(paths, tmp_path)
+    text = plots.plots_markdown(written, tmp_path)
     assert "](plots/phantom-prompt-map.png)" in text and text.startswith("## Plots")
 
 
 def test_report_prompt_map_without_the_ablation_cell(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
-    paths = plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path)
+    paths = [p.path for p in plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path)]
     assert [p.name for p in paths][0] == "phantom-prompt-map.png"
     assert_png(paths[0])
+
+
+def test_whiskers_stay_within_0_and_100_percent() -> None:
+    mean, std = np.array([0.95, 0.02, 0.5]), np.array([0.1, 0.1, 0.1])
+    below, above = plots.whiskers(mean, std)
+    assert np.all(mean - below >= 0) and np.all(mean + above <= 1)
+    np.testing.assert_allclose(below, [0.1, 0.02, 0.1])
+    np.testing.assert_allclose(above, [0.05, 0.1, 0.1])
+
+
+def test_report_captions_say_what_each_plot_shows(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    alone = plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path / "a")
+    captions = {p.path.name: p.caption for p in alone}
+    assert "with and without transport" not in captions["phantom-prompt-map.png"]
+    assert "no run without transport" in captions["phantom-prompt-map.png"]
+    assert (
+        "(seed 1)" in captions["phantom-per-class-lo.png"]
+        and "whiskers" not in captions["phantom-per-class-lo.png"]
+    )
+    pair = [
+        outcome(tiny_runs["full"], "kmat", 1),
+        outcome(tiny_runs["ablated"], "kmat", 1, ("method.transport=false",)),
+    ]
+    both = {p.path.name: p.caption for p in plots.write_report_plots(pair, tmp_path / "b")}
+    assert "with and without transport (seed 1)" in both["phantom-prompt-map.png"]
+    text = plots.plots_markdown(alone, tmp_path)
+    assert f"![phantom: {captions['phantom-prompt-map.png']}](a/phantom-prompt-map.png)" in text

@@ -144,6 +144,7 @@ def custom_task(
         "class_names": classes,
         "modalities": {"hi": "colour photograph", "lo": "grey scan"},
         "data": {"hi": "hi", "lo": "lo"},
+        "config": {"backbone": {"name": "phantom"}},  # offline: task files default to biomedclip
         **spec,
     }
     folder.mkdir(parents=True, exist_ok=True)

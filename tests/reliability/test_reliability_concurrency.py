@@ -60,7 +60,7 @@ def test_two_train_runs_started_at_once_share_an_output_root_and_a_cold_cache(
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     folders = run_folders(out)
-    assert [f.name for f in folders] == ["phantom-kmat-1", "phantom-kmat-2"]
+    assert [f.name for f in folders] == ["phantom-kmat-s1-1", "phantom-kmat-s1-2"]
     assert all(status(f) == "finished" for f in folders)
     assert not leftovers(tmp_path)
     table = _cache_table(cache)  # what both processes wrote: consistent

@@ -44,7 +44,8 @@ def _plugin_lookup(kind: str, name: str):
 
 def test_task_name_that_is_a_yaml_file_resolves_to_a_bound_task(example: Path) -> None:
     cls = registry.get("tasks", str(example))
-    assert cls.name == "demo-lesions" and cls.config == {"train": {"shots": 4}}
+    assert cls.name == "demo-lesions"
+    assert cls.config == {"train": {"shots": 4}, "backbone": {"name": "biomedclip"}}
     task = cls()
     assert task.class_names == ["smooth nodule", "spiculated mass", "cystic lesion"]
     assert task.modalities == {"hi": "colour close-up photograph", "lo": "grey low-contrast scan"}

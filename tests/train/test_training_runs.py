@@ -101,7 +101,7 @@ def test_in_process_resume_continues_exactly(tmp_path: Path) -> None:
             workflow.train_command(cfg, evaluate=False, progress=False)
     finally:
         train.Trainer.save = original
-    cut = open_run(tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-2")
+    cut = open_run(tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-s1-2")
     assert cut.status["status"] == "interrupted" and checkpoint.load(cut.path).epoch == 2
     workflow.train_command(config.load_yaml(cut.file("config.yaml")), run=cut, evaluate=False, progress=False)
     a, b = load_file(full.file("prompts.safetensors")), load_file(cut.file("prompts.safetensors"))
@@ -214,14 +214,14 @@ def test_cli_train_evaluate_export_through_the_typer_app(tmp_path: Path) -> None
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "Hi (high-end test)" in result.stdout and "H (harmonic)" in result.stdout
-    run = tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-1"
+    assert "Hi (high-end test)" in result.output and "H (harmonic)" in result.output
+    run = tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-s1-1"
     cfg = config.load_yaml(run / "config.yaml")
     assert cfg["method"]["anchor"] is False and cfg["transport"]["name"] == "gw"
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert set(json.loads(lines[0])["losses"]) == {"ce", "transport"}
     result = runner.invoke(app, ["evaluate", str(run), "--json"])
-    assert result.exit_code == 0 and json.loads(result.stdout)["format"] == "kmat.metrics/v1"
+    assert result.exit_code == 0 and json.loads(result.stdout)["metrics"]["format"] == "kmat.metrics/v1"
     result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "p.safetensors")])
     assert result.exit_code == 0
     a, b = load_file(str(tmp_path / "p.safetensors")), load_file(str(run / "prompts.safetensors"))
@@ -288,7 +288,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
     full = _kmat(*args, env=env)
     assert full.returncode == 0, full.stderr
     proc = subprocess.Popen([KMAT, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    run = tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-2"
+    run = tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-s1-2"
     killed_at = None
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -310,7 +310,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
     resumed = _kmat("train", "--resume", str(run), "--no-evaluate", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert open_run(run).finished
-    a = load_file(str(tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-1" / "prompts.safetensors"))
+    a = load_file(str(tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-s1-1" / "prompts.safetensors"))
     b = load_file(str(run / "prompts.safetensors"))
     assert a.keys() == b.keys()
     diff = {k: float((a[k] - b[k]).abs().max()) for k in a if not torch.equal(a[k], b[k])}

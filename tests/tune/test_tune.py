@@ -75,7 +75,7 @@ def test_best_config_keeps_what_the_user_fixed_and_loads_as_a_config(tmp_path: P
     base = tmp_path / "base.yaml"
     base.write_text("method: {n_ctx: 2}\ntrain: {seed: 7, lr: 0.01}\nout: elsewhere\n")
     flags = tune.base_flags(base, {"train.lr": 0.02})
-    fixed = tune.fixed_keys(base, flags, ["transport.alpha=0.5"])
+    fixed = tune.fixed_keys(flags, ["transport.alpha=0.5"])
     assert fixed == {"method.n_ctx": 2, "train.lr": 0.02, "transport.alpha": 0.5}  # no seed, no out
     resolved = config.build(flags={k: v for k, v in flags.items() if k != "out"})
     best = tune.best_config(resolved, fixed, {"method.lambda1": 0.5})
@@ -213,3 +213,35 @@ def test_a_rerun_reads_the_finished_trials_back(
     assert sorted(p.stat().st_mtime_ns for p in out.glob("cells/*/result.json")) == before
     assert "best:" in stdout and f"kmat train --config {out / 'best.yaml'}" in stdout
     assert (out / "copy.yaml").read_text() == result.best_path.read_text()
+
+
+def test_following_best_yaml_trains_the_tuned_setting(
+    tuned: tuple[tune.TuneResult, list], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The trials ran 1 epoch on 2 shots: best.yaml says so, and `kmat train --config best.yaml --seed 1`
+    scores on the high-end validation split what the best trial's seed-1 cell scored."""
+    from kmat_cli import workflow
+
+    result, _ = tuned
+    raw = yaml.safe_load(result.best_path.read_text(encoding="utf-8"))
+    assert raw["train"]["epochs"] == 1 and raw["train"]["shots"] == 2
+    tune.render(result)
+    printed = capsys.readouterr().out
+    assert f"train with: kmat train --config {result.best_path}\n" in printed  # the file is the command
+    args = [
+        "train",
+        "--config",
+        str(result.best_path),
+        "--seed",
+        "1",
+        "--no-evaluate",
+        "--out",
+        str(tmp_path),
+    ]
+    with pytest.raises(SystemExit) as exc:
+        app.main(args)
+        raise SystemExit(0)
+    assert not exc.value.code
+    run = next((tmp_path / "train").iterdir())
+    score = workflow.validate(run, progress=False)["hi"][result.metric]
+    assert score == result.best.scores[1]
