@@ -434,7 +434,7 @@ def test_tune_summary_shows_grid_values_and_paths_literally(
         folder / "tune.csv",
         folder / "best.yaml",
     )
-    render(result, train_flags=["--out", "runs/[/]"])
+    render(result)
     out = capsys.readouterr().out
     assert "fgw [bold]" in out and "best: method.transport=[/] train.lr=0.01" in out
-    assert f"train with: kmat train --config {folder / 'best.yaml'} --out runs/[/]" in out
+    assert f"train with: kmat train --config {folder / 'best.yaml'}" in out

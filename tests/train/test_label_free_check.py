@@ -49,10 +49,12 @@ def test_train_prints_one_check_line_and_stores_it(tmp_path: Path, capsys) -> No
         "none",
     ]
     main(argv)
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     lines = [line for line in err.splitlines() if "label-free check" in line]
     assert len(lines) == 1, err
-    run = out / "train" / "toyworld_ToyTask-kmat-1"
+    run = Path(captured.out.strip())  # the run folder is all that train prints on stdout
+    assert run.parent == out / "train"
     checks = json.loads((run / workflow.CHECKS_FILE).read_text())
     assert checks["format"] == workflow.CHECKS_FORMAT
     init, trained = checks["init"], checks["trained"]
