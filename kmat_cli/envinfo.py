@@ -64,6 +64,24 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("kmat"))
 
 
+def make_cache_folder(path: str | Path) -> Path:
+    """Create the cache folder ``path`` if missing and check that kmat can write in it; a one-line
+    UsageError naming it otherwise (e.g. under an unwritable HOME), saying to set ``KMAT_CACHE``."""
+    from kmat_cli.errors import UsageError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(
+            f"{path}: cannot create kmat's cache folder ({reason}); set KMAT_CACHE to a writable folder"
+        ) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: kmat's cache folder is not writable; set KMAT_CACHE to a writable folder")
+    return path
+
+
 def collect() -> dict[str, Any]:
     return {
         "kmat": __version__,

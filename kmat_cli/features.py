@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from kmat_cli.api import Backbone
 from kmat_cli.atomic import write_json, write_with
 from kmat_cli.envinfo import cache_dir as default_cache_dir
+from kmat_cli.envinfo import make_cache_folder
 from kmat_cli.errors import UsageError
 from kmat_cli.images import load_image
 
@@ -77,11 +78,18 @@ class _HashMemo:
 
     def __init__(self, root: Path) -> None:
         self.file = root / HASH_MEMO
-        try:
-            self.entries: dict[str, list[Any]] = json.loads(self.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self.entries = {}
+        self.entries: dict[str, list[Any]] = self._read()
         self.dirty = False
+
+    def _read(self) -> dict[str, list[Any]]:
+        """The memo file's entries; an unreadable or damaged memo is empty (it is only an optimisation)."""
+        try:
+            data = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3}
 
     def get(self, path: Path) -> str:
         try:
@@ -100,10 +108,7 @@ class _HashMemo:
     def save(self) -> None:
         if not self.dirty:
             return
-        try:  # merge with what concurrent runs wrote meanwhile; last writer wins per entry
-            current = json.loads(self.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            current = {}
+        current = self._read()  # merge with what concurrent runs wrote meanwhile; last writer wins per entry
         current.update(self.entries)
         write_json(self.file, current, indent=0)
         self.dirty = False
@@ -294,7 +299,7 @@ def image_features(
     if views < 0:
         raise UsageError(f"views must be >= 0, got {views}")
     paths = [Path(p) for p in paths]
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = Path(cache_dir) if cache_dir is not None else make_cache_folder(default_cache_dir())
     folder = root / "features" / cache_key(backbone)
     memo = _HashMemo(root)
     hashes: list[str | None] = []

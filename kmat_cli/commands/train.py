@@ -19,12 +19,19 @@ def command(
     shots: int = typer.Option(None, "--shots", help="Labelled high-end images per class (default 16)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the few-shot draw and the initialisation."),
     epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 50)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option(
+        None, "--device", help="auto, cpu, cuda, cuda:N or mps (with --resume: where to continue)."
+    ),
     descriptions: Path = typer.Option(None, "--descriptions", help="Descriptions JSON replacing the task's."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file (over the task's defaults)."),
     sets: list[str] = typer.Option([], "--set", help="Override any config key: --set method.lambda1=2"),
     out: Path = typer.Option(None, "--out", "-o", help="Root folder of run folders (default runs/)."),
-    resume: Path = typer.Option(None, "--resume", help="Continue a killed run folder to the same result."),
+    resume: Path = typer.Option(
+        None,
+        "--resume",
+        help="Continue a killed run folder to the same result, with its saved config.yaml; only --device "
+        "and --evaluate/--no-evaluate may be given with it.",
+    ),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate on both test splits."),
 ) -> None:
     """Train prompts with a method on a task and save the run (config, checkpoints, prompts, metrics).
@@ -33,16 +40,36 @@ def command(
     """
     from kmat_cli import config as config_mod
     from kmat_cli import runs
+    from kmat_cli.errors import UsageError
 
     if resume is not None:
+        given = {
+            "--task": task,
+            "--method": method,
+            "--transport": transport,
+            "--backbone": backbone,
+            "--shots": shots,
+            "--seed": seed,
+            "--epochs": epochs,
+            "--descriptions": descriptions,
+            "--config": config,
+            "--set": sets or None,
+            "--out": out,
+        }
+        refused = [flag for flag, value in given.items() if value is not None]
+        if refused:
+            raise UsageError(
+                f"--resume continues {resume} with its saved config.yaml; drop {', '.join(refused)} "
+                "(only --device and --evaluate/--no-evaluate go with --resume; start a new run to change it)"
+            )
         run = runs.open_run(resume)
         if not run.file("config.yaml").is_file():
-            from kmat_cli.errors import UsageError
-
             raise UsageError(
                 f"{run.path}: stopped before its config.yaml was saved; nothing to resume, start anew"
             )
         cfg = config_mod.load_yaml(run.file("config.yaml"))
+        if device is not None:  # where it runs, not what it computes: config.yaml keeps the saved device
+            cfg["train"] = {**cfg["train"], "device": device}
     else:
         flags = {
             "task.name": task,

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kmat_cli.api import Sample, Task, UsageError, load_descriptions
+from kmat_cli.api import Sample, Task, UsageError, load_descriptions, make_cache_folder
 from tasks.phantom import world
 
 __all__ = ["SIZES", "Phantom"]
@@ -113,7 +113,7 @@ def generate(folder: Path, seed: int) -> None:
     """
     from PIL import Image
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_folder(folder.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         splits: dict[str, dict[str, list[list[Any]]]] = {}
