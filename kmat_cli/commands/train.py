@@ -68,7 +68,7 @@ def command(
                 f"{run.path}: stopped before its config.yaml was saved; nothing to resume, start anew"
             )
         cfg = config_mod.load_yaml(run.file("config.yaml"))
-        if device is not None:  # where it runs, not what it computes: config.yaml keeps the saved device
+        if device is not None:  # where to continue; config.yaml keeps the device the run started with
             cfg["train"] = {**cfg["train"], "device": device}
     else:
         flags = {
