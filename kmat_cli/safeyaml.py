@@ -24,7 +24,7 @@ class _Refused(yaml.MarkedYAMLError):
     """Valid YAML that kmat does not accept (see the module docstring)."""
 
 
-class StrictLoader(yaml.SafeLoader):
+class StrictSafeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` without anchors and aliases, duplicate keys or deep nesting."""
 
     def __init__(self, stream: Any) -> None:
@@ -65,10 +65,10 @@ class StrictLoader(yaml.SafeLoader):
 
 
 def load(text: str, source: str) -> Any:
-    """The data of the YAML ``text`` read with :class:`StrictLoader`; ``source`` (a file name or the
+    """The data of the YAML ``text`` read with :class:`StrictSafeLoader`; ``source`` (a file name or the
     option that gave the text) starts every error message."""
     try:
-        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (StrictLoader is a SafeLoader)
+        return yaml.load(text, Loader=StrictSafeLoader)
     except RecursionError as exc:
         raise UsageError(f"{source}: nested too deeply") from exc
     except yaml.YAMLError as exc:
