@@ -65,8 +65,9 @@ def cache_dir() -> Path:
 
 
 def make_cache_folder(path: str | Path) -> Path:
-    """Create the cache folder ``path`` if missing and check that kmat can write in it; a one-line
-    UsageError naming it otherwise (e.g. under an unwritable HOME), saying to set ``KMAT_CACHE``."""
+    """Create the cache folder ``path`` if missing; a one-line UsageError naming it when it cannot be made
+    (e.g. under an unwritable HOME), saying to set ``KMAT_CACHE``. An existing read-only folder is returned
+    as it is: its users decide what they can do without writing."""
     from kmat_cli.errors import UsageError
 
     path = Path(path)
@@ -77,8 +78,6 @@ def make_cache_folder(path: str | Path) -> Path:
         raise UsageError(
             f"{path}: cannot create kmat's cache folder ({reason}); set KMAT_CACHE to a writable folder"
         ) from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UsageError(f"{path}: kmat's cache folder is not writable; set KMAT_CACHE to a writable folder")
     return path
 
 

@@ -114,7 +114,13 @@ def generate(folder: Path, seed: int) -> None:
     from PIL import Image
 
     make_cache_folder(folder.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as exc:
+        raise UsageError(
+            f"{folder.parent}: cannot write the phantom world here ({exc.strerror}); set KMAT_CACHE (or "
+            "task.root) to a writable folder"
+        ) from exc
     try:
         splits: dict[str, dict[str, list[list[Any]]]] = {}
         for modality, sizes in SIZES.items():

@@ -12,6 +12,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -295,6 +296,14 @@ def test_an_unwritable_home_says_to_set_kmat_cache(
     monkeypatch.setenv("HOME", str(home))
     result = cli("train", *SHORT, "--out", tmp_path / "runs", *extra)
     assert_error(result, home, "set KMAT_CACHE")
+    _no_runs(tmp_path / "runs")
+
+
+def test_a_phantom_world_in_a_read_only_folder_is_a_usage_error(tmp_path: Path, read_only: Any) -> None:
+    """A world that must be generated where nothing can be written: exit 2 naming the folder."""
+    root = read_only(tmp_path / "worlds")
+    result = cli("train", *SHORT, "--out", tmp_path / "runs", "--set", f"task.root={root}")
+    assert_error(result, root, "set KMAT_CACHE")
     _no_runs(tmp_path / "runs")
 
 
