@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from kmat_cli.envinfo import make_cache_folder
 from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
+from kmat_cli.safeyaml import load as parse_yaml
 
 __all__ = [
     "DESCRIPTIONS_FORMAT",
@@ -31,6 +33,8 @@ __all__ = [
     "Transport",
     "UsageError",
     "load_descriptions",
+    "make_cache_folder",
+    "parse_yaml",
 ]
 
 if TYPE_CHECKING:  # keep `import kmat_cli.api` cheap: torch is imported by the plugins that need it

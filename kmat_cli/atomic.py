@@ -10,6 +10,10 @@ file is removed: a read-only or not-a-folder destination is a :class:`~kmat_cli.
 code 2: the user chose the place), a full disk or any other I/O failure a
 :class:`~kmat_cli.errors.RuntimeFailure` (exit code 1). Writers that are not Python file objects (the
 safetensors library) report the OS error number as ``(os error N)`` in their message; it is read from there.
+
+A writer creates missing parent folders, except a folder under :func:`guard_folder` (a run folder while
+it trains): a write into it first checks that it is still the same folder (device and inode), so a folder
+deleted or replaced meanwhile fails the write instead of being recreated half-empty.
 """
 
 from __future__ import annotations
@@ -38,6 +42,36 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()
+_GUARDED: dict[str, tuple[int, int, str]] = {}  # folder -> (st_dev, st_ino, message when it is gone)
+
+
+@contextmanager
+def guard_folder(folder: str | os.PathLike, message: str) -> Iterator[None]:
+    """While active, writes into ``folder`` never create it and raise ``RuntimeFailure(message)`` once it
+    is gone or is no longer the folder it was on entry (deleted, or replaced by another one)."""
+    key = os.path.abspath(folder)
+    st = os.stat(key)
+    _GUARDED[key] = (st.st_dev, st.st_ino, message)
+    try:
+        yield
+    finally:
+        _GUARDED.pop(key, None)
+
+
+def _guarded(folder: Path) -> bool:
+    """Whether ``folder`` is under :func:`guard_folder`; raises its RuntimeFailure once it is gone or
+    replaced."""
+    entry = _GUARDED.get(os.path.abspath(folder))
+    if entry is None:
+        return False
+    dev, ino, message = entry
+    try:
+        st = os.stat(folder)
+    except OSError:
+        raise RuntimeFailure(message) from None
+    if (st.st_dev, st.st_ino) != (dev, ino):
+        raise RuntimeFailure(message)
+    return True
 
 
 def _errno(exc: BaseException) -> int | None:
@@ -68,10 +102,12 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on success it replaces ``dest``, on error it is removed."""
     dest = Path(dest)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not _guarded(dest.parent):
+            dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         os.close(fd)
     except OSError as exc:
+        _guarded(dest.parent)  # a guarded folder that vanished meanwhile is the error to report
         raise (write_error(dest, exc) or exc) from exc
     tmp_path = Path(tmp)
     try:
@@ -81,6 +117,8 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, dest)
     except Exception as exc:
+        if not isinstance(exc, KmatError):
+            _guarded(dest.parent)
         error = None if isinstance(exc, KmatError) else write_error(dest, exc)
         if error is None:
             raise

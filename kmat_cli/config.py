@@ -2,11 +2,13 @@
 
 Precedence, lowest first: built-in defaults (``defaults.yaml``) < the task's recommended config
 (``Task.config``) < ``--config FILE`` < CLI flags < ``--set a.b=value``. Each layer is a nested mapping;
-later layers override earlier ones key by key. YAML is read with ``yaml.safe_load`` only.
+later layers override earlier ones key by key. YAML is read with :mod:`kmat_cli.safeyaml` (a safe loader
+without anchors, aliases or repeated keys).
 
 Plugin sections (``task``, ``backbone``, ``method``, ``transport``) are ``{name: ..., <options>}``; their
 options are the keyword-only arguments of the plugin's constructor (see :func:`plugin_options`). Unknown keys
-anywhere are rejected with a "did you mean" suggestion; values must have the default's type.
+anywhere are rejected with a "did you mean" suggestion; values must have the default's type (a float key
+also takes ``1e-3``, which YAML 1.1 reads as a string) and lie in the ranges of :mod:`kmat_cli.limits`.
 """
 
 from __future__ import annotations
@@ -15,19 +17,23 @@ import copy
 import difflib
 import inspect
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kmat_cli.errors import UsageError
+from kmat_cli import limits, safeyaml
+from kmat_cli.errors import UsageError, shown
 
 PLUGIN_SECTIONS = {"task": "tasks", "backbone": "backbones", "method": "methods", "transport": "transports"}
 NO_PLUGIN = "none"  # `--transport none` disables the transport loss
 _DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 # Constructor arguments the core passes at run time; they are not config options.
 RUNTIME_ARGS = frozenset({"vision_only", "device"})
+# A number as written in a config: YAML 1.1 reads ``1e-3`` and ``1E3`` (no dot) as strings.
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def defaults() -> dict[str, Any]:
@@ -44,13 +50,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"{path}: config file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read config file ({exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{path}:{where}: malformed YAML: {problem}") from exc
+    data = safeyaml.load(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -64,11 +64,8 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set '{item}': expected key=value, e.g. --set method.lambda1=2")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--set '{item}': value is not valid YAML") from exc
+            raise UsageError(f"--set {shown(item)}: expected key=value, e.g. --set method.lambda1=2")
+        value = safeyaml.load(raw, f"--set {shown(item)}") if raw.strip() else None
         set_dotted(out, key.strip(), value)
     return out
 
@@ -143,6 +140,13 @@ def _type_ok(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
+def _typed(default: Any, value: Any) -> Any:
+    """``value`` as a float where the key is a float and the value a number YAML 1.1 left as a string."""
+    if isinstance(default, float) and isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def _non_finite(value: Any) -> bool:
     return isinstance(value, float) and not math.isfinite(value)
 
@@ -156,17 +160,18 @@ def _validate(section: str, values: Mapping[str, Any], schema: Mapping[str, Any]
             hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(sorted(schema))}"
             raise UsageError(f"unknown config key '{where}'{hint}")
         default = schema[key]
+        value = _typed(default, value)
         if isinstance(default, dict) and not (section == "" and key in PLUGIN_SECTIONS):
             if not isinstance(value, Mapping):
-                raise UsageError(f"config key '{where}' must be a mapping, got {value!r}")
+                raise UsageError(f"config key '{where}' must be a mapping, got {shown(value)}")
             out[key] = _validate(where, value, default)
         elif _non_finite(value) and not _non_finite(default):
-            raise UsageError(f"config key '{where}' must be a finite number, got {value!r}")
+            raise UsageError(f"config key '{where}' must be a finite number, got {shown(value)}")
         elif not _type_ok(default, value):
             # "{...}" reads as a YAML mapping: a text key given one was meant as text
             hint = f" (quote it: --set '{where}=\"...\"')" if isinstance(default, str) else ""
             raise UsageError(
-                f"config key '{where}' must be {type(default).__name__} like {default!r}, got {value!r}{hint}"
+                f"config key '{where}' must be {type(default).__name__} like {default!r}, got {shown(value)}{hint}"
             )
         else:
             out[key] = value
@@ -189,7 +194,7 @@ def resolve(
         cfg = merge(cfg, layer)
     cfg = _validate("", cfg, schema)
     if cfg.get("descriptions") is not None and not isinstance(cfg["descriptions"], str):
-        raise UsageError(f"config key 'descriptions' must be a file path, got {cfg['descriptions']!r}")
+        raise UsageError(f"config key 'descriptions' must be a file path, got {shown(cfg['descriptions'])}")
     for section, kind in PLUGIN_SECTIONS.items():
         given = dict(cfg[section]) if isinstance(cfg[section], Mapping) else {"name": cfg[section]}
         name = given.pop("name", None)
@@ -206,6 +211,7 @@ def resolve(
             name, given = backbone_spelling(name, given)
         options = plugin_options(plugin_lookup(kind, name))
         cfg[section] = {"name": name, **options, **_validate(section, given, options)}
+    limits.check(cfg)
     return cfg
 
 

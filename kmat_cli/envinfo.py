@@ -64,6 +64,23 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("kmat"))
 
 
+def make_cache_folder(path: str | Path) -> Path:
+    """Create the cache folder ``path`` if missing; a one-line UsageError naming it when it cannot be made
+    (e.g. under an unwritable HOME), saying to set ``KMAT_CACHE``. An existing read-only folder is returned
+    as it is: its users decide what they can do without writing."""
+    from kmat_cli.errors import UsageError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(
+            f"{path}: cannot create kmat's cache folder ({reason}); set KMAT_CACHE to a writable folder"
+        ) from exc
+    return path
+
+
 def collect() -> dict[str, Any]:
     return {
         "kmat": __version__,

@@ -22,3 +22,15 @@ class RuntimeFailure(KmatError):
     """Something failed while running (non-convergence, a device error): exit code 1."""
 
     exit_code = 1
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """``repr(value)`` for an error message: at most ``limit`` characters, ending in ``...`` when cut, and
+    bounded work however large ``value`` is (nested containers are abbreviated while rendering)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel = 3
+    short.maxstring = short.maxother = short.maxlong = limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from kmat_cli.api import Backbone
 from kmat_cli.atomic import write_json, write_with
 from kmat_cli.envinfo import cache_dir as default_cache_dir
+from kmat_cli.envinfo import make_cache_folder
 from kmat_cli.errors import KmatError, UsageError
 from kmat_cli.images import load_image
 
@@ -390,7 +391,7 @@ def image_features(
     if views < 0:
         raise UsageError(f"views must be >= 0, got {views}")
     paths = [Path(p) for p in paths]
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = Path(cache_dir) if cache_dir is not None else make_cache_folder(default_cache_dir())
     folder = root / "features" / cache_key(backbone)
     memo = _HashMemo(root)
     hashes: list[str | None] = []

@@ -3,14 +3,21 @@
 A run folder is claimed with ``os.mkdir`` (atomic: two processes starting at once get distinct folders).
 It is *finished* only once ``run.json`` says ``"status": "finished"``; that file is written atomically
 and last, so a killed run never looks finished.
+
+While a run trains, its process holds an exclusive lock on the folder's ``.lock`` file (``flock``; released
+by the kernel when the process ends, however it ends), so a second ``kmat train --resume`` of the same run
+is refused while the first is alive; and the folder is guarded (:func:`kmat_cli.atomic.guard_folder`), so
+deleting it mid-run fails the run instead of letting its writes recreate the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +25,13 @@ from typing import Any
 from kmat_cli import atomic
 from kmat_cli.errors import UsageError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not protected against a concurrent resume
+    fcntl = None
+
 STATUS_FILE = "run.json"
+LOCK_FILE = ".lock"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -49,6 +62,31 @@ class Run:
 
     def file(self, name: str) -> Path:
         return self.path / name
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold the run for this process: an exclusive lock on ``.lock`` (a UsageError, exit 2, when another
+        process holds it) and the folder guard (a write after the folder was deleted or replaced is a
+        RuntimeFailure saying it vanished, and never recreates it)."""
+        with contextlib.ExitStack() as stack:
+            if fcntl is not None:
+                try:
+                    fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as exc:
+                    raise UsageError(f"{self.path}: cannot lock the run folder ({exc.strerror})") from exc
+                stack.callback(os.close, fd)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError as exc:
+                    raise UsageError(
+                        f"{self.path}: this run is in use by another kmat process; wait until it ends"
+                    ) from exc
+                except OSError:  # a file system without locks (some network mounts): run unlocked
+                    pass
+            stack.enter_context(
+                atomic.guard_folder(self.path, f"run folder {self.path} vanished during training")
+            )
+            yield
 
 
 def create(out_root: str | Path, command: str, task: str, method: str, seed: int | None = None) -> Run:

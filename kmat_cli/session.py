@@ -45,6 +45,12 @@ FLAGS = {
     "out": "out",
 }
 _SECTIONS = ("task", "backbone", "method", "transport", "train")
+RESUME_OPTIONS = ("device", "threads")  # how a resumed run continues, never what it computes
+
+
+def _flag(option: str) -> str:
+    """The ``kmat train`` flag of a :func:`train` argument (``config`` -> ``--config``)."""
+    return f"--{option}"
 
 
 @dataclass(frozen=True)
@@ -131,10 +137,13 @@ def train(
     sets = list(sets)
     if resume is not None:
         named = {"task": task, "method": method, "seed": seed, "config": config, **options}
-        given = [k for k, v in named.items() if v is not None]
-        if given or sets:
+        refused = [_flag(k) for k, v in named.items() if v is not None and k not in RESUME_OPTIONS]
+        if sets:
+            refused.append("--set")
+        if refused:
             raise UsageError(
-                f"--resume continues {resume} with its saved config; drop {', '.join(given) or '--set'}"
+                f"--resume continues {resume} with its saved config.yaml; drop {', '.join(refused)} (only "
+                "--device, --threads and --evaluate/--no-evaluate go with --resume; start a new run to change it)"
             )
         run = runs.open_run(resume)
         if not run.file("config.yaml").is_file():
@@ -142,6 +151,8 @@ def train(
                 f"{run.path}: stopped before its config.yaml was saved; nothing to resume, start anew"
             )
         cfg = config_mod.load_yaml(run.file("config.yaml"))
+        # where and how fast to continue; config.yaml keeps what the run started with
+        cfg["train"] = {**cfg["train"], **{k: v for k, v in options.items() if v is not None}}
     else:
         named = {"task": task, "method": method, "seed": seed}
         options = {**{k: v for k, v in named.items() if v is not None}, **options}

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from kmat_cli import atomic, checkpoint
+from kmat_cli import atomic, checkpoint, limits
 from kmat_cli.errors import RuntimeFailure, UsageError
 from kmat_cli.prompts import mixed_precision
 
 METRICS_FILE = "metrics.jsonl"
-OPTIMIZERS = ("sgd",)
+OPTIMIZERS = limits.CHOICES["train.optimizer"]
 
 
 def set_threads(threads: int) -> int:
@@ -73,16 +73,10 @@ def lr_at(
 
 
 def check_settings(cfg: Mapping[str, Any]) -> None:
-    """Reject a ``train`` section the trainer cannot run (one-line UsageError), before any output exists."""
-    for key, least in (("epochs", 0), ("warmup_epochs", 0), ("batch_size", 1), ("shots", 1)):
-        if int(cfg[key]) < least:
-            raise UsageError(f"train.{key} must be at least {least}, got {cfg[key]}")
-    for key in ("lr", "warmup_lr", "momentum", "weight_decay"):
-        if float(cfg[key]) < 0:
-            raise UsageError(f"train.{key} must be 0 or more, got {cfg[key]}")
-    if cfg["optimizer"] not in OPTIMIZERS:
-        raise UsageError(f"train.optimizer '{cfg['optimizer']}' is unknown; use {' or '.join(OPTIMIZERS)}")
-    lr_at(0, lr=1.0, epochs=1, scheduler=cfg["scheduler"])  # an unknown scheduler is a UsageError
+    """Reject a ``train`` section the trainer cannot run (one-line UsageError), before any output exists:
+    the ranges and choices of :mod:`kmat_cli.limits` (also checked when a config is resolved; this checks a
+    saved config that is resumed)."""
+    limits.check({"train": cfg})
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

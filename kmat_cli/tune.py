@@ -28,18 +28,15 @@ import io
 import itertools
 import json
 import math
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kmat_cli import atomic
+from kmat_cli import atomic, safeyaml
 from kmat_cli import config as config_mod
-from kmat_cli.errors import RuntimeFailure, UsageError
+from kmat_cli.errors import RuntimeFailure, UsageError, shown
 
 DEFAULT_GRID: dict[str, list[float]] = {
     "method.lambda1": [0.1, 0.5, 1.0, 2.0, 5.0],
@@ -50,7 +47,6 @@ CSV_FILE = "tune.csv"
 BEST_FILE = "best.yaml"
 # keys a grid may not vary: seeds have their own option, the output folder belongs to the grid runner
 FORBIDDEN = {"train.seed": "use --seeds", "out": "use --out"}
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 # ---------------------------------------------------------------------------------------------- the grid
@@ -59,11 +55,8 @@ def _value(raw: str, item: str) -> Any:
     raw = raw.strip()
     if not raw:
         raise UsageError(f"--grid '{item}': empty value; e.g. --grid method.lambda1=0.1,1,10")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--grid '{item}': '{raw}' is not a valid YAML value") from exc
-    if isinstance(value, str) and _NUMBER.match(value):
+    value = safeyaml.load(raw, f"--grid {shown(item)}")
+    if isinstance(value, str) and config_mod.NUMBER.fullmatch(value):
         return float(value)
     return value
 

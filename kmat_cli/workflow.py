@@ -91,7 +91,27 @@ def train_command(
     both test splits (``metrics.json``); ``validate``: the high-end validation split only
     (``metrics-val.json``, see :func:`validate`), with the parts already built; ``progress``: progress
     bars on stderr (one line per epoch where stderr is not a terminal); ``show``: the metrics table on
-    stderr (stdout is left to the caller: ``kmat train`` prints the run folder there)."""
+    stderr (stdout is left to the caller: ``kmat train`` prints the run folder there).
+
+    The run is held while it trains (:meth:`runs.Run.in_use`): a second process resuming it is refused,
+    and deleting its folder meanwhile fails the run (exit 1) instead of recreating the folder."""
+    with contextlib.ExitStack() as hold:
+        if run is not None and not run.finished:
+            hold.enter_context(run.in_use())  # a second resume of the same run stops here
+        return _train(cfg, run, hold, evaluate, validate=validate, progress=progress, show=show)
+
+
+def _train(
+    cfg: Mapping[str, Any],
+    run: runs.Run | None,
+    hold: contextlib.ExitStack,
+    evaluate: bool,
+    *,
+    validate: bool,
+    progress: bool,
+    show: bool,
+) -> runs.Run:
+    """The body of :func:`train_command`; a new run folder is entered into ``hold`` once it exists."""
     import torch
 
     from kmat_cli import assemble, data, export, train
@@ -135,6 +155,7 @@ def train_command(
     resume = run is not None
     if run is None:
         run = runs.start(cfg, "train")
+        hold.enter_context(run.in_use())
     else:
         atomic.remove_temporaries(run.path)  # what the killed process was writing
         run.mark("running")

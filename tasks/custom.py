@@ -35,9 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-
-from kmat_cli.api import MODALITIES, SPLITS, Sample, Task, UsageError, load_descriptions
+from kmat_cli.api import MODALITIES, SPLITS, Sample, Task, UsageError, load_descriptions, parse_yaml
 from tasks.converters.files import IMAGE_SUFFIXES, walk_files
 from tasks.converters.tables import read_csv, records
 from tasks.splits import (
@@ -57,15 +55,12 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     """Read and check a task YAML file; every problem is a one-line UsageError naming the file and key."""
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise UsageError(f"{path}: task file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read task file ({exc})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"{path}:{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+    spec = parse_yaml(text, str(path))
     if not isinstance(spec, dict):
         raise UsageError(f"{path}: a task file must be a mapping (class_names, modalities, data, ...)")
     for key in spec:

@@ -30,7 +30,9 @@ def command(
     shots: int = typer.Option(None, "--shots", help="Labelled high-end images per class (default 16)."),
     seed: int = typer.Option(None, "--seed", help="Seed of the few-shot draw and the initialisation."),
     epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 50)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option(
+        None, "--device", help="auto, cpu, cuda, cuda:N or mps (with --resume: where to continue)."
+    ),
     descriptions: Path = typer.Option(None, "--descriptions", help="Descriptions JSON replacing the task's."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file (over the task's defaults)."),
     sets: list[str] = typer.Option([], "--set", help="Override any config key: --set method.lambda1=2"),
@@ -38,7 +40,12 @@ def command(
     threads: int = typer.Option(
         None, "--threads", help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores not busy)."
     ),
-    resume: Path = typer.Option(None, "--resume", help="Continue a killed run folder to the same result."),
+    resume: Path = typer.Option(
+        None,
+        "--resume",
+        help="Continue a killed run folder to the same result, with its saved config.yaml; only --device, "
+        "--threads and --evaluate/--no-evaluate may be given with it.",
+    ),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate on both test splits."),
     as_json: bool = typer.Option(
         False, "--json", help="Print {run, metrics} as JSON on stdout instead of the run folder."

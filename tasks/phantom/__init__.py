@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kmat_cli.api import Sample, Task, UsageError, load_descriptions
+from kmat_cli.api import Sample, Task, UsageError, load_descriptions, make_cache_folder
 from tasks.phantom import world
 
 __all__ = ["SIZES", "Phantom"]
@@ -113,8 +113,14 @@ def generate(folder: Path, seed: int) -> None:
     """
     from PIL import Image
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    make_cache_folder(folder.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as exc:
+        raise UsageError(
+            f"{folder.parent}: cannot write the phantom world here ({exc.strerror}); set KMAT_CACHE (or "
+            "task.root) to a writable folder"
+        ) from exc
     try:
         splits: dict[str, dict[str, list[list[Any]]]] = {}
         for modality, sizes in SIZES.items():
