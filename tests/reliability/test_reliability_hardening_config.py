@@ -273,7 +273,7 @@ def test_a_run_folder_deleted_during_training_fails_the_run(
     monkeypatch.setattr(train.Trainer, "save", save)
     out = tmp_path / "runs"
     result = cli("train", *SHORT, "--out", out)
-    folder = out / "train" / "phantom-kmat-1"
+    folder = out / "train" / "phantom-kmat-s1-1"
     assert_error(result, folder, "vanished during training", code=1, notes=True)
     if how == "deleted":
         assert not folder.exists(), f"the run folder was recreated: {sorted(folder.iterdir())}"
