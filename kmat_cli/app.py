@@ -89,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, Terminated) as exc:  # click turns Ctrl-C (and Terminated) into Abort
-        if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
-            print("kmat: terminated", file=sys.stderr)
-            sys.exit(TERMINATED_EXIT_CODE)
+    except typer.Abort:
         print("kmat: aborted", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print("kmat: terminated", file=sys.stderr)
+        sys.exit(TERMINATED_EXIT_CODE)
     except KeyboardInterrupt:
         print("kmat: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -38,7 +38,7 @@ from kmat_cli.api import Backbone
 from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
 from kmat_cli.images import IMAGE_SUFFIXES, Frames, ImageError, is_dicom, load_frames
-from kmat_cli.signals import ParentWatch, terminate_as_interrupt
+from kmat_cli.signals import ParentWatch, Terminated, terminate_as_interrupt
 
 __all__ = [
     "FORMATS",
@@ -762,8 +762,8 @@ def predict(
     """Classify ``files`` and stream their rows to ``writer`` (header included); returns the counts.
 
     ``batch_size`` files are decoded per batch and at most ``batch_size`` images go through the model at
-    once. On ``KeyboardInterrupt`` the rows of finished batches are already written; the summary (marked
-    interrupted) is printed to stderr and the interrupt re-raised.
+    once. On ``KeyboardInterrupt`` (or :class:`~kmat_cli.signals.Terminated`: SIGTERM) the rows of finished
+    batches are already written; the summary (marked interrupted) is printed to stderr and the interrupt re-raised.
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
@@ -814,7 +814,7 @@ def predict(
             n_files = len({index for index, _, _ in rows})
             summary.files += n_files
             advance(n_files, j)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         summary.interrupted = True
         raise
     finally:

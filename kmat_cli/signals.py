@@ -1,8 +1,9 @@
 """How kmat processes stop: SIGTERM handled like Ctrl-C, and helper processes that die with their parent.
 
-* :func:`terminate_as_interrupt`: while active (main thread only), SIGTERM raises :class:`Terminated`, a
-  ``KeyboardInterrupt``, so a command stops exactly as on Ctrl-C (``finally`` blocks run, worker processes
-  are shut down, rows written so far are kept); the CLI exits with 143 (128 + SIGTERM) instead of 130.
+* :func:`terminate_as_interrupt`: while active (main thread only), SIGTERM raises :class:`Terminated`, so a
+  command stops as on Ctrl-C (``finally`` blocks run, worker processes are shut down, rows written so far
+  are kept); the CLI exits with 143 (128 + SIGTERM). Like ``KeyboardInterrupt`` it is a ``BaseException``
+  (no ``except Exception`` swallows it) but not a ``KeyboardInterrupt``, which Typer turns into exit 130.
 * :class:`ParentWatch`: the ``worker_init_fn`` of decoding processes. A worker must not outlive the process
   that started it, even when that one is killed with SIGKILL and can clean nothing up: otherwise it is
   re-parented, waits forever on a queue nobody reads and keeps the parent's stdout and stderr open (a
@@ -28,7 +29,7 @@ POLL_SECONDS = 0.2
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-class Terminated(KeyboardInterrupt):
+class Terminated(BaseException):
     """SIGTERM arrived while :func:`terminate_as_interrupt` was active."""
 
 
@@ -38,7 +39,7 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``); the previous handler
+    """Within the block, SIGTERM raises :class:`Terminated`; the previous handler
     is restored after it. Outside the main thread (where Python cannot set handlers) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
