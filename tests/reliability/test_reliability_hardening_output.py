@@ -468,15 +468,17 @@ def test_a_worker_dies_with_its_sigkilled_parent(tmp_path: Path, how: str, metho
 
 def _busy_predict(tmp_path: Path, prompts: Path) -> tuple[subprocess.Popen, Path, set[int]]:
     """A real ``kmat predict`` with two decoding workers on 400 images, waited for until its workers are
-    running and it has written rows; returns the process, its output and its workers' pids."""
-    src = png(tmp_path / "src.png", 0, size=256)
+    running and it has written rows; returns the process, its output and its workers' pids. Batches of 16
+    images (2.4 MB of pixels each) fill the pipe to the parent: a worker left behind blocks on it for
+    ever, even past the DataLoader's own check of its parent."""
+    src = png(tmp_path / "src.png", 0, size=300)
     scans = tmp_path / "scans"
     scans.mkdir()
     for i in range(400):
         (scans / f"{i:04d}.png").symlink_to(src)
     out = tmp_path / "rows.csv"
     proc = subprocess.Popen(
-        [KMAT, "predict", scans, "--embeddings", prompts, "--workers", "2", "--batch-size", "2", "-o", out,
+        [KMAT, "predict", scans, "--embeddings", prompts, "--workers", "2", "--batch-size", "16", "-o", out,
          "--device", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(),
     )  # fmt: skip
@@ -484,7 +486,7 @@ def _busy_predict(tmp_path: Path, prompts: Path) -> tuple[subprocess.Popen, Path
     workers: set[int] = set()
     while time.monotonic() < deadline and proc.poll() is None:
         workers |= _children(proc.pid)
-        if len(workers) >= 2 and out.exists() and out.read_bytes().count(b"\n") >= 4:
+        if len(workers) >= 2 and out.exists() and out.read_bytes().count(b"\n") >= 17:
             break
         time.sleep(0.02)
     assert proc.poll() is None and len(workers) >= 2, "predict finished before it could be killed mid-run"
@@ -497,7 +499,7 @@ def test_sigkilled_predict_leaves_no_workers(tmp_path: Path, prompts: Path) -> N
     proc, out, workers = _busy_predict(tmp_path, prompts)
     try:
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=15)  # returns only once no worker holds the pipes any more
+        proc.communicate(timeout=20)  # returns only once no worker holds the pipes any more
         assert proc.returncode == -signal.SIGKILL
         assert not _wait_gone(workers, 5), "decoding workers outlived their SIGKILLed parent"
     finally:
@@ -529,7 +531,7 @@ def test_sigterm_stops_predict_like_ctrl_c(tmp_path: Path, prompts: Path) -> Non
     assert lines[-2].startswith("kmat: predict interrupted after")
     data = out.read_bytes()
     rows = _read_csv(data)
-    assert data.endswith(b"\n") and 3 <= len(rows) - 1 < 400 and all(len(r) == len(rows[0]) for r in rows)
+    assert data.endswith(b"\n") and 16 <= len(rows) - 1 < 400 and all(len(r) == len(rows[0]) for r in rows)
 
 
 @pytest.mark.slow
