@@ -558,19 +558,28 @@ def test_predict_into_a_closed_pipe_exits_141_quietly(tmp_path: Path, prompts: P
 
 @pytest.mark.slow
 def test_two_predicts_with_the_same_output_leave_one_complete_file(tmp_path: Path, prompts: Path) -> None:
-    """Started at once: one writes the file, the other exits 0 after it or 2 (the file is locked); the
-    result is one run's complete rows, no NUL byte."""
+    """A second ``kmat predict`` with the same output, started while the first is writing it: it exits 2
+    (the file is locked) without emptying it, or 0 when the first was done by then; either way the file
+    is one run's complete rows in order, no NUL byte (the second run used to empty the file under the
+    first one, which then wrote on at its offset)."""
     scans = tmp_path / "scans"
-    for i in range(40):
-        png(scans / f"{i:03d}.png", i, size=32)
+    src = png(tmp_path / "src.png", 0, size=256)
+    scans.mkdir()
+    for i in range(300):
+        (scans / f"{i:03d}.png").symlink_to(src)
     out = tmp_path / "rows.csv"
-    cmd = [KMAT, "predict", scans, "--embeddings", prompts, "--workers", "1", "--batch-size", "2", "-o", out]
-    procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env()) for _ in range(2)
-    ]
-    codes = sorted(p.wait(timeout=300) for p in procs)
-    assert codes in ([0, 0], [0, 2]), [p.stderr.read() for p in procs]  # type: ignore[union-attr]
+    cmd = [KMAT, "predict", scans, "--embeddings", prompts, "--workers", "1", "--batch-size", "1", "-o", out]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (out.exists() and out.read_bytes().count(b"\n") >= 5):
+        time.sleep(0.02)
+    second = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
+    codes = [first.wait(timeout=600), second.wait(timeout=600)]
+    errors = [p.stderr.read().decode() for p in (first, second)]  # type: ignore[union-attr]
+    assert codes in ([0, 2], [0, 0]), errors
+    if codes[1] == 2:
+        assert "another kmat predict" in errors[1]
     data = out.read_bytes()
     rows = _read_csv(data)
-    assert b"\0" not in data and len(rows) == 41 and all(len(r) == len(rows[0]) for r in rows)
-    assert [r[0] for r in rows[1:]] == [str(scans / f"{i:03d}.png") for i in range(40)]
+    assert b"\0" not in data and len(rows) == 301 and all(len(r) == len(rows[0]) for r in rows)
+    assert [r[0] for r in rows[1:]] == [str(scans / f"{i:03d}.png") for i in range(300)]
