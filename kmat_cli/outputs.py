@@ -36,6 +36,13 @@ def _real(path: str | os.PathLike) -> str:
     return os.path.realpath(path)
 
 
+def _same(path: Path, st: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), st)
+    except OSError:
+        return False
+
+
 def _inside(path: str, folder: str) -> Path | None:
     """``path`` relative to ``folder`` when it lies inside it (both real paths), else None."""
     try:
@@ -47,14 +54,19 @@ def _inside(path: str, folder: str) -> Path | None:
 def check_output(
     output: Path, paths: Sequence[str | Path], files: Iterable[Path], protected: Iterable[Path] = ()
 ) -> None:
-    """Refuse (``UsageError``, nothing opened yet) an ``output`` that is one of the input ``files`` or one
-    of the ``protected`` files (e.g. the prompts file), or that lies in a folder of ``paths`` under a
-    name the folder walk would pick up (not hidden, an image suffix). Links are resolved on both sides."""
-    real = _real(output)
+    """Refuse (``UsageError``, nothing opened yet) an ``output`` that is the same file as one of the input
+    ``files`` or of the ``protected`` files (e.g. the prompts file; also through links or hard links), or
+    that lies in a folder of ``paths`` under a name the folder walk would pick up (not hidden, an image
+    suffix)."""
+    try:
+        mine = os.stat(output)
+    except OSError:
+        mine = None  # not there yet: it cannot be an existing input
     for what, candidates in (("one of the inputs", files), ("the prompts file", protected)):
-        same = next((p for p in candidates if _real(p) == real), None)
+        same = None if mine is None else next((p for p in candidates if _same(p, mine)), None)
         if same is not None:
             raise UsageError(f"{output}: --output is {what} ({same}); choose another output file")
+    real = _real(output)
     if Path(real).suffix.lower() not in IMAGE_SUFFIXES:
         return
     for folder in paths:

@@ -272,7 +272,9 @@ def test_predict_output_to_a_fifo_and_a_link(tmp_path: Path, prompts: Path) -> N
 
 
 # ------------------------------------------------------------------------------------ output vs. the inputs
-@pytest.mark.parametrize("where", ["input-in-folder", "input-by-name", "new-image-name-in-folder", "prompts"])
+@pytest.mark.parametrize(
+    "where", ["input-in-folder", "input-by-name", "hard-link-to-input", "new-image-name-in-folder", "prompts"]
+)
 def test_output_that_would_clobber_an_input_is_refused(tmp_path: Path, prompts: Path, where: str) -> None:
     """Refused with exit 2 before anything is opened: the input's bytes are untouched."""
     scans = tmp_path / "scans"
@@ -287,6 +289,9 @@ def test_output_that_would_clobber_an_input_is_refused(tmp_path: Path, prompts: 
     if where == "input-by-name":
         (tmp_path / "elsewhere").mkdir()
         args, out = [a, tmp_path / "elsewhere" / ".." / "scans" / "b.png", b], b
+    elif where == "hard-link-to-input":
+        out = tmp_path / "alias.csv"
+        os.link(b, out)
     else:
         out = output[where]
     result = cli("predict", *args, "--embeddings", prompts, "--workers", "0", "--output", out)
