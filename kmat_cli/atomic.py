@@ -75,18 +75,18 @@ def write_error(dest: str | os.PathLike, exc: BaseException) -> KmatError | None
 
 
 def target(dest: str | os.PathLike) -> tuple[Path, bool]:
-    """(the path to write, whether to write through it): a symbolic link resolved to its target (all links
-    of a chain); ``True`` for an existing file that is not a regular file or a folder (a FIFO, a device, a
-    socket), which is opened and written as it is instead of being replaced."""
+    """(the path to write, whether to write through it): ``True`` for an existing file, or a link to one,
+    that is not a regular file or a folder (a FIFO, a device, a socket, ``/dev/stdout``), which is opened
+    and written as it is instead of being replaced; otherwise a symbolic link is resolved to its final
+    target (all links of a chain), which is then replaced."""
     path = Path(dest)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
     try:
-        mode = path.stat().st_mode
+        mode = path.stat().st_mode  # follows links, also the kernel's own like /dev/stdout -> pipe:[N]
     except OSError:
-        return path, False
-    special = not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
-    return path, special
+        mode = None
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return path, True
+    return (Path(os.path.realpath(path)) if path.is_symlink() else path), False
 
 
 @contextmanager

@@ -236,6 +236,18 @@ def test_atomic_writes_through_a_link_to_a_device(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
 
 
+def test_atomic_writes_through_a_link_to_stdout_as_a_pipe(tmp_path: Path) -> None:
+    """A link to ``/proc/self/fd/1`` (what ``/dev/stdout`` is) while stdout is a pipe: the content goes
+    down the pipe, the link stays."""
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    code = f"from kmat_cli import atomic; atomic.write_json({str(link)!r}, {{'a': 1}})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"a": 1} and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stdout"]
+
+
 def test_atomic_writes_replace_a_links_target(tmp_path: Path) -> None:
     """A link (also a chain of two, and a dangling one): the link stays a link, its target gets the new
     content atomically (the old content until the rename)."""
