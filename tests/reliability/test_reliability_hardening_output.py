@@ -575,28 +575,49 @@ def test_predict_into_a_closed_pipe_exits_141_quietly(tmp_path: Path, prompts: P
 
 @pytest.mark.slow
 def test_two_predicts_with_the_same_output_leave_one_complete_file(tmp_path: Path, prompts: Path) -> None:
-    """A second ``kmat predict`` with the same output, started while the first is writing it: it exits 2
-    (the file is locked) without emptying it, or 0 when the first was done by then; either way the file
-    is one run's complete rows in order, no NUL byte (the second run used to empty the file under the
-    first one, which then wrote on at its offset)."""
-    scans = tmp_path / "scans"
+    """A second ``kmat predict`` (other inputs) with the same output while the first is writing it (held
+    with SIGSTOP to make the overlap certain): the second exits 2 (the file is locked) without emptying it,
+    and the file ends as the first run's complete rows in order, no NUL byte. (The second run used to empty
+    the file and write its rows; the first then wrote on at its old offset, leaving a hole of NULs.)"""
     src = png(tmp_path / "src.png", 0, size=256)
-    scans.mkdir()
+    first_scans, second_scans = tmp_path / "first", tmp_path / "second"
+    first_scans.mkdir()
     for i in range(300):
-        (scans / f"{i:03d}.png").symlink_to(src)
+        (first_scans / f"{i:03d}.png").symlink_to(src)
+    png(second_scans / "x.png", 1)
     out = tmp_path / "rows.csv"
-    cmd = [KMAT, "predict", scans, "--embeddings", prompts, "--workers", "1", "--batch-size", "1", "-o", out]
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not (out.exists() and out.read_bytes().count(b"\n") >= 5):
-        time.sleep(0.02)
-    second = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
-    codes = [first.wait(timeout=600), second.wait(timeout=600)]
+
+    def start(scans: Path) -> subprocess.Popen:
+        cmd = [
+            KMAT,
+            "predict",
+            scans,
+            "--embeddings",
+            prompts,
+            "--workers",
+            "1",
+            "--batch-size",
+            "1",
+            "-o",
+            out,
+        ]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
+
+    first = start(first_scans)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (out.exists() and out.read_bytes().count(b"\n") >= 20):
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)
+        second = start(second_scans)
+        second_code = second.wait(timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    first_code = first.wait(timeout=600)
     errors = [p.stderr.read().decode() for p in (first, second)]  # type: ignore[union-attr]
-    assert codes in ([0, 2], [0, 0]), errors
-    if codes[1] == 2:
-        assert "another kmat predict" in errors[1]
+    assert (first_code, second_code) == (0, 2), errors
+    assert "another kmat predict" in errors[1]
     data = out.read_bytes()
     rows = _read_csv(data)
     assert b"\0" not in data and len(rows) == 301 and all(len(r) == len(rows[0]) for r in rows)
-    assert [r[0] for r in rows[1:]] == [str(scans / f"{i:03d}.png") for i in range(300)]
+    assert [r[0] for r in rows[1:]] == [str(first_scans / f"{i:03d}.png") for i in range(300)]
