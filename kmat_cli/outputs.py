@@ -96,21 +96,23 @@ def _lock(fd: int, output: Path) -> None:
 
 def open_output(output: Path) -> BinaryIO:
     """``output`` opened for streaming rows, unbuffered (see the module docstring): a FIFO or device as it
-    is; a regular or new file locked against other ``kmat predict`` runs and then emptied. A file that
-    cannot be opened is a one-line ``UsageError``."""
+    is; a regular or new file locked against other ``kmat predict`` runs and then emptied (opened for
+    appending, so nothing is cut before the lock is held). A file that cannot be opened is a one-line
+    ``UsageError``."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT, 0o666)
+        stream = open(output, "ab", buffering=0)  # noqa: SIM115 (the caller closes it)
     except OSError as exc:
         raise UsageError(f"{output}: cannot write the output file ({exc.strerror or exc})") from exc
     try:
+        fd = stream.fileno()
         if stat.S_ISREG(os.fstat(fd).st_mode):
             _lock(fd, output)
             os.ftruncate(fd, 0)
-        return open(fd, "wb", buffering=0)  # noqa: SIM115 (the caller closes it)
     except BaseException:
-        os.close(fd)
+        stream.close()
         raise
+    return stream
 
 
 def stdout_stream() -> Any:
