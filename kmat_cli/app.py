@@ -1,7 +1,8 @@
 """The ``kmat`` command: a Typer app with one module per subcommand in ``kmat_cli/commands``.
 
 Errors: a :class:`~kmat_cli.errors.KmatError` becomes one line on stderr and its exit code (2 for bad usage
-or input, 1 for runtime failures); any other exception becomes one line and exit code 1. ``KMAT_DEBUG=1``
+or input, 1 for runtime failures); any other exception becomes one line and exit code 1. Ctrl-C exits with
+130; SIGTERM, where a command turns it into an interrupt (:mod:`kmat_cli.signals`), with 143. ``KMAT_DEBUG=1``
 shows the traceback instead. Results go to stdout, progress and messages to stderr.
 """
 
@@ -16,6 +17,7 @@ import typer
 from kmat_cli import __version__
 from kmat_cli.commands import load_commands
 from kmat_cli.errors import KmatError
+from kmat_cli.signals import TERMINATED_EXIT_CODE, Terminated
 
 app = typer.Typer(
     name="kmat",
@@ -90,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("kmat: aborted", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print("kmat: terminated", file=sys.stderr)
+        sys.exit(TERMINATED_EXIT_CODE)
     except KeyboardInterrupt:
         print("kmat: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -5,6 +5,15 @@ Each writer writes to a temporary file in the destination folder, flushes and fs
 the permissions a plain ``open(dest, "w")`` would give it (0666 minus the umask), not the private 0600 of
 the temporary file, so reports and exported prompts can be shared.
 
+What the destination is decides how it is written (:func:`target`), the same for every writer:
+
+* missing or a regular file: temporary file + ``os.replace`` as above;
+* a symbolic link: the file it points to is written that way (the link stays a link; a dangling link's
+  target is created);
+* a FIFO, a character or block device or a socket (``/dev/null``, ``/dev/stdout``, a named pipe): there is
+  nothing to replace atomically, so the content is made in a temporary file in the system's temporary
+  folder and then streamed into the destination, opened for writing as a plain ``open`` would.
+
 A write that the file system refuses becomes a one-line error naming the destination, and the temporary
 file is removed: a read-only or not-a-folder destination is a :class:`~kmat_cli.errors.UsageError` (exit
 code 2: the user chose the place), a full disk or any other I/O failure a
@@ -22,6 +31,8 @@ import errno
 import json
 import os
 import re
+import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -97,10 +108,55 @@ def write_error(dest: str | os.PathLike, exc: BaseException) -> KmatError | None
     return RuntimeFailure(f"{dest}: cannot write ({reason})")
 
 
+def target(dest: str | os.PathLike) -> tuple[Path, bool]:
+    """(the path to write, whether to write through it): ``True`` for an existing file, or a link to one,
+    that is not a regular file or a folder (a FIFO, a device, a socket, ``/dev/stdout``), which is opened
+    and written as it is instead of being replaced; otherwise a symbolic link is resolved to its final
+    target (all links of a chain), which is then replaced."""
+    path = Path(dest)
+    try:
+        mode = path.stat().st_mode  # follows links, also the kernel's own like /dev/stdout -> pipe:[N]
+    except OSError:
+        mode = None
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return path, True
+    return (Path(os.path.realpath(path)) if path.is_symlink() else path), False
+
+
+@contextmanager
+def _through(dest: Path) -> Iterator[Path]:
+    """Yield a temporary path in the system's temporary folder; on success its bytes are streamed into
+    ``dest`` (a FIFO or a device, opened as it is: never replaced), and it is removed either way."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="kmat-", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise (write_error(dest, exc) or exc) from exc
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+    except Exception as exc:
+        error = None if isinstance(exc, KmatError) else write_error(dest, exc)
+        if error is None:
+            raise
+        raise error from exc
+    finally:
+        with suppress(OSError):
+            tmp_path.unlink()
+
+
 @contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``dest``; on success it replaces ``dest``, on error it is removed."""
-    dest = Path(dest)
+    """Yield a temporary path for the content of ``dest``; on success it replaces ``dest`` (or the target of
+    a link), or is streamed into it where ``dest`` is a FIFO or a device (:func:`target`); on error it is
+    removed and ``dest`` is left as it was."""
+    dest, special = target(dest)
+    if special:
+        with _through(dest) as tmp:
+            yield tmp
+        return
     try:
         if not _guarded(dest.parent):
             dest.parent.mkdir(parents=True, exist_ok=True)

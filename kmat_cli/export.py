@@ -14,6 +14,7 @@ file alone). Classify with the image encoder f alone:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,88 @@ def write_prompts(
     return Path(path)
 
 
+MAX_LOGIT_SCALE = 1000.0  # CLIP models clamp theirs at 100; anything far above is a broken file
+
+
+def _metadata_json(path: Path, metadata: Mapping[str, str], key: str, default: str | None = None) -> Any:
+    """``metadata[key]`` parsed as JSON; a missing key (without ``default``) or bad JSON names the key."""
+    if key not in metadata and default is None:
+        raise UsageError(f"{path}: incomplete kmat metadata (no {key}); export the prompts again")
+    try:
+        return json.loads(metadata.get(key, default))  # type: ignore[arg-type]
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"{path}: incomplete kmat metadata ({key} is not valid JSON)") from exc
+
+
+def _class_names(path: Path, metadata: Mapping[str, str]) -> list[str]:
+    """``kmat.class_names``: a non-empty JSON list of distinct, non-empty, UTF-8-encodable strings."""
+    names = _metadata_json(path, metadata, "kmat.class_names")
+    key = "kmat.class_names"
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise UsageError(
+            f"{path}: {key} must be a non-empty JSON list of non-empty strings, got {names!r:.80}"
+        )
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise UsageError(f"{path}: {key} names {twice!r:.80} more than once")
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UsageError(f"{path}: {key} holds {name!r:.80}, which is not valid Unicode text") from exc
+    return names
+
+
+def _logit_scale(path: Path, metadata: Mapping[str, str]) -> float:
+    """``kmat.logit_scale``: a number with 0 < s <= :data:`MAX_LOGIT_SCALE`."""
+    key = "kmat.logit_scale"
+    if key not in metadata:
+        raise UsageError(f"{path}: incomplete kmat metadata (no {key}); export the prompts again")
+    try:
+        scale = float(metadata[key])
+    except ValueError as exc:
+        raise UsageError(f"{path}: {key} is not a number ({metadata[key]!r:.40})") from exc
+    if not (math.isfinite(scale) and 0 < scale <= MAX_LOGIT_SCALE):
+        raise UsageError(f"{path}: {key} is {scale!r}; it must be a number with 0 < s <= {MAX_LOGIT_SCALE:g}")
+    return scale
+
+
+def _check_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], n_classes: int, metadata: Mapping[str, str]
+) -> None:
+    """Every tensor floating point and finite; each ``text_embeddings.<m>`` (n_classes x D), D equal to
+    ``kmat.embed_dim`` where given, every row of finite, non-zero norm."""
+    not_float = sorted(k for k, v in tensors.items() if not v.is_floating_point())
+    if not_float:
+        kinds = ", ".join(f"{k} ({str(tensors[k].dtype).removeprefix('torch.')})" for k in not_float)
+        raise UsageError(f"{path}: {kinds} must hold floating-point numbers; export the prompts again")
+    bad = [k for k, v in tensors.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UsageError(f"{path}: {', '.join(sorted(bad))} hold NaN or inf values; export the prompts again")
+    embeddings = {k: v for k, v in tensors.items() if k.startswith("text_embeddings.")}
+    if not embeddings:
+        raise UsageError(f"{path}: no text_embeddings.<modality> tensor; export the prompts again")
+    for key, emb in sorted(embeddings.items()):
+        if emb.dim() != 2 or emb.shape[0] != n_classes:
+            raise UsageError(
+                f"{path}: {key} has shape {tuple(emb.shape)}, expected ({n_classes}, D) for {n_classes} classes"
+            )
+        norms = emb.float().norm(dim=-1)
+        rows = [i for i, n in enumerate(norms.tolist()) if not (math.isfinite(n) and n > 0)]
+        if rows:
+            raise UsageError(
+                f"{path}: {key} rows {rows[:5]} have zero or non-finite norm; export the prompts again"
+            )
+    dim = metadata.get("kmat.embed_dim")
+    if dim is not None and not (dim.isdigit() and int(dim) > 0):
+        raise UsageError(f"{path}: kmat.embed_dim is {dim!r:.40}, not a positive integer")
+
+
 def read_prompts(path: str | Path) -> Prompts:
-    """Read and check a ``prompts.safetensors``; a one-line UsageError for anything else."""
+    """Read and check a ``prompts.safetensors``; a one-line UsageError naming the file and the key for
+    anything else: a missing or malformed key, class names that are not distinct non-empty strings, a
+    logit scale outside ``0 < s <= 1000``, tensors that are not floating point or hold NaN/inf, embeddings
+    that are not (classes x D) or have a row of zero norm."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -122,16 +203,19 @@ def read_prompts(path: str | Path) -> Prompts:
         raise UsageError(
             f"{path}: not a {PROMPTS_FORMAT} file (kmat.format is {metadata.get('kmat.format')!r})"
         )
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise UsageError(f"{path}: {', '.join(sorted(bad))} hold NaN or inf values; export the prompts again")
+    class_names = _class_names(path, metadata)
+    logit_scale = _logit_scale(path, metadata)
+    _check_tensors(path, tensors, len(class_names), metadata)
+    preprocess = _metadata_json(path, metadata, "kmat.preprocess", default="{}")
+    if not isinstance(preprocess, dict):
+        raise UsageError(f"{path}: kmat.preprocess must be a JSON object, got {preprocess!r:.80}")
     return Prompts(
         embeddings={
             m: tensors[f"text_embeddings.{m}"] for m in MODALITIES if f"text_embeddings.{m}" in tensors
         },
-        class_names=json.loads(metadata["kmat.class_names"]),
-        logit_scale=float(metadata["kmat.logit_scale"]),
+        class_names=class_names,
+        logit_scale=logit_scale,
         backbone=metadata.get("kmat.backbone", ""),
-        preprocess=json.loads(metadata.get("kmat.preprocess", "{}")),
+        preprocess=preprocess,
         metadata=metadata,
     )

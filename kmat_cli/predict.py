@@ -33,10 +33,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kmat_cli import outputs
 from kmat_cli.api import Backbone
 from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
 from kmat_cli.images import IMAGE_SUFFIXES, Frames, ImageError, is_dicom, load_frames
+from kmat_cli.signals import ParentWatch, Terminated, terminate_as_interrupt
 
 __all__ = [
     "FORMATS",
@@ -55,6 +57,7 @@ __all__ = [
 FORMATS = ("csv", "jsonl")
 PROB_PREFIX = "prob_"
 _MAX_AUTO_WORKERS = 8
+BROKEN_PIPE_EXIT_CODE = 141
 DECODE_SHARE = 0.1  # adaptive workers: start them when decoding a batch takes more than this share of its use
 
 
@@ -176,26 +179,31 @@ class Classifier:
 
 def _backbone_section(prompts_file: Path, metadata: Mapping[str, str], run: Path | None) -> dict[str, Any]:
     """The backbone config section (registry name and options) the embeddings were made with: the run's
-    config.yaml, else the file's ``kmat.backbone_config``, else a config.yaml beside the file."""
+    config.yaml (the user's own config: any plugin name), else the file's ``kmat.backbone_config``, else a
+    config.yaml beside the file; the last two come with the file and may only name an installed backbone
+    with options of the right types (:mod:`kmat_cli.file_backbone`)."""
     from kmat_cli.config import load_yaml
+    from kmat_cli.file_backbone import checked_section
 
     config_file = (run or prompts_file.parent) / "config.yaml"
     if run is None and "kmat.backbone_config" in metadata:
         try:
             section = json.loads(metadata["kmat.backbone_config"])
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise UsageError(f"{prompts_file}: metadata kmat.backbone_config is not valid JSON") from exc
-    elif config_file.is_file():
-        section = load_yaml(config_file).get("backbone")
-    else:
+        return checked_section(section, prompts_file)
+    if not config_file.is_file():
         raise UsageError(
             f"{prompts_file}: no kmat.backbone_config metadata and no config.yaml beside it; "
             "pass --run RUN (the run folder it was exported from) or re-export it with `kmat export RUN`"
         )
+    section = load_yaml(config_file).get("backbone")
+    if run is None:
+        return checked_section(section, config_file, key="backbone")
     if isinstance(section, str):
         section = {"name": section}
     if not isinstance(section, dict) or not isinstance(section.get("name"), str):
-        raise UsageError(f"{config_file if run else prompts_file}: no backbone name in its backbone config")
+        raise UsageError(f"{config_file}: no backbone name in its backbone config")
     return section
 
 
@@ -493,6 +501,7 @@ def batches(
         collate_fn=Collate(preprocess.finish, finish_here=False, as_numpy=not pin_memory),
         pin_memory=pin_memory,
         prefetch_factor=4,
+        worker_init_fn=ParentWatch(),  # a worker ends with this process, even when it is SIGKILLed
     )
     stream = iter(loader)  # the workers start on the batch after this one
     closer: threading.Thread | None = None
@@ -533,12 +542,33 @@ def _num(p: float) -> str:
     return _NUM(p)
 
 
+def path_text(path: Path | str) -> str:
+    """A path as text for the output: as is when it is valid Unicode; a name that is not valid UTF-8 (its
+    undecodable bytes became lone surrogates, as ``os.fsdecode`` does) with each such byte written as
+    ``\\xNN`` (Python's ``backslashreplace``, so bytes 0x80-0xff only), keeping the output valid UTF-8."""
+    text = str(path)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", errors="backslashreplace")
+    return text
+
+
+# Line breaks that str.splitlines() honours but JSON leaves unescaped: escaped so a JSONL row is one line.
+_JSON_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 class RowWriter:
     """Rows as CSV or JSON lines on a binary stream: one ``write`` and a flush per batch, so the output
     always ends with complete rows.
 
     CSV columns: ``path, frame, label, prob_<class>..., error``; JSONL keys: ``path, frame, label,
     probabilities ({class: p}), error``. Error rows have an empty label and probabilities (null in JSON).
+    A row is always one record: CSV fields holding a line break (``\\n`` or ``\\r``), a comma or a quote
+    are quoted; JSON escapes control characters and Unicode line separators. Paths that are not valid UTF-8
+    are escaped (:func:`path_text`), so the whole output is valid UTF-8.
     """
 
     def __init__(self, stream: BinaryIO, class_names: Sequence[str], fmt: str = "csv") -> None:
@@ -562,7 +592,8 @@ class RowWriter:
         if self.fmt == "csv":
             self._emit(self._csv(self._csv_rows(rows)))
         else:
-            self._emit("".join(json.dumps(self._json_row(r), ensure_ascii=False) + "\n" for r in rows))
+            lines = (json.dumps(self._json_row(r), ensure_ascii=False) + "\n" for r in rows)
+            self._emit("".join(lines).translate(_JSON_LINE_BREAKS))
 
     def _label(self, row: Row) -> str | None:
         if row.probs is None:
@@ -577,12 +608,13 @@ class RowWriter:
         for row in rows:
             frame = "" if row.frame is None else str(row.frame)
             probs = row.probs
+            path = path_text(row.path)
             if probs is None:
-                out.append([str(row.path), frame, "", *empty, row.error or ""])
+                out.append([path, frame, "", *empty, row.error or ""])
             else:
                 probs = list(probs)
                 label = names[probs.index(max(probs))]  # the first most probable class
-                out.append([str(row.path), frame, label, *map(num, probs), row.error or ""])
+                out.append([path, frame, label, *map(num, probs), row.error or ""])
         return out
 
     def _json_row(self, row: Row) -> dict[str, Any]:
@@ -590,7 +622,7 @@ class RowWriter:
         if row.probs is not None:
             probs = {c: float(_num(p)) for c, p in zip(self.class_names, row.probs, strict=True)}
         return {
-            "path": str(row.path),
+            "path": path_text(row.path),
             "frame": row.frame,
             "label": self._label(row),
             "probabilities": probs,
@@ -599,12 +631,21 @@ class RowWriter:
 
     @staticmethod
     def _csv(rows: list[list[str]]) -> str:
+        """CSV lines ending in ``\\n``. The csv module quotes only fields holding a character of its line
+        terminator: rows are written with ``\\r\\n`` (so a ``\\r`` or ``\\n`` in a field is quoted), then
+        each row's own terminator becomes ``\\n``."""
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(rows)
-        return buf.getvalue()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        lines = []
+        for row in rows:
+            buf.seek(0)
+            buf.truncate()
+            writer.writerow(row)
+            lines.append(buf.getvalue()[:-2])
+        return "\n".join(lines) + "\n"
 
     def _emit(self, text: str) -> None:
-        view = memoryview(text.encode("utf-8", errors="surrogateescape"))
+        view = memoryview(text.encode("utf-8", errors="backslashreplace"))
         start = self.stream.tell() if getattr(self.stream, "seekable", lambda: False)() else None
         try:
             while view:
@@ -630,11 +671,15 @@ class Summary:
     skipped: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    broken_pipe: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        """0 if any image was classified, else 1."""
+        """0 if any image was classified, else 1; 141 (128 + SIGPIPE, as a shell reports a process ended by
+        a closed pipe) when the reader of the output left before the end, e.g. ``kmat predict ... | head``."""
+        if self.broken_pipe:
+            return BROKEN_PIPE_EXIT_CODE
         return 0 if self.ok else 1
 
     def line(self) -> str:
@@ -718,8 +763,9 @@ def predict(
     """Classify ``files`` and stream their rows to ``writer`` (header included); returns the counts.
 
     ``batch_size`` files are decoded per batch and at most ``batch_size`` images go through the model at
-    once. On the CPU, torch's threads follow :mod:`kmat_cli.threads` (``threads``: an explicit count). On ``KeyboardInterrupt`` the rows of finished batches are already written; the summary (marked
-    interrupted) is printed to stderr and the interrupt re-raised.
+    once. On the CPU, torch's threads follow :mod:`kmat_cli.threads` (``threads``: an explicit count). On
+    ``KeyboardInterrupt`` (or :class:`~kmat_cli.signals.Terminated`: SIGTERM) the rows of finished batches are
+    already written; the summary (marked interrupted) is printed to stderr and the interrupt re-raised.
     """
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
@@ -742,18 +788,18 @@ def predict(
     started = time.perf_counter()
     advance, stop = _progress(progress, len(files))
     writer.header()
+    stream = batches(
+        files,
+        split,
+        batch_size=batch_size,
+        workers=n_workers,
+        frames=frames,
+        pin_memory=cuda,
+        finish=torch.device(device).type == "cpu",
+        adaptive=adaptive,
+    )
     try:
-        on_cpu = torch.device(device).type == "cpu"
-        for rows, pixels in batches(
-            files,
-            split,
-            batch_size=batch_size,
-            workers=n_workers,
-            frames=frames,
-            pin_memory=cuda,
-            finish=on_cpu,
-            adaptive=adaptive,
-        ):
+        for rows, pixels in stream:
             probs = None
             if pixels is not None:
                 pixels = split.finish(pixels.to(device, non_blocking=cuda))
@@ -776,27 +822,14 @@ def predict(
             n_files = len({index for index, _, _ in rows})
             summary.files += n_files
             advance(n_files, j)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         summary.interrupted = True
         raise
     finally:
+        stream.close()  # the decoding workers exit now, also on an error or an interrupt
         stop()
         summary.seconds = time.perf_counter() - started
     return summary
-
-
-class _TextStream:
-    """A binary-stream face for a text stream without ``.buffer`` (e.g. a captured stdout)."""
-
-    def __init__(self, text: Any) -> None:
-        self.text = text
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.text.write(bytes(data).decode("utf-8", errors="surrogateescape"))
-        return len(data)
-
-    def flush(self) -> None:
-        self.text.flush()
 
 
 def run_predict(
@@ -825,34 +858,34 @@ def run_predict(
     if workers is not None and workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {workers}")
     files, skipped = find_inputs(paths)
-    classifier = load_classifier(run=run, embeddings=embeddings, modality=modality, device=device)
-    summary = Summary(skipped=skipped)
     if output is not None:
         output = Path(output)
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            stream: Any = open(output, "wb", buffering=0)  # noqa: SIM115 (closed below)
-        except OSError as exc:
-            raise UsageError(f"{output}: cannot write the output file ({exc.strerror or exc})") from exc
-    else:
-        stream = getattr(sys.stdout, "buffer", None) or _TextStream(sys.stdout)
+        outputs.check_output(output, paths, files)
+    stream = outputs.stdout_stream() if output is None else None
+    classifier = load_classifier(run=run, embeddings=embeddings, modality=modality, device=device)
+    if output is not None:
+        outputs.check_output(output, paths, (), protected=[classifier.source])
+        stream = outputs.open_output(output)
+    summary = Summary(skipped=skipped)
     show = sys.stderr.isatty() if progress is None else progress
     try:
-        predict(
-            classifier,
-            files,
-            RowWriter(stream, classifier.class_names, fmt),
-            batch_size=batch_size,
-            workers=workers,
-            frames=frames,
-            progress=show,
-            summary=summary,
-            threads=threads,
-        )
-    except BrokenPipeError:  # `kmat predict ... | head`: the reader left; stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        summary.interrupted = True
+        with terminate_as_interrupt():
+            predict(
+                classifier,
+                files,
+                RowWriter(stream, classifier.class_names, fmt),
+                batch_size=batch_size,
+                workers=workers,
+                frames=frames,
+                progress=show,
+                summary=summary,
+                threads=threads,
+            )
+    except BrokenPipeError:  # `kmat predict ... | head`: the reader left; stop quietly, exit as SIGPIPE would
+        if output is None:  # nothing more may reach the closed pipe, not even Python's flush at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        summary.interrupted = summary.broken_pipe = True
     except OSError as exc:  # e.g. a full disk: one line naming the output file (its rows so far are whole)
         from kmat_cli.atomic import write_error
 

@@ -40,7 +40,8 @@ def command(
 
     A file that cannot be read gets its error on its row and the run goes on.
 
-    Exit code 0 if any image was classified, 1 if none was, 2 for bad usage.
+    Exit code 0 if any image was classified, 1 if none was, 2 for bad usage, 130 on Ctrl-C, 143 on
+    SIGTERM (both keep the rows so far), 141 when the reader of stdout left early (`| head`).
 
     Example: kmat predict scans/ --run runs/train/phantom-kmat-s1-1 --output predictions.csv
     """

@@ -1,5 +1,6 @@
 """kmat predict on a run trained and exported by kmat itself (the toy world of tests/methods): its labels
-equal kmat evaluate's predictions, through --run and through the exported file alone."""
+equal kmat evaluate's predictions through --run; the exported file alone is refused, because its backbone
+is a ``module:attr`` import path, which only the user's own config (the run's) may name."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import csv
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "methods"))  # toyworld
@@ -14,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "methods"))  # t
 import toyworld  # noqa: E402
 
 from kmat_cli import config, evaluate, export, workflow  # noqa: E402
+from kmat_cli.errors import UsageError  # noqa: E402
 from kmat_cli.predict import run_predict  # noqa: E402
 
 
@@ -37,12 +40,14 @@ def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys) -> Non
     split = splits["lo"]
     want = [task.class_names[int(k)] for k in ev.preds["lo"]]
     folder = split[0].path.parent
-    for source in ({"run": run.path}, {"embeddings": run.file(export.PROMPTS_FILE)}):
-        out = tmp_path / "rows.csv"
-        summary = run_predict([folder], **source, output=out, workers=1, batch_size=8)
-        assert summary.failed == 0
-        with open(out, newline="") as handle:
-            rows = {Path(r["path"]).name: r["label"] for r in csv.DictReader(handle)}
-        assert [rows[s.path.name] for s in split] == want
+    out = tmp_path / "rows.csv"
+    summary = run_predict([folder], run=run.path, output=out, workers=1, batch_size=8)
+    assert summary.failed == 0
+    with open(out, newline="") as handle:
+        rows = {Path(r["path"]).name: r["label"] for r in csv.DictReader(handle)}
+    assert [rows[s.path.name] for s in split] == want
+    with pytest.raises(UsageError, match="unknown backbone 'toyworld:ToyBackbone'.*--run RUN"):
+        run_predict([folder], embeddings=run.file(export.PROMPTS_FILE), output=tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
     assert "no vision_only option" in capsys.readouterr().err  # the toy backbone is built whole, said so
     assert torch.is_tensor(ev.preds["lo"])

@@ -114,6 +114,40 @@ def png(path: Path, seed: int, size: int = 16) -> Path:
     return path
 
 
+def prompts_file(
+    dest: Path, classes: list[str], meta: dict | None = None, tensors: dict | None = None
+) -> Path:
+    """A valid prompts.safetensors at ``dest`` for the phantom backbone and ``classes``, with metadata keys
+    overridden by ``meta`` (None: left out) and tensors added or replaced by ``tensors``."""
+    import torch
+    from safetensors.torch import save_file
+
+    from kmat_cli.registry import get
+
+    backbone = get("backbones", "phantom")(vision_only=True)
+    g = torch.Generator().manual_seed(0)
+    emb = {
+        f"text_embeddings.{m}": torch.nn.functional.normalize(
+            torch.randn(len(classes), backbone.embed_dim, generator=g), dim=-1
+        )
+        for m in ("hi", "lo")
+    }
+    metadata = {
+        "kmat.format": "kmat.prompts/v1",
+        "kmat.class_names": json.dumps(classes),
+        "kmat.backbone": backbone.id,
+        "kmat.embed_dim": str(backbone.embed_dim),
+        "kmat.logit_scale": "20.0",
+        "kmat.preprocess": json.dumps(backbone.preprocess_spec, sort_keys=True),
+        "kmat.backbone_config": json.dumps({"name": "phantom"}),
+        **(meta or {}),
+    }
+    save_file(
+        {**emb, **(tensors or {})}, str(dest), metadata={k: v for k, v in metadata.items() if v is not None}
+    )
+    return dest
+
+
 def image_tree(root: Path, classes: list[str], per_split: dict[str, int], seed: int = 0) -> Path:
     """An ImageFolder tree ``root/<split>/<class>/<i>.png`` with ``per_split[split]`` images per class."""
     n = seed * 10_000

@@ -17,6 +17,7 @@ from faults import (
     cli,
     custom_task,
     png,
+    prompts_file,
     run_folders,
     train_args,
 )
@@ -454,34 +455,8 @@ def test_predict_with_only_bad_files_exits_1_with_rows(tmp_path: Path) -> None:
 # -------------------------------------------------------------- embeddings for another backbone / class list
 def _prompts_file(tmp_path: Path, meta: dict | None = None, tensors: dict | None = None) -> Path:
     """A valid prompts.safetensors for the phantom backbone (2 classes), with metadata/tensors overridden."""
-    import torch
-    from safetensors.torch import save_file
-
-    from kmat_cli.registry import get
-
-    backbone = get("backbones", "phantom")(vision_only=True)
-    g = torch.Generator().manual_seed(0)
-    emb = {
-        f"text_embeddings.{m}": torch.nn.functional.normalize(
-            torch.randn(2, backbone.embed_dim, generator=g), dim=-1
-        )
-        for m in ("hi", "lo")
-    }
-    metadata = {
-        "kmat.format": "kmat.prompts/v1",
-        "kmat.class_names": json.dumps(CLASSES),
-        "kmat.backbone": backbone.id,
-        "kmat.embed_dim": str(backbone.embed_dim),
-        "kmat.logit_scale": "20.0",
-        "kmat.preprocess": json.dumps(backbone.preprocess_spec, sort_keys=True),
-        "kmat.backbone_config": json.dumps({"name": "phantom"}),
-        **(meta or {}),
-    }
     path = tmp_path / f"prompts-{len(list(tmp_path.glob('prompts-*')))}.safetensors"
-    save_file(
-        {**emb, **(tensors or {})}, str(path), metadata={k: v for k, v in metadata.items() if v is not None}
-    )
-    return path
+    return prompts_file(path, CLASSES, meta, tensors)
 
 
 EMBEDDING_FAULTS = [
