@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 1234,  # corpus seed (the task's splits use the "task" stream, whatever their seed)
     "n": 40000,
     "lo_fraction": 0.1,
+    "named_lo": 0.5,  # share of low-end captions that name a class
     "epochs": 8,
     "batch_size": 256,
     "lr": 3e-3,
@@ -121,7 +122,9 @@ def _pretrain(out_dir: Path, cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    pixels, captions, _labels, is_lo = phantom_task_class().corpus(cfg["seed"], cfg["n"], cfg["lo_fraction"])
+    pixels, captions, _labels, is_lo = phantom_task_class().corpus(
+        cfg["seed"], cfg["n"], cfg["lo_fraction"], cfg["named_lo"]
+    )
     t_corpus = time.perf_counter() - t0
     log(f"corpus: {len(captions)} images ({int(is_lo.sum())} low-end) in {t_corpus:.1f} s")
 
