@@ -64,16 +64,20 @@ def build_parts(cfg: Mapping[str, Any], device: torch.device, *, task: Task | No
             descriptions = task.descriptions
         except (NotImplementedError, FileNotFoundError):
             descriptions = None
-    section = cfg["transport"]
-    transport = None if section["name"] == NO_PLUGIN else _construct("transports", section)
     return Parts(
         cfg=dict(cfg),
         device=device,
         backbone=backbone,
         task=task,
         descriptions=descriptions,
-        transport=transport,
+        transport=build_transport(cfg),
     )
+
+
+def build_transport(cfg: Mapping[str, Any]) -> Transport | None:
+    """The configured transport loss (None for ``transport.name: none``)."""
+    section = cfg["transport"]
+    return None if section["name"] == NO_PLUGIN else _construct("transports", section)
 
 
 def build_method(parts: Parts) -> Method:

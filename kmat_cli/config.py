@@ -163,8 +163,10 @@ def _validate(section: str, values: Mapping[str, Any], schema: Mapping[str, Any]
         elif _non_finite(value) and not _non_finite(default):
             raise UsageError(f"config key '{where}' must be a finite number, got {value!r}")
         elif not _type_ok(default, value):
+            # "{...}" reads as a YAML mapping: a text key given one was meant as text
+            hint = f" (quote it: --set '{where}=\"...\"')" if isinstance(default, str) else ""
             raise UsageError(
-                f"config key '{where}' must be {type(default).__name__} like {default!r}, got {value!r}"
+                f"config key '{where}' must be {type(default).__name__} like {default!r}, got {value!r}{hint}"
             )
         else:
             out[key] = value

@@ -3,7 +3,9 @@
 ``train_command``: sample the few-shot high-end set, build the parts, read the training images' features
 (so that bad input fails before any output exists), create (or reopen) the run folder,
 train with the shared trainer (checkpoint every epoch), write ``prompts.safetensors``, evaluate on both
-test splits (``metrics.json``, a table on stdout) and only then mark the run finished. Low-end images are
+test splits (``metrics.json``, a table on stdout) and only then mark the run finished. Methods with
+description prototypes per modality also get a label-free, text-only check (``checks.json``, one stderr
+line at the start: mean cos(p_hi, p_lo) vs mean cos(t_hi, t_lo), the input of docs/defaults.md). Low-end images are
 read only by the evaluation, after training.
 """
 
@@ -55,6 +57,27 @@ def _evaluate(parts: Any, method: Any, cfg: Mapping[str, Any], *, progress: bool
     return result.metrics()
 
 
+CHECKS_FILE = "checks.json"
+CHECKS_FORMAT = "kmat.checks/v1"
+
+
+def checks_line(checks: Mapping[str, Any]) -> str:
+    """The one stderr line of the label-free check at the start of training (docs/defaults.md)."""
+    return (
+        f"label-free check at init: mean cos(p_hi, p_lo) {checks['cos_p_hi_lo']:.3f} (description prototypes, "
+        f"template {checks['description_template']!r}) vs mean cos(t_hi, t_lo) {checks['cos_t_hi_lo']:.3f} "
+        "(prompts); close values mean the prototypes carry the prompts' modality gap"
+    )
+
+
+def _write_checks(run: runs.Run, init: Mapping[str, Any], trained: Mapping[str, Any] | None = None) -> None:
+    """``checks.json``: the text-only checks of the prompts at init and (once trained) after training."""
+    data = {"format": CHECKS_FORMAT, "init": dict(init)}
+    if trained is not None:
+        data["trained"] = dict(trained)
+    atomic.write_json(run.file(CHECKS_FILE), data)
+
+
 def train_command(
     cfg: Mapping[str, Any],
     run: runs.Run | None = None,
@@ -91,6 +114,7 @@ def train_command(
     parts = assemble.build_parts(cfg, device, task=task)
     train.seed_everything(int(tcfg["seed"]))
     method = assemble.build_method(parts)
+    init_checks = method.text_checks() if method.trainable else None
     if method.trainable:  # every training image is read before the run folder exists: bad input leaves none
         from kmat_cli.features import image_features
 
@@ -111,6 +135,10 @@ def train_command(
         run.mark("running")
     if show or progress:
         _say(f"{'resuming' if resume else 'run folder'} {run.path}")
+    if init_checks is not None:
+        _write_checks(run, init_checks)
+        if show or progress:
+            _say(checks_line(init_checks))
     try:
         history: list[dict[str, Any]] = []
         if method.trainable:
@@ -120,6 +148,8 @@ def train_command(
             if resume:
                 trainer.resume()
             history = trainer.fit()
+        if init_checks is not None:
+            _write_checks(run, init_checks, method.text_checks())
         export.write_prompts(
             run.file(export.PROMPTS_FILE), method, parts.backbone, task=task, backbone_config=cfg["backbone"]
         )

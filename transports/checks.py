@@ -60,6 +60,12 @@ def check_options(owner: str, **opts: Any) -> None:
             f"transport '{owner}': option 'alpha' (config key transport.alpha) must be in [0, 1], "
             f"got {opts['alpha']!r}"
         )
+    for key in ("center", "normalize"):
+        if key in opts and not isinstance(opts[key], bool):
+            raise UsageError(
+                f"transport '{owner}': option '{key}' (config key transport.{key}) must be true or false, "
+                f"got {opts[key]!r}"
+            )
     for key, known in (("cost", COSTS), ("grad", GRADS), ("on_fail", ON_FAIL)):
         if key in opts and opts[key] not in known:
             raise UsageError(

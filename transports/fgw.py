@@ -10,6 +10,9 @@ al. 2019) with log-domain Sinkhorn (:mod:`transports.sinkhorn`). ``alpha`` weigh
 in POT and Vayer et al.; ``a``, ``b`` default to uniform ``1/K``. The loss is the objective at the plan
 *without* the entropy term (POT's ``...2`` convention).
 
+Options ``center`` (the feature cost between centred embeddings) and ``normalize`` (every cost matrix
+divided by its mean) change the costs only; see :class:`FGW`. The ``pot-*`` references share them.
+
 Gradients reach ``X_lo`` only (``X_hi`` is detached). ``grad="envelope"`` (default): the plan is computed
 without autograd and the loss is differentiated through the costs at the fixed plan, which by the envelope
 (Danskin) theorem is the gradient of the entropic optimum ``FGW_eps`` w.r.t. ``X_lo``; it costs one small
@@ -59,6 +62,21 @@ class FGW(Transport):
     ``marginal_tol``: largest L1 marginal error accepted (else ``RuntimeFailure``); ``cost``: ground cost
     ``sqeuclidean | euclidean | cosine``; ``grad``: ``envelope | unrolled``; ``on_fail``: ``warn | raise``
     when a tolerance is not met.
+
+    Two options change the costs (both off by default, then the problem is exactly the one above):
+
+    ``center``: the feature cost compares centred embeddings, ``M_ij = d(H_i - mean(H), Lo_j - mean(Lo))``.
+    A translation between the two sets (a modality gap shared by every class) then costs nothing: the
+    feature term aligns the low-end classes *relative to their own centre* with the high-end ones, instead
+    of pulling each low-end embedding onto its high-end twin. The structure matrices are unchanged (for the
+    Euclidean costs they do not see translations anyway).
+
+    ``normalize``: each cost matrix is divided by the mean of its entries, ``M / mean(M)``,
+    ``C_hi / mean(C_hi)``, ``C_lo / mean(C_lo)`` (a matrix whose mean is 0, or below 1e-12, is left as it
+    is). The structure term then compares the *shapes* of the two sets, not their sizes: a low-end set
+    that is a scaled copy of the high-end one (more compact, e.g.) costs nothing there, and the feature and
+    structure terms are on the same scale whatever the spread, so ``alpha`` weighs them as it says. The
+    feature term alone is invariant to scaling both sets together, not to scaling one of them.
     """
 
     name = "fgw"
@@ -76,6 +94,8 @@ class FGW(Transport):
         cost: str = "sqeuclidean",
         grad: str = "envelope",
         on_fail: str = "warn",
+        center: bool = False,
+        normalize: bool = False,
     ) -> None:
         options = dict(
             epsilon=epsilon,
@@ -88,6 +108,8 @@ class FGW(Transport):
             cost=cost,
             grad=grad,
             on_fail=on_fail,
+            center=center,
+            normalize=normalize,
         )
         check_options(self.name, **options)
         self.alpha = float(alpha)
@@ -100,11 +122,14 @@ class FGW(Transport):
         self.cost = cost
         self.grad = grad
         self.on_fail = on_fail
+        self.center = center
+        self.normalize = normalize
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(alpha={self.alpha}, epsilon={self.epsilon}, max_iter={self.max_iter}, "
-            f"tol={self.tol}, cost={self.cost!r}, grad={self.grad!r})"
+            f"tol={self.tol}, cost={self.cost!r}, grad={self.grad!r}, center={self.center}, "
+            f"normalize={self.normalize})"
         )
 
     # ------------------------------------------------------------------------------- engine (overridable)
@@ -128,11 +153,20 @@ class FGW(Transport):
 
     # ------------------------------------------------------------------------------------------ contract
     def _costs(self, X_hi: torch.Tensor, X_lo: torch.Tensor) -> Costs:
+        """``(M, C_hi, C_lo)`` with ``center`` and ``normalize`` applied (class docstring); ``X_hi`` detached."""
         H = X_hi.detach()
-        M = pairwise_cost(H, X_lo, self.cost) if self.alpha < 1.0 else None
-        if self.alpha == 0.0:
-            return M, None, None
-        return M, pairwise_cost(H, H, self.cost), pairwise_cost(X_lo, X_lo, self.cost)
+        M = None
+        if self.alpha < 1.0:
+            if self.center:
+                M = pairwise_cost(H - H.mean(0), X_lo - X_lo.mean(0), self.cost)
+            else:
+                M = pairwise_cost(H, X_lo, self.cost)
+        C_hi = C_lo = None
+        if self.alpha > 0.0:
+            C_hi, C_lo = pairwise_cost(H, H, self.cost), pairwise_cost(X_lo, X_lo, self.cost)
+        if self.normalize:
+            M, C_hi, C_lo = (None if c is None else _by_mean(c) for c in (M, C_hi, C_lo))
+        return M, C_hi, C_lo
 
     def solve(
         self,
@@ -196,6 +230,15 @@ class FGW(Transport):
         """The (K_hi, K_lo) coupling; rows sum to ``a`` (1/K by default), columns to ``b`` within tolerance."""
         with torch.no_grad():
             return self.solve(X_hi, X_lo, a, b).plan
+
+
+MEAN_FLOOR = 1e-12
+
+
+def _by_mean(C: torch.Tensor) -> torch.Tensor:
+    """``C / mean(C)``; ``C`` itself when its mean is below :data:`MEAN_FLOOR` (e.g. all rows equal)."""
+    mean = C.mean()
+    return C / mean if float(mean.detach()) > MEAN_FLOOR else C
 
 
 def fixed_alpha_init(base_init: Callable[..., None], alpha: float) -> Callable[..., None]:

@@ -13,9 +13,10 @@ holds only what is learned.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +77,12 @@ class Method(nn.Module):
         text = self.text_embeddings()[modality]
         return self.logit_scale * F.normalize(features.float(), dim=-1) @ text.t()
 
+    def text_checks(self) -> dict[str, Any] | None:
+        """Label-free, text-only checks of the current prompts (methods with description prototypes per
+        modality report ``mean_k cos(p_hi,k, p_lo,k)`` and ``mean_k cos(t_hi,k, t_lo,k)``, see
+        docs/defaults.md); None for methods without such prototypes."""
+        return None
+
     def losses(self, features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted loss terms of one batch of high-end image features (B, D) with labels (B,)."""
         raise NotImplementedError(f"{type(self).__name__} is not trainable")
@@ -122,3 +129,36 @@ def description_embeddings(backbone: Backbone, per_class: Sequence[Sequence[str]
 def prototypes(backbone: Backbone, per_class: Sequence[Sequence[str]]) -> torch.Tensor:
     """p_k = normalize(mean_j normalize(TextEncoder(desc_{k,j}))): (K, D), no gradient."""
     return torch.stack([F.normalize(e.mean(0), dim=-1) for e in description_embeddings(backbone, per_class)])
+
+
+TEMPLATE_FIELDS = ("modality", "description")
+
+
+def check_template(template: str, key: str) -> None:
+    """Reject a description template (config key ``key``) that lacks ``{description}``, uses a placeholder
+    other than ``{modality}`` and ``{description}``, or does not parse: a one-line ``UsageError``."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise UsageError(
+            f"{key} '{template}' is not a valid template ({exc}); use e.g. '{{modality}}: {{description}}'"
+        ) from exc
+    unknown = sorted({f for f in fields if f not in TEMPLATE_FIELDS})
+    if unknown:
+        raise UsageError(
+            f"{key} '{template}' has unknown placeholder(s) {', '.join('{' + f + '}' for f in unknown)}; "
+            "use only {modality} and {description}"
+        )
+    if "description" not in fields:
+        raise UsageError(f"{key} '{template}' needs the placeholder {{description}}")
+
+
+def templated(per_class: Sequence[Sequence[str]], template: str, modality: str) -> list[list[str]]:
+    """Every description of every class written through ``template`` with ``{modality}`` = ``modality``
+    (the modality words) and ``{description}`` = the description (see :func:`check_template`)."""
+    return [[template.format(modality=modality, description=d) for d in texts] for texts in per_class]
+
+
+def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """mean_k cos(a_k, b_k) of two (K, D) matrices."""
+    return float(F.cosine_similarity(a.float(), b.float(), dim=-1).mean())

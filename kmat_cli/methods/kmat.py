@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from kmat_cli.api import MODALITIES
-from kmat_cli.methods.base import Method, MethodSetup, prototypes
+from kmat_cli.methods.base import Method, MethodSetup, check_template, mean_cosine, prototypes, templated
 from kmat_cli.prompts import PromptLearner
 
 
@@ -19,10 +21,14 @@ class KMaT(Method):
 
         L = L_ce + lambda1 * L_anchor + lambda2 * L_FGW
         L_ce     = CE(s * cos(f(x), t_{k,hi}) over k)
-        L_anchor = mean_{k,m} || t_{k,m} - p_{k,m} ||_2,   p_{k,m} = normalize(mean_j normalize(E(desc_{k,m,j})))
+        L_anchor = mean_{k,m} || t_{k,m} - p_{k,m} ||_2,   p_{k,m} = normalize(mean_j normalize(E(d_{k,m,j})))
+        d_{k,m,j} = description_template.format(modality=<modality words of m>, description=desc_{k,m,j})
         L_FGW    = T(stop_grad(t_{.,hi}), t_{.,lo})        T: the run's transport (fgw, wasserstein, gw, ...)
 
-    The transport is solved in float64 (K x D is small), so that its solver's tolerances are reachable.
+    ``description_template`` (default ``"{modality}: {description}"``) writes each description with the
+    same modality words as the prompt it anchors, so that p_{k,hi} and p_{k,lo} differ by modality as the
+    prompts do; ``"{description}"`` is the literal reading (bare descriptions). The transport is solved
+    in float64 (K x D is small), so that its solver's tolerances are reachable.
 
     Ablation switches: ``anchor`` and ``transport`` drop their term; ``csc``/``msc`` as above. The
     prototypes are computed once (no gradient). Low-end images are never used.
@@ -41,8 +47,11 @@ class KMaT(Method):
         transport: bool = True,
         lambda1: float = 1.0,
         lambda2: float = 1.0,
+        description_template: str = "{modality}: {description}",
     ) -> None:
         super().__init__(setup)
+        check_template(description_template, "method.description_template")
+        self.description_template = description_template
         words = setup.modalities
         texts = {m: [f"{words[m]} {c}." for c in self.class_names] for m in MODALITIES}
         self.prompts = PromptLearner(
@@ -57,9 +66,42 @@ class KMaT(Method):
         self.lambda1, self.lambda2 = lambda1, lambda2
         self.use_anchor = anchor and lambda1 != 0
         self.use_transport = transport and lambda2 != 0 and setup.transport is not None
+        self._unanchored: torch.Tensor | None = None  # the prototypes of text_checks, without an anchor
         if self.use_anchor:
-            protos = torch.stack([prototypes(self.backbone, self.descriptions_for(m)) for m in MODALITIES])
-            self.register_buffer("prototypes", protos, persistent=False)  # (2, K, D)
+            self.register_buffer("prototypes", self._prototypes(), persistent=False)  # (2, K, D)
+
+    def _prototypes(self) -> torch.Tensor:
+        """(2, K, D): p_{k,m} of every modality m in MODALITIES order (see the class docstring)."""
+        words = self.setup.modalities
+        per_modality = [
+            prototypes(
+                self.backbone, templated(self.descriptions_for(m), self.description_template, words[m])
+            )
+            for m in MODALITIES
+        ]
+        return torch.stack(per_modality)
+
+    def text_checks(self) -> dict[str, Any] | None:
+        """At the current prompts: ``cos_p_hi_lo`` = mean_k cos(p_hi,k, p_lo,k), ``cos_t_hi_lo`` = mean_k
+        cos(t_hi,k, t_lo,k) and ``cos_t_p`` = {m: mean_k cos(t_m,k, p_m,k)}, with the template used; None
+        when there are no descriptions. Text only: no image, no label."""
+        if not self.setup.descriptions:
+            return None
+        if self.use_anchor:
+            p = self.prototypes
+        else:
+            if self._unanchored is None:
+                self._unanchored = self._prototypes()
+            p = self._unanchored
+        with torch.no_grad():
+            t = self.prompts()
+        t = {m: t[m].to(p.device) for m in MODALITIES}
+        return {
+            "description_template": self.description_template,
+            "cos_p_hi_lo": mean_cosine(p[0], p[1]),
+            "cos_t_hi_lo": mean_cosine(t["hi"], t["lo"]),
+            "cos_t_p": {m: mean_cosine(t[m], p[i]) for i, m in enumerate(MODALITIES)},
+        }
 
     def text_embeddings(self) -> dict[str, torch.Tensor]:
         return self.prompts()

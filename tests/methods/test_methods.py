@@ -95,7 +95,7 @@ def test_kmat_ce_only_equals_hand_written_cross_entropy() -> None:
 
 
 def test_kmat_anchor_is_mean_euclidean_distance_to_description_prototypes() -> None:
-    method = build("kmat", transport=False, lambda1=2.0)
+    method = build("kmat", transport=False, lambda1=2.0, description_template="{description}")
     f, y = features()
     terms = method.losses(f, y)
     bb = method.backbone

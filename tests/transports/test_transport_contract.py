@@ -24,6 +24,8 @@ OPTIONS = {
     "cost",
     "grad",
     "on_fail",
+    "center",
+    "normalize",
 }
 
 
@@ -77,6 +79,7 @@ def test_options_are_config_keys(name: str) -> None:
     expected = OPTIONS | ({"alpha"} if name.endswith("fgw") else set())
     assert set(options) == expected
     assert options["epsilon"] == 0.1 and options["max_iter"] == 100 and options["cost"] == "sqeuclidean"
+    assert options["center"] is False and options["normalize"] is False  # off: the problem as POT states it
     if "alpha" in options:
         assert options["alpha"] == 0.1  # the paper's literal default (METHOD.md)
 

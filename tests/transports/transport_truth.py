@@ -44,8 +44,22 @@ def pot_solve(
     """The POT answer at tight tolerance (column error 1e-12, outer residual 1e-11): ``ot.sinkhorn2`` (alpha 0), ``entropic_gromov_wasserstein2``
     (alpha 1) or ``entropic_fused_gromov_wasserstein2``."""
     M, C1, C2 = pot_costs(X_hi, X_lo, cost)
-    a = ot.unif(len(X_hi)) if a is None else a
-    b = ot.unif(len(X_lo)) if b is None else b
+    return pot_solve_costs(M, C1, C2, alpha=alpha, epsilon=epsilon, a=a, b=b)
+
+
+def pot_solve_costs(
+    M: np.ndarray,
+    C1: np.ndarray,
+    C2: np.ndarray,
+    *,
+    alpha: float,
+    epsilon: float,
+    a: np.ndarray | None = None,
+    b: np.ndarray | None = None,
+) -> PotAnswer:
+    """:func:`pot_solve` on given cost matrices (cross cost ``M``, structures ``C1``, ``C2``)."""
+    a = ot.unif(len(C1)) if a is None else a
+    b = ot.unif(len(C2)) if b is None else b
     inner = dict(numItermax=20000, stopThr=1e-12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
