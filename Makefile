@@ -1,5 +1,6 @@
 # kmat: two commands do all the set-up on a fresh machine with Python 3.11:
-#   make demo   create .venv, install, train K-MaT on the shipped phantom world and evaluate it
+#   make demo   create .venv, install, train zero-shot, CoOp and K-MaT on the shipped phantom world (one
+#               seed) and print their Hi / Lo / H side by side
 #   make test   create .venv, install, run the test suite
 # Override the interpreter, the torch pins or the package index, e.g.
 #   make test PYTHON=python3.12 TORCH_CONSTRAINTS=my-constraints.txt INDEX_URL=https://my.mirror/simple
@@ -27,8 +28,12 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_INDEX) -e '.[$(EXTRAS)]' -c $(TORCH_CONSTRAINTS)
 	touch $(STAMP)
 
+DEMO_OUT ?= runs/demo
+DEMO_FLAGS ?=
 demo: $(STAMP)
-	$(BIN)/kmat train --task phantom --transport fgw
+	@$(BIN)/kmat benchmark --task phantom --methods zeroshot,coop,kmat --seeds 1 --no-plots --summary \
+		--out $(DEMO_OUT) $(DEMO_FLAGS)
+	@echo "Full 3-seed report (methods and K-MaT ablation): docs/benchmark-phantom/report.md"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -47,7 +47,7 @@ for _name, _command in load_commands():
     if isinstance(_command, typer.Typer):
         app.add_typer(_command, name=_name)
     else:
-        app.command(_name)(_command)
+        app.command(_name, epilog=getattr(sys.modules[_command.__module__], "EPILOG", None))(_command)
 
 
 def _debug() -> bool:

@@ -49,6 +49,18 @@ ABLATION: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("full K-MaT", ()),
 )
 ALPHAS = (0.1, 0.5, 0.9)  # METHOD.md: report the transport's alpha in {0.1, 0.5, 0.9} in the ablation
+_LITERAL = 'method.description_template="{description}"'
+_AWARE = 'method.description_template="{modality}: {description}"'
+_PLAIN = ("transport.center=false", "transport.normalize=false")
+_SHAPED = ("transport.center=true", "transport.normalize=true")
+# The deviations from the literal method (docs/method.md), full K-MaT otherwise; rows for transports with
+# ``center``/``normalize`` options only.
+DEVIATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("literal K-MaT (bare descriptions, plain transport)", (_LITERAL, *_PLAIN)),
+    ("modality-aware anchor", (_AWARE, *_PLAIN)),
+    ("centred/normalised transport", (_LITERAL, *_SHAPED)),
+    ("modality-aware anchor + centred/normalised transport", (_AWARE, *_SHAPED)),
+)
 
 
 @dataclass(frozen=True)
@@ -142,9 +154,12 @@ class Plan:
     def _ablation_rows(self) -> list[Variant]:
         rows = [Variant(label, "kmat", sets) for label, sets in ABLATION]
         cfg = self.config(self.request.tasks[0], rows[-1], self.request.seeds[0])
+        if "center" in cfg["transport"] and "normalize" in cfg["transport"]:
+            rows += [Variant(label, "kmat", sets) for label, sets in DEVIATIONS]
         alpha = cfg["transport"].get("alpha")
         if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-            rows[-1] = Variant(f"full K-MaT ({cfg['transport']['name']}, alpha {alpha:g})", "kmat")
+            full = len(ABLATION) - 1
+            rows[full] = Variant(f"full K-MaT ({cfg['transport']['name']}, alpha {alpha:g})", "kmat")
             rows += [
                 Variant(f"full K-MaT, alpha {a:g}", "kmat", (f"transport.alpha={a}",))
                 for a in ALPHAS

@@ -64,7 +64,9 @@ def feature_jobs(cells: Sequence[Cell]) -> list[dict[str, Any]]:
         t = cfg["train"]
         gkey = json.dumps([cfg["backbone"], cfg["task"], t["device"], t["eval_batch_size"]], sort_keys=True)
         group = groups.setdefault(gkey, {"cell": cell.to_dict(), "splits": set(), "draws": {}})
-        wanted = [("hi", "test"), ("lo", "test")] if cell.score == "test" else [("hi", "val")]
+        wanted = [("hi", "val")]  # every cell records its high-end validation accuracy
+        if cell.score == "test":
+            wanted += [("hi", "test"), ("lo", "test")]
         group["splits"].update(wanted)
         views = int(t["augment_views"])
         group["draws"].setdefault(views, set()).add((int(t["shots"]), int(t["seed"])))

@@ -212,7 +212,7 @@ def _train(cell: Cell, folder: Path) -> tuple[Any, str]:
     from kmat_cli import config, workflow
 
     run = _latest_run(folder)
-    scoring = {"evaluate": cell.score == "test", "validate": cell.score == "hi-val"}
+    scoring = {"evaluate": cell.score == "test", "validate": True}  # test cells record hi-val too
     if run is not None and run.finished:
         return run, "resumed"
     if run is not None:
@@ -257,6 +257,7 @@ def run_cell(cell: Cell, root: str | Path) -> Outcome:
             "metrics": metrics,
             "run": os.path.relpath(run.path.resolve(), folder.resolve()),
             "timing": timing,
+            **_label_free(run),
         }
         (folder / ERROR_FILE).unlink(missing_ok=True)
         atomic.write_json(folder / RESULT_FILE, record)  # last: the finished marker
@@ -265,8 +266,25 @@ def run_cell(cell: Cell, root: str | Path) -> Outcome:
     return Outcome(cell, "done", _public(_finished(folder) or {}), how=how)
 
 
+def _label_free(run: Any) -> dict[str, Any]:
+    """What a cell records beside its metrics for the defaults rule (docs/defaults.md), where the run has
+    it: ``validation`` (high-end validation metrics) and ``checks`` (the run's text-only ``checks.json``)."""
+    from kmat_cli import workflow
+
+    out: dict[str, Any] = {}
+    val = _read_json(run.file(workflow.VAL_METRICS_FILE))
+    if val is not None and isinstance(val.get("hi"), dict):
+        out["validation"] = {k: val["hi"][k] for k in ("accuracy", "macro_f1", "n") if k in val["hi"]}
+    checks = _read_json(run.file(workflow.CHECKS_FILE))
+    if checks is not None:
+        out["checks"] = checks
+    return out
+
+
 def _public(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {"metrics": record.get("metrics"), "run": record.get("run"), "timing": record.get("timing", {})}
+    out = {"metrics": record.get("metrics"), "run": record.get("run"), "timing": record.get("timing", {})}
+    out.update({k: record[k] for k in ("validation", "checks") if k in record})
+    return out
 
 
 def _failed(cell: Cell, folder: Path, error: str, trace: str = "") -> Outcome:

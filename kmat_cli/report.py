@@ -163,19 +163,58 @@ def _relative(row: float, base: float) -> float:
     return 100 * (row - base) / base if base and not math.isnan(base) and not math.isnan(row) else math.nan
 
 
+#: Label-free inputs of the defaults rule (docs/defaults.md) a cell records beside its test metrics:
+#: (column, path in the cell's result, scale, format). Mean high-end *validation* accuracy, and the mean
+#: cos(t_lo,k, p_lo,k) of the trained prompts with the run's description prototypes (text only).
+RULE_INPUTS: tuple[tuple[str, tuple[str, ...], float, str], ...] = (
+    ("Hi val", ("validation", "accuracy"), 100.0, "{:.1f}"),
+    ("cos(t_lo, p_lo)", ("checks", "trained", "cos_t_p", "lo"), 1.0, "{:.3f}"),
+)
+
+
+def _lookup(outcome: Any, path: Sequence[str]) -> float | None:
+    if outcome is None or outcome.status != "done" or not outcome.result:
+        return None
+    node: Any = outcome.result
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    try:
+        return float(node)
+    except (TypeError, ValueError):
+        return None
+
+
+def rule_input(
+    layout: Layout, table: Table, outcomes: Mapping[str, Any], block: str, row: str, path: Sequence[str]
+) -> float:
+    """Mean over seeds (and over tasks for the average block) of the value at ``path`` (NaN: none)."""
+    tasks = layout.tasks if block == AVERAGE else [block]
+    found = [
+        v
+        for t in tasks
+        for seed in layout.seeds
+        if (v := _lookup(outcomes.get(table.cells.get((t, row, seed), "")), path)) is not None
+    ]
+    return statistics.fmean(found) if found else math.nan
+
+
 def ablation_markdown(layout: Layout, table: Table, outcomes: Mapping[str, Any]) -> str:
-    """Table 3 layout: per task, one row per ablation configuration with Hi / Lo / H (``acc (F1)``) and
-    the relative improvement of mean H accuracy and H macro-F1 over the first row (CE only); best H bold."""
+    """Table 3 layout: per task, one row per ablation configuration with Hi / Lo / H (``acc (F1)``), the
+    relative improvement of mean H accuracy and H macro-F1 over the first row (CE only), best H bold, and
+    the defaults rule's label-free inputs (:data:`RULE_INPUTS`; "—" where a cell did not record them)."""
     st = stats(layout, table, outcomes)
     planned = len(layout.seeds)
     base = table.rows[0]
     lines = []
+    rule_heads = " | ".join(head for head, *_ in RULE_INPUTS)
     for block, heading in _blocks(layout):
         lines += [
             f"### {heading}",
             "",
-            f"| configuration | Hi | Lo | H | H acc vs {base} | H F1 vs {base} |",
-            "|---|---|---|---|---|---|",
+            f"| configuration | Hi | Lo | H | H acc vs {base} | H F1 vs {base} | {rule_heads} |",
+            "|---|---|---|---|---|---|" + "---|" * len(RULE_INPUTS),
         ]
         best = _best([st[(block, row, "H", "accuracy")].mean for row in table.rows])
         for i, row in enumerate(table.rows):
@@ -185,6 +224,9 @@ def ablation_markdown(layout: Layout, table: Table, outcomes: Mapping[str, Any])
             for metric in METRICS:
                 rel = _relative(st[(block, row, "H", metric)].mean, st[(block, base, "H", metric)].mean)
                 cols.append("—" if i == 0 or math.isnan(rel) else f"{rel:+.1f} %")
+            for _, path, scale, fmt in RULE_INPUTS:
+                v = rule_input(layout, table, outcomes, block, row, path)
+                cols.append("—" if math.isnan(v) else fmt.format(scale * v))
             lines.append(f"| {row} | " + " | ".join(cols) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -34,8 +34,19 @@ def _seeds(text: str) -> list[int]:
         raise UsageError(f"--seeds '{text}': expected integers like 1,2,3") from exc
 
 
-def _finish(markdown_path: Path, outcomes: list) -> None:
-    typer.echo(markdown_path.read_text(encoding="utf-8"))
+def _methods_section(markdown: str) -> str:
+    """The methods table section of a report (all of it when it has none)."""
+    head = "## Methods"
+    if head not in markdown:
+        return markdown
+    section = markdown[markdown.index(head) :]
+    end = section.find("\n## ", len(head))
+    return section if end < 0 else section[:end] + "\n"
+
+
+def _finish(markdown_path: Path, outcomes: list, *, summary: bool = False) -> None:
+    markdown = markdown_path.read_text(encoding="utf-8")
+    typer.echo(_methods_section(markdown) if summary else markdown)
     typer.echo(f"report: {markdown_path}")
     typer.echo(f"csv: {markdown_path.with_suffix('.csv')}")
     bad = [o for o in outcomes if o.status in ("failed", "missing")]
@@ -75,6 +86,9 @@ def benchmark_grid(
         1, "--jobs", "-j", help="Cells run at once (worker processes; Ray: CPUs of a local Ray)."
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots (needs matplotlib)."),
+    summary: bool = typer.Option(
+        False, "--summary", help="Print only the methods table (report.md is still written in full)."
+    ),
 ) -> None:
     """Run the methods x seeds grid (Table 2; Table 3 with --ablation) and write report.md, report.csv.
 
@@ -125,7 +139,7 @@ def benchmark_grid(
         num_shards=num_shards,
         jobs=jobs,
     )
-    _finish(benchmark.write_report(plan, outcomes, folder, plots=plots), outcomes)
+    _finish(benchmark.write_report(plan, outcomes, folder, plots=plots), outcomes, summary=summary)
 
 
 @app.command("merge")

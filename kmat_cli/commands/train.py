@@ -6,6 +6,17 @@ from pathlib import Path
 
 import typer
 
+EPILOG = (
+    "K-MaT keys (--set KEY=VALUE; docs/method.md, defaults: docs/defaults.md):\n\n"
+    "method.description_template: text through which descriptions become anchor prototypes; "
+    "{modality} = the prompts' modality words, '{description}' = the literal reading.\n\n"
+    "method.lambda1, method.lambda2: weights of the anchor and transport losses.\n\n"
+    "method.anchor, method.transport, method.csc, method.msc: ablation switches.\n\n"
+    "transport.alpha: weight of the structure term of FGW (0: Wasserstein, 1: Gromov-Wasserstein).\n\n"
+    "transport.center: feature cost between centred embeddings (a modality gap costs nothing).\n\n"
+    "transport.normalize: every cost matrix divided by its mean (a difference in spread costs nothing)."
+)
+
 
 def command(
     task: str = typer.Option(None, "--task", "-t", help="Task name (kmat list tasks). Default: phantom."),

@@ -49,7 +49,7 @@ def test_ray_executor_matches_local_and_extracts_features_once(
         with safe_open(str(shard), framework="pt") as f:
             keys += json.loads(f.metadata()["keys"])
     cells = [o.cell for o in read_cells([out]).values()]
-    assert len(shards) == len(feature_jobs(cells)) == 3  # hi/test, lo/test, the few-shot draws
+    assert len(shards) == len(feature_jobs(cells)) == 4  # hi/val, hi/test, lo/test, the few-shot draws
     assert len(keys) == len(set(keys)) >= 500
     first_cell = min(p.stat().st_mtime_ns for p in out.glob("cells/*/train/*/config.yaml"))
     assert max(s.stat().st_mtime_ns for s in shards) < first_cell

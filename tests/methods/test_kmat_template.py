@@ -82,3 +82,14 @@ def test_cli_bad_template_exits_2_with_one_line_and_no_run_folder(tmp_path: Path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "method.description_template" in err[0] and "{class}" in err[0], err
     assert not (out / "train").exists() or not list((out / "train").iterdir())
+
+
+def test_train_help_lists_the_kmat_keys() -> None:
+    from typer.testing import CliRunner
+
+    from kmat_cli.app import app
+
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for key in ("method.description_template", "transport.center", "transport.normalize", "transport.alpha"):
+        assert key in result.stdout, key
