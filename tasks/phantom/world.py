@@ -650,7 +650,7 @@ def remarks(a: dict[str, Any], w: dict[str, str]) -> list[str]:
     if lo and a["bands"]:
         keys.append("bands")
     if kind in ("solid", "lobulated", "spiculated"):
-        keys.append(kind if kind != "solid" else "solid")
+        keys.append(kind)
         keys.append("specks" if "speck" in w.get("inner", "") or "dot" in w.get("inner", "") else "plain")
     if kind == "ring":
         keys += ["ring", "thick" if a["wall"] > 0.07 else "thin", "filled" if a["fill"] > 0.25 else "clear"]
