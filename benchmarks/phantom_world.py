@@ -4,8 +4,10 @@
 
 On the test split of each modality it reports
   * zero-shot accuracy / macro-F1 with the prompt "a <modality words> image of <class name>.";
-  * zero-shot with the class-description prototypes (mean of the normalised description embeddings,
-    the anchors K-MaT uses), a diagnostic of how much the descriptions carry;
+  * zero-shot with the class-description prototypes (mean of the normalised description embeddings),
+    bare ("<description>") and with the modality words ("<modality>: <description>", the anchors K-MaT
+    uses by default), a diagnostic of how much the descriptions carry;
+  * the share of description tokens (per modality) that the backbone's tokenizer knows;
   * a linear probe (scikit-learn LogisticRegression on standardised frozen image features, C chosen on
     the modality's val split) trained on the modality's train split: the within-modality ceiling;
   * the high-end probe applied to low-end features: how far plain high-end training transfers;
@@ -65,6 +67,34 @@ def probe(train: tuple, val: tuple) -> Any:
     return best
 
 
+def prototypes(backbone: Any, task: Any, modality: str, template: str) -> np.ndarray:
+    """(K, D) class prototypes: normalised mean of the normalised embeddings of each class's descriptions
+    written through ``template`` (placeholders ``{modality}``, the prompt's modality words, and ``{description}``)."""
+    desc, words = task.descriptions[modality], task.modalities[modality]
+    protos = np.stack(
+        [
+            backbone.encode_text([template.format(modality=words, description=d) for d in desc[c]])
+            .mean(0)
+            .numpy()
+            for c in task.class_names
+        ]
+    )
+    return protos / np.linalg.norm(protos, axis=1, keepdims=True)
+
+
+def known_share(backbone: Any, texts: Any) -> float | None:
+    """Percent of the word tokens of ``texts`` (lists of strings) in the tokenizer's vocabulary; None for a
+    tokenizer without a word vocabulary."""
+    tok = backbone.tokenizer
+    if not hasattr(tok, "unknown"):
+        return None
+    from backbones.phantom.tokenizer import words
+
+    tokens = [w for group in texts for t in group for w in words(t)]
+    unknown = sum(len(tok.unknown(t)) for group in texts for t in group)
+    return 100.0 * (1 - unknown / len(tokens))
+
+
 def measure(task: Any, backbone: Any) -> dict[str, Any]:
     """All numbers of the report for one task instance and backbone."""
     out: dict[str, Any] = {"backbone": backbone.id, "task_seed": getattr(task, "seed", None)}
@@ -75,12 +105,15 @@ def measure(task: Any, backbone: Any) -> dict[str, Any]:
         for m in ("hi", "lo"):
             prompts = [f"a {task.modalities[m]} image of {c}." for c in task.class_names]
             text = backbone.encode_text(prompts).numpy()
-            desc = task.descriptions[m]
-            protos = np.stack([backbone.encode_text(desc[c]).mean(0).numpy() for c in task.class_names])
-            protos /= np.linalg.norm(protos, axis=1, keepdims=True)
             x, y = feats[(m, "test")]
             out[f"zeroshot_{m}"] = scores((x @ text.T).argmax(1), y)
-            out[f"descriptions_{m}"] = scores((x @ protos.T).argmax(1), y)
+            for key, template in (
+                ("descriptions", "{description}"),
+                ("prefixed", "{modality}: {description}"),
+            ):
+                protos = prototypes(backbone, task, m, template)
+                out[f"{key}_{m}"] = scores((x @ protos.T).argmax(1), y)
+            out[f"known_tokens_{m}"] = known_share(backbone, task.descriptions[m].values())
     for m in ("hi", "lo"):
         clf = probe(feats[(m, "train")], feats[(m, "val")])
         out[f"probe_{m}"] = scores(clf.predict(feats[(m, "test")][0]), feats[(m, "test")][1])
@@ -101,7 +134,8 @@ def generation_seconds(task_cls: Any, seed: int) -> float:
 def markdown(r: dict[str, Any]) -> str:
     rows = [
         ('zero-shot, prompt "a <modality> image of <class>."', "zeroshot_hi", "zeroshot_lo"),
-        ("zero-shot, description prototypes", "descriptions_hi", "descriptions_lo"),
+        ('zero-shot, description prototypes "<description>"', "descriptions_hi", "descriptions_lo"),
+        ('zero-shot, description prototypes "<modality>: <description>"', "prefixed_hi", "prefixed_lo"),
         ("linear probe, trained on the same modality", "probe_hi", "probe_lo"),
         ("linear probe trained on high-end, tested on low-end", None, "probe_hi_on_lo"),
     ]
@@ -116,10 +150,17 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {label} | {cell[0]} | {cell[1]} |")
     lines += [
         "",
+        f"Description tokens in the vocabulary: {_pct(r.get('known_tokens_hi'))} (high-end), "
+        f"{_pct(r.get('known_tokens_lo'))} (low-end).",
+        "",
         f"Chance: {100 / r['n_classes']:.1f}%. World generation: {r['generation_seconds']:.1f} s "
         f"({r['n_images']} PNG files).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}%"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,9 @@
 
 The corpus comes from the phantom task's ``pretrain`` stream (its own seed and keys, so no image of the
 task's splits is ever seen): ``--n`` images, a ``--lo-fraction`` of them low-end (rare, as clinical photos
-and X-rays are rare beside dermoscopy and CT in PubMed figures), each with a caption of what is visible and,
-half of the time, a class name that is nearly as often the partner class's as its own (see
-``tasks.phantom.world.caption``).
+and X-rays are rare beside dermoscopy and CT in PubMed figures), each with a caption of what is visible and
+sometimes a class name (half of the high-end captions, a ``--named-lo`` share of the low-end ones) that is
+nearly as often the partner class's as its own (see ``tasks.phantom.world.caption``).
 
 Loss: symmetric InfoNCE over the batch, ``CE(s * f(x) g(t)^T, Y)`` with soft targets ``Y`` that spread
 each row's mass uniformly over the texts with an identical caption (identical captions are joint
@@ -38,8 +38,9 @@ from backbones.phantom.tokenizer import WordTokenizer
 
 DEFAULTS: dict[str, Any] = {
     "seed": 1234,  # corpus seed (the task's splits use the "task" stream, whatever their seed)
-    "n": 40000,
-    "lo_fraction": 0.1,
+    "n": 20000,
+    "lo_fraction": 0.2,
+    "named_lo": 0.1,  # share of low-end captions that name a class
     "epochs": 8,
     "batch_size": 256,
     "lr": 3e-3,
@@ -121,7 +122,9 @@ def _pretrain(out_dir: Path, cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    pixels, captions, _labels, is_lo = phantom_task_class().corpus(cfg["seed"], cfg["n"], cfg["lo_fraction"])
+    pixels, captions, _labels, is_lo = phantom_task_class().corpus(
+        cfg["seed"], cfg["n"], cfg["lo_fraction"], cfg["named_lo"]
+    )
     t_corpus = time.perf_counter() - t0
     log(f"corpus: {len(captions)} images ({int(is_lo.sum())} low-end) in {t_corpus:.1f} s")
 

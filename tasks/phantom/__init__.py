@@ -99,9 +99,11 @@ class Phantom(Task):
         ]
 
     @staticmethod
-    def corpus(seed: int, n: int, lo_fraction: float = 0.1) -> tuple[Any, list[str], Any, Any]:
+    def corpus(
+        seed: int, n: int, lo_fraction: float = 0.1, named_lo: float | None = None
+    ) -> tuple[Any, list[str], Any, Any]:
         """The captioned pretraining corpus of the phantom backbone (see :func:`world.corpus`)."""
-        return world.corpus(seed, n, lo_fraction)
+        return world.corpus(seed, n, lo_fraction, named_lo)
 
 
 def generate(folder: Path, seed: int) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 IMAGE_SIZE = 32
 _SS = 2  # supersampling factor: draw at 64 px, box-downsample to 32 px
 _N = IMAGE_SIZE * _SS
@@ -328,6 +328,12 @@ def render_hi(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, 
     return _to_uint8(img), nuis
 
 
+# How strongly the low end degrades a lesion: its contrast over the background, the weight of bright
+# specks relative to the body, the Gaussian blur sigma (in 64 px drawing pixels) and the pixel noise sigma;
+# each drawn uniformly per image from its range (the speck weight is fixed).
+LO_LOOK: dict[str, Any] = {"contrast": (0.22, 0.42), "specks": 0.9, "blur": (1.1, 2.0), "noise": (0.02, 0.04)}
+
+
 def render_lo(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     """A grey, blurred, noisy, low-contrast picture (32, 32) uint8 of lesion ``p`` and its nuisances."""
     body, specks = lesion_maps(p)
@@ -341,19 +347,19 @@ def render_lo(rng: np.random.Generator, p: dict[str, Any]) -> tuple[np.ndarray, 
             img = img + rng.uniform(0.03, 0.08) * np.exp(
                 -(((_V - y0 - bend * _U**2) / rng.uniform(0.05, 0.1)) ** 2)
             )
-    contrast = rng.uniform(0.18, 0.38)
-    img = img + contrast * (body + 0.6 * specks)
+    contrast = rng.uniform(*LO_LOOK["contrast"])
+    img = img + contrast * (body + LO_LOOK["specks"] * specks)
     if rng.random() < 0.5:
         nuis["marker"] = True
         sx, sy = rng.choice([-1, 1], 2)
         box = (np.abs(_U - sx * 0.78) < 0.1) & (np.abs(_V - sy * 0.82) < 0.07)
         img = np.where(box, rng.uniform(0.6, 0.85), img)
-    blur = _blur_matrix(rng.uniform(1.5, 2.6))
+    blur = _blur_matrix(rng.uniform(*LO_LOOK["blur"]))
     img = blur @ img @ blur.T
     if rng.random() < 0.3:
         nuis["lines"] = True
         img = img + 0.03 * np.cos(_V * np.pi * rng.uniform(9, 14))
-    img = _downsample(img) + rng.normal(0, rng.uniform(0.02, 0.045), (IMAGE_SIZE, IMAGE_SIZE))
+    img = _downsample(img) + rng.normal(0, rng.uniform(*LO_LOOK["noise"]), (IMAGE_SIZE, IMAGE_SIZE))
     img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)
     return _to_uint8(img), nuis
 
@@ -394,10 +400,10 @@ _MODALITY_VARIANTS = {
     "hi": (("crisp colour scan", 0.6), ("colour scan", 0.25), ("crisp scan", 0.15)),
     "lo": (("grey low-dose scan", 0.6), ("low-dose scan", 0.25), ("grey scan", 0.15)),
 }
-NAMED = 0.5  # share of captions that name a class
+NAMED = {"hi": 0.5, "lo": 0.5}  # share of captions that name a class, per modality
 SWAPPED = 0.48  # share of named captions that name the partner class instead
 NAME_ONLY = 0.1  # share of named captions that are only "a <modality> image of <name>."
-_NOUNS = {"hi": ("lesion", "spot", "growth"), "lo": ("lesion", "opacity", "shadow")}
+_NOUNS = {"hi": ("lesion", "spot", "growth"), "lo": ("lesion", "opacity", "shadow", "spot")}
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
@@ -527,11 +533,169 @@ def visible_words(rng: np.random.Generator, a: dict[str, Any]) -> dict[str, str]
     return w
 
 
-def caption(rng: np.random.Generator, a: dict[str, Any]) -> str:
+# ------------------------------------------------------------------------------------------------ remarks
+_REMARKS: dict[str, tuple[str, ...]] = {
+    # what a figure caption adds after the finding, per (modality or kind) and condition; every phrase is
+    # true of the images it is attached to (see :func:`remarks`)
+    "any": (
+        "the {noun} is seen in the middle of the image.",
+        "it is {size} in size.",
+        "the {noun} looks {shape} rather than {other}.",
+        "it may look different in another scan.",
+        "one {noun} only, near the centre.",
+        "a {shape} or {shape2} {noun}.",
+        "it can sometimes look {shape2}, but it is {shape}.",
+        "at this size, some of them look {shape2}.",
+        "as seen here, most of them are {shape}.",
+        "it shows no more than one {noun}.",
+    ),
+    "hi": (
+        "the {noun} lies on pink or tan skin.",
+        "the skin around it is even and pale.",
+        "the {noun} is {colour} on skin-coloured background.",
+        "hairs or bubbles may cross the skin.",
+        "the lesion is flat and its colour is darker than the skin.",
+        "it looks like a {colour} patch on the skin.",
+    ),
+    "lo": (
+        "fine detail is hidden by blur and noise.",
+        "for a low-dose scan, the {noun} shows little detail.",
+        "detail is lost in the noise, so it is easy to miss.",
+        "the {noun} is brighter than the grey around it.",
+        "its edge fades into the grey background.",
+        "small detail is smeared and softened by blur.",
+        "the {noun} is barely visible, almost lost in the noise.",
+        "it is very faint and often too hazy to see well.",
+        "the background is slightly brighter on one side.",
+    ),
+    "bands": ("rib bands cross it.", "it is crossed by rib bands.", "rib bands are nearby."),
+    "solid": (
+        "a disc of even fill throughout.",
+        "a simple disc, uniformly filled.",
+        "the body is evenly coloured.",
+        "nothing inside it except even fill.",
+        "the {noun} is not hollow.",
+    ),
+    "plain": (
+        "no specks or dots are seen inside.",
+        "without specks, lobes or spikes.",
+        "nothing in its core.",
+    ),
+    "specks": (
+        "specks near its centre, like popcorn.",
+        "a speckled core.",
+        "its inside is dotted and sprinkled with bright points.",
+        "{count} bright specks in it.",
+        "the fill is broken by bright specks.",
+        "the core holds white dots.",
+        "a tiny speck may show as a bright point.",
+        "inner specks are seen in the middle.",
+    ),
+    "spiculated": (
+        "thin rays pointing outwards from a dense core.",
+        "spikes of different lengths and varying length, tapering out.",
+        "its border sends out spikes reaching into the background.",
+        "the edge breaks into thin spikes all around, like a star.",
+        "many thin spikes around a solid body.",
+    ),
+    "lobulated": (
+        "the edge bulges out into smooth lobes.",
+        "it looks like a few joined round bumps, like a flower.",
+        "deep lobes can make it look star-shaped.",
+        "the border is made of rounded lobes rather than lines.",
+        "its lobes are broad and smooth.",
+    ),
+    "ring": (
+        "a rim enclosing a space.",
+        "a round rim around the centre, not solid.",
+    ),
+    "thick": (
+        "a thick-walled ring, rimmed by a rough wobbly wall.",
+        "the wall is thicker than a thin rim.",
+        "the wall is rough and of uneven thickness.",
+    ),
+    "thin": (
+        "a thin-walled ring.",
+        "a fine smooth rim of even thickness.",
+        "the wall has the same thickness all around.",
+        "a ring whose wall is of even width.",
+    ),
+    "filled": ("grainy debris in its centre.", "the centre is partly filled.", "murky fill inside the rim."),
+    "clear": ("the centre is clear and empty, with nothing inside.", "the centre is nearly empty."),
+    "halo": ("a halo outside the wall.", "a soft halo spreading outside."),
+    "patchy": (
+        "clumps grouped together in a small area.",
+        "soft patches that merge into one patch.",
+        "a group of clumps of different sizes, close together.",
+        "{count} clumps spreading over an area.",
+        "opacities of varying size clustered in a group.",
+    ),
+    "streaky": (
+        "strands crossing each other in a tangle.",
+        "threads forming a web pattern.",
+        "long curved strands, thin like hairs.",
+        "each strand is thin and curved.",
+        "thin lines that curve and cross over each other.",
+    ),
+}
+_COUNTS = ("two", "three", "four", "five", "six", "seven")
+REMARKED = 0.6  # share of captions followed by one remark sentence
+
+
+def remarks(a: dict[str, Any], w: dict[str, str]) -> list[str]:
+    """The remark groups of :data:`_REMARKS` that are true of an image with attributes ``a`` and
+    appearance words ``w`` (from :func:`visible_words`)."""
+    lo, kind = a["modality"] == "lo", a["kind"]
+    keys = ["any", "lo" if lo else "hi"]
+    if lo and a["bands"]:
+        keys.append("bands")
+    if kind in ("solid", "lobulated", "spiculated"):
+        keys.append(kind)
+        keys.append("specks" if "speck" in w.get("inner", "") or "dot" in w.get("inner", "") else "plain")
+    if kind == "ring":
+        keys += ["ring", "thick" if a["wall"] > 0.07 else "thin", "filled" if a["fill"] > 0.25 else "clear"]
+        if a["halo"] > 0.15:
+            keys.append("halo")
+    if kind in ("patchy", "streaky"):
+        keys.append(kind)
+    return keys
+
+
+def _remark(rng: np.random.Generator, a: dict[str, Any], w: dict[str, str], noun: str) -> str:
+    """One remark sentence about the image, drawn among those true of it (:func:`remarks`)."""
+    keys = remarks(a, w)
+    if a["kind"] in ("ring", "patchy", "streaky") or "specks" in keys:
+        keys = [k for k in keys if k != "any" or rng.random() < 0.3]  # the telling remarks come more often
+    phrase = _pick(rng, _REMARKS[_pick(rng, keys)])
+    count = len(a.get("specks", [])) or len(a.get("blobs", [])) or 2
+    shapes = _SHAPES[a["kind"]]
+    others = [s for k, v in _SHAPES.items() if k != a["kind"] for s in v]
+    return phrase.format(
+        noun=noun,
+        size=w.get("size", "medium"),
+        shape=w["shape"],
+        shape2=_pick(rng, shapes),
+        other=_pick(rng, others),
+        colour=w.get("colour", "grey"),
+        count=_COUNTS[min(max(count, 2), 7) - 2],
+    )
+
+
+_SHAPES = {
+    "solid": ("round", "oval", "circular"),
+    "spiculated": ("spiky", "star-shaped", "radiating"),
+    "lobulated": ("lobulated", "bumpy", "lumpy"),
+    "ring": ("ring-shaped", "hollow", "ring-like"),
+    "patchy": ("patchy", "blotchy", "clustered"),
+    "streaky": ("streaky", "stringy", "web-like"),
+}
+
+
+def caption(rng: np.random.Generator, a: dict[str, Any], named: float | None = None) -> str:
     """A pretraining caption for an image with attributes ``a``, like a figure caption in a paper.
 
     Appearance words come from :func:`visible_words`, each dropped with probability 0.2. A class name is
-    added to a fraction :data:`NAMED` of the captions; a fraction :data:`SWAPPED` of those name the
+    added to a fraction ``named`` (default :data:`NAMED` of the modality) of the captions; a fraction :data:`SWAPPED` of those name the
     partner class instead (so a name mostly tells the pair, only weakly the class: captions in the wild
     are noisy about diagnoses), and a fraction :data:`NAME_ONLY` of named captions are the bare
     "a <modality> image of <name>." with no appearance words.
@@ -542,7 +706,8 @@ def caption(rng: np.random.Generator, a: dict[str, Any]) -> str:
             p=[q for _, q in _MODALITY_VARIANTS[a["modality"]]],
         )
     )
-    w = {k: v for k, v in visible_words(rng, a).items() if k == "shape" or rng.random() > 0.2}
+    seen = visible_words(rng, a)
+    w = {k: v for k, v in seen.items() if k == "shape" or rng.random() > 0.2}
     noun = _pick(rng, _NOUNS[a["modality"]])
     desc = " ".join(x for x in (w.get("size"), w["shape"], w.get("colour"), noun) if x)
     details = [x for x in (w.get("margin"), w.get("inner")) if x]
@@ -560,7 +725,9 @@ def caption(rng: np.random.Generator, a: dict[str, Any]) -> str:
     if "extra" in w:
         text += f"; {w['extra']}"
     text += "."
-    if rng.random() < NAMED:
+    if rng.random() < REMARKED:
+        text += " " + _remark(rng, a, seen, noun)
+    if rng.random() < (NAMED[a["modality"]] if named is None else named):
         label = a["label"]
         if rng.random() < SWAPPED:
             label = CLASSES[label].partner
@@ -577,11 +744,12 @@ def caption(rng: np.random.Generator, a: dict[str, Any]) -> str:
 
 
 def corpus(
-    seed: int, n: int, lo_fraction: float = 0.1
+    seed: int, n: int, lo_fraction: float = 0.1, named_lo: float | None = None
 ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
     """A captioned pretraining corpus of ``n`` images drawn from the ``pretrain`` stream (disjoint from the
     task's splits by construction of the keys): RGB pixels (n, 32, 32, 3) uint8 (low-end grey repeated),
-    captions, labels and a boolean low-end mask. Classes are uniform; a ``lo_fraction`` of images is low-end.
+    captions, labels and a boolean low-end mask. Classes are uniform; a ``lo_fraction`` of images is low-end,
+    and a ``named_lo`` share of the low-end captions names a class (default :data:`NAMED`).
     """
     plan = np.random.default_rng([int(seed), STREAMS["pretrain"], 99])
     labels = plan.integers(0, len(CLASSES), n)
@@ -592,5 +760,6 @@ def corpus(
         mod = "lo" if is_lo[i] else "hi"
         img, attrs = draw(seed, "pretrain", mod, "corpus", i, int(labels[i]))
         pixels[i] = img[..., None] if img.ndim == 2 else img
-        captions.append(caption(np.random.default_rng([int(seed), STREAMS["pretrain"], 98, i]), attrs))
+        named = named_lo if mod == "lo" else None
+        captions.append(caption(np.random.default_rng([int(seed), STREAMS["pretrain"], 98, i]), attrs, named))
     return pixels, captions, labels, is_lo

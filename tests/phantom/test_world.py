@@ -169,3 +169,34 @@ def test_captions_never_use_class_names_as_appearance_words() -> None:
         text = world.caption(rng, attrs)
         named += any(n in text for n in world.CLASS_NAMES)
     assert 60 < named < 140  # a class name in about half of the captions
+
+
+def test_low_end_captions_name_the_modality_and_use_the_descriptions_words() -> None:
+    """Every low-end caption names its modality; the appearance words drawn for low-end images are, with
+    a few exceptions (sizes, the letter marker), words of the low-end descriptions."""
+    from backbones.phantom.tokenizer import words
+
+    desc = load_descriptions(DESCRIPTIONS, list(world.CLASS_NAMES))
+    lo_words = {w for texts in desc["lo"].values() for t in texts for w in words(t)}
+    _, captions, _, is_lo = world.corpus(5, 160, lo_fraction=0.5)
+    lo_caps = [c for c, lo in zip(captions, is_lo, strict=True) if lo]
+    assert len(lo_caps) > 50
+    for text in lo_caps:
+        assert "low-dose scan" in text or "grey scan" in text, text
+        assert "colour" not in words(text), text
+    rng = np.random.default_rng(0)
+    seen: set[str] = set()
+    for i in range(400):
+        _, attrs = world.draw(3, "pretrain", "lo", "corpus", i, i % K)
+        seen.update(w for phrase in world.visible_words(rng, attrs).values() for w in words(phrase))
+    assert {"faint", "hazy", "blurry", "grey", "rib", "bands", "darker", "centre", "thick", "bright"} <= seen
+    assert len(seen - lo_words) <= 0.1 * len(seen), sorted(seen - lo_words)
+
+
+def test_named_share_of_low_end_captions_follows_the_option() -> None:
+    def named(share: float | None) -> float:
+        _, captions, _, is_lo = world.corpus(6, 400, lo_fraction=1.0, named_lo=share)
+        return np.mean([any(n in c for n in world.CLASS_NAMES) for c in captions])
+
+    assert named(0.0) == 0.0 and named(1.0) == 1.0
+    assert abs(named(None) - world.NAMED["lo"]) < 0.1
