@@ -121,7 +121,9 @@ def test_modalities_differ_statistically(generated: tuple[Phantom, Phantom]) -> 
         return np.median(np.abs(np.diff(g, axis=2)), axis=(1, 2))
 
     assert np.median(saturation(hi)) > 0.2 and saturation(lo).max() == 0.0
-    assert np.median(contrast(hi)) > 1.2 * np.median(contrast(lo))
+    # world v2 degrades the low end less than v1 (LO_LOOK), so that its features separate the classes:
+    # measured median contrast ratio 1.13 on seed 0 (v1: above 1.2)
+    assert np.median(contrast(hi)) > 1.1 * np.median(contrast(lo))
     assert np.median(noise(lo)) > 2.0 * np.median(noise(hi))
 
 

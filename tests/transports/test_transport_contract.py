@@ -81,7 +81,7 @@ def test_options_are_config_keys(name: str) -> None:
     assert options["epsilon"] == 0.1 and options["max_iter"] == 100 and options["cost"] == "sqeuclidean"
     assert options["center"] is False and options["normalize"] is False  # off: the problem as POT states it
     if "alpha" in options:
-        assert options["alpha"] == 0.1  # the paper's literal default (METHOD.md)
+        assert options["alpha"] == 0.9  # chosen by the rule of docs/defaults.md (the literal reading is 0.1)
 
 
 @pytest.mark.parametrize("name", ["wasserstein", "gw", "pot-wasserstein", "pot-gw"])
