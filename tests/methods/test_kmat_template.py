@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from toyworld import ToyTask, setup
+from toyworld import ToyTask, setup, train_argv
 
 from kmat_cli import registry
 from kmat_cli.app import main
@@ -60,19 +60,7 @@ def test_bad_template_is_a_usage_error_naming_the_key(template: str, says: str) 
 def test_cli_bad_template_exits_2_with_one_line_and_no_run_folder(tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
     argv = [
-        "train",
-        "--task",
-        "toyworld:ToyTask",
-        "--backbone",
-        "toyworld:ToyBackbone",
-        "--epochs",
-        "1",
-        "--shots",
-        "2",
-        "--out",
-        str(out),
-        "--set",
-        f"task.root={tmp_path / 'data'}",
+        *train_argv(tmp_path, epochs=1, shots=2),
         "--set",
         "method.description_template={class}: {description}",
     ]

@@ -154,3 +154,23 @@ def setup(**kw: Any):
     )
     fields.update(kw)
     return MethodSetup(**fields)
+
+
+def train_argv(tmp_path: Path, *, epochs: int, shots: int) -> list[str]:
+    """``kmat train`` arguments for the toy task and backbone: data under ``tmp_path/data``, run folders
+    under ``tmp_path/runs``."""
+    return [
+        "train",
+        "--task",
+        "toyworld:ToyTask",
+        "--backbone",
+        "toyworld:ToyBackbone",
+        "--epochs",
+        str(epochs),
+        "--shots",
+        str(shots),
+        "--out",
+        str(tmp_path / "runs"),
+        "--set",
+        f"task.root={tmp_path / 'data'}",
+    ]

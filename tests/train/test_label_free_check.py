@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from toyworld import train_argv
 
 from kmat_cli import assemble, config, train, workflow
 from kmat_cli.app import main
@@ -37,17 +38,7 @@ def _prototypes(parts, template: str) -> dict[str, torch.Tensor]:
 
 def test_train_prints_one_check_line_and_stores_it(tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
-    argv = ["train", "--task", "toyworld:ToyTask", "--backbone", "toyworld:ToyBackbone", "--epochs", "2"]
-    argv += [
-        "--shots",
-        "2",
-        "--out",
-        str(out),
-        "--set",
-        f"task.root={tmp_path / 'data'}",
-        "--transport",
-        "none",
-    ]
+    argv = [*train_argv(tmp_path, epochs=2, shots=2), "--transport", "none"]
     main(argv)
     captured = capsys.readouterr()
     err = captured.err
@@ -82,9 +73,7 @@ def test_train_prints_one_check_line_and_stores_it(tmp_path: Path, capsys) -> No
 
 
 def test_methods_without_prototypes_write_no_check(tmp_path: Path, capsys) -> None:
-    out = tmp_path / "runs"
-    argv = ["train", "--task", "toyworld:ToyTask", "--backbone", "toyworld:ToyBackbone", "--epochs", "1"]
-    argv += ["--shots", "2", "--out", str(out), "--set", f"task.root={tmp_path / 'data'}", "--method", "coop"]
+    argv = [*train_argv(tmp_path, epochs=1, shots=2), "--method", "coop"]
     main(argv)
     captured = capsys.readouterr()
     assert "label-free check" not in captured.err
