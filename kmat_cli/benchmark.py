@@ -14,6 +14,7 @@ shardable, local or Ray) and the report is written from the cells' results:
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic, config, report
+from kmat_cli import atomic, config, defaults_rule, report
 from kmat_cli.errors import UsageError
 from kmat_cli.grid import Cell, Outcome, read_cells, run_cells
 
@@ -61,6 +62,36 @@ DEVIATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("centred/normalised transport", (_LITERAL, *_SHAPED)),
     ("modality-aware anchor + centred/normalised transport", (_AWARE, *_SHAPED)),
 )
+_HI_VAL = ("validation", "accuracy")  # the defaults rule's inputs in a cell's result (report.RULE_INPUTS)
+_COS_LO = ("checks", "trained", "cos_t_p", "lo")
+# Run-environment keys that do not change what a cell computes: left out of its identity.
+RUNTIME_KEYS = ("out", "train.device", "train.threads", "train.num_workers", "train.eval_batch_size")
+
+
+def config_identity(cfg: Mapping[str, Any]) -> str:
+    """SHA-256 (16 hex digits) of a resolved config without :data:`RUNTIME_KEYS`: equal for two spellings
+    of one configuration, different when a default it relies on changes."""
+    flat = {k: v for k, v in flatten(cfg).items() if k not in RUNTIME_KEYS}
+    blob = json.dumps(flat, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def rule_candidates() -> list[Variant]:
+    """The defaults rule's transport candidates (docs/defaults.md, step 2): alpha x center x normalize,
+    K-MaT otherwise as configured."""
+    rows = []
+    for alpha in ALPHAS:
+        for center in (False, True):
+            for normalize in (False, True):
+                shape = {(False, False): "", (True, False): ", centred", (False, True): ", normalised"}
+                label = f"alpha {alpha:g}" + shape.get((center, normalize), ", centred + normalised")
+                sets = (
+                    f"transport.alpha={alpha}",
+                    f"transport.center={str(center).lower()}",
+                    f"transport.normalize={str(normalize).lower()}",
+                )
+                rows.append(Variant(label, "kmat", sets))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -74,6 +105,7 @@ class Request:
     ablation: bool = False
     flags: Mapping[str, Any] = field(default_factory=dict)
     sets: tuple[str, ...] = ()
+    defaults_rule: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +114,7 @@ class Request:
             "methods": list(self.methods),
             "seeds": list(self.seeds),
             "ablation": self.ablation,
+            "defaults_rule": self.defaults_rule,
             "flags": dict(self.flags),
             "sets": list(self.sets),
         }
@@ -93,6 +126,7 @@ class Request:
             methods=tuple(data["methods"]),
             seeds=tuple(int(s) for s in data["seeds"]),
             ablation=bool(data.get("ablation", False)),
+            defaults_rule=bool(data.get("defaults_rule", False)),
             flags=dict(data.get("flags", {})),
             sets=tuple(data.get("sets", ())),
         )
@@ -145,11 +179,28 @@ class Plan:
     def __init__(self, request: Request) -> None:
         if not request.tasks or not request.seeds:
             raise UsageError("kmat benchmark needs at least one --task and one --seeds value")
-        if not request.methods and not request.ablation:
-            raise UsageError("kmat benchmark needs --methods, --ablation or both")
+        if not request.methods and not request.ablation and not request.defaults_rule:
+            raise UsageError("kmat benchmark needs --methods, --ablation, --defaults-rule or a mix")
         self.request = request
+        self._configs: dict[tuple[str, Variant, int], dict[str, Any]] = {}
         self.methods = [Variant(METHOD_LABELS.get(m, m), m) for m in dict.fromkeys(request.methods)]
         self.ablation = self._ablation_rows() if request.ablation else []
+        self.candidates = self._rule_rows() if request.defaults_rule else []
+
+    def _rule_rows(self) -> list[Variant]:
+        cfg = self.config(self.request.tasks[0], Variant("K-MaT", "kmat"), self.request.seeds[0])
+        if "center" not in cfg["transport"] or "normalize" not in cfg["transport"]:
+            name = cfg["transport"]["name"]
+            raise UsageError(
+                f"--defaults-rule needs a transport with center/normalize options; {name} has none"
+            )
+        return rule_candidates()
+
+    @property
+    def tables(self) -> list[tuple[str, list[Variant]]]:
+        """(kind, rows) of every table asked for, in report order."""
+        kinds = (("methods", self.methods), ("ablation", self.ablation), ("rule", self.candidates))
+        return [(kind, rows) for kind, rows in kinds if rows]
 
     def _ablation_rows(self) -> list[Variant]:
         rows = [Variant(label, "kmat", sets) for label, sets in ABLATION]
@@ -167,22 +218,29 @@ class Plan:
             ]
         return rows
 
-    def cell(self, task: str, variant: Variant, seed: int) -> Cell:
-        """The cell of (task, row, seed): common flags, then task/method/seed; user sets, then the row's."""
+    def _spelling(self, task: str, variant: Variant, seed: int) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """(flags, sets) of (task, row, seed): common flags, then task/method/seed; user sets, then the row's."""
         flags = {**self.request.flags, "task.name": task, "method.name": variant.method, "train.seed": seed}
         own = {_set_key(s) for s in variant.sets}
         sets = tuple(s for s in self.request.sets if _set_key(s) not in own) + variant.sets
-        return Cell(flags=flags, sets=sets)
+        return flags, sets
+
+    def cell(self, task: str, variant: Variant, seed: int) -> Cell:
+        """The cell of (task, row, seed), keyed by the identity of its resolved config."""
+        flags, sets = self._spelling(task, variant, seed)
+        return Cell(flags=flags, sets=sets, identity=config_identity(self.config(task, variant, seed)))
 
     def config(self, task: str, variant: Variant, seed: int) -> dict[str, Any]:
-        cell = self.cell(task, variant, seed)
-        return config.build(flags={**cell.flags, "out": "."}, sets=cell.sets)
+        """The resolved config of (task, row, seed) (built once per plan)."""
+        key = (task, variant, seed)
+        if key not in self._configs:
+            flags, sets = self._spelling(task, variant, seed)
+            self._configs[key] = config.build(flags={**flags, "out": "."}, sets=sets)
+        return self._configs[key]
 
     def layout(self) -> report.Layout:
         tables = []
-        for kind, rows in (("methods", self.methods), ("ablation", self.ablation)):
-            if not rows:
-                continue
+        for kind, rows in self.tables:
             cells = {
                 (t, v.label, s): self.cell(t, v, s).key
                 for t in self.request.tasks
@@ -196,7 +254,7 @@ class Plan:
     def cells(self) -> list[Cell]:
         """The distinct cells, in table order."""
         found: dict[str, Cell] = {}
-        for rows in (self.methods, self.ablation):
+        for _, rows in self.tables:
             for t in self.request.tasks:
                 for v in rows:
                     for s in self.request.seeds:
@@ -206,7 +264,7 @@ class Plan:
 
     def validate(self) -> None:
         """Build every cell's config (bad usage is a UsageError before anything runs)."""
-        for rows in (self.methods, self.ablation):
+        for _, rows in self.tables:
             for t in self.request.tasks:
                 for v in rows:
                     try:
@@ -324,6 +382,43 @@ def _plots(outcomes: Sequence[Outcome], out: Path) -> str:
     )
 
 
+def _rule_outcome(
+    plan: Plan, layout: report.Layout, table: report.Table, by_key: Mapping[str, Outcome]
+) -> str:
+    """The defaults rule applied per task (:mod:`kmat_cli.defaults_rule`) to this benchmark's cells: step 1
+    reads the initial checks of every finished cell of the first seed (any table), step 2 the candidates."""
+    first = layout.seeds[0]
+    parts = []
+    for task in layout.tasks:
+        keys = {
+            key
+            for t in layout.tables
+            for (k_task, _, seed), key in t.cells.items()
+            if (k_task, seed) == (task, first)
+        }
+        checks = [
+            (by_key[key].result or {}).get("checks") or {}
+            for key in sorted(keys)
+            if key in by_key and by_key[key].status == "done"
+        ]
+        candidates = []
+        for variant in plan.candidates:
+            transport = plan.config(task, variant, first)["transport"]
+            candidates.append(
+                defaults_rule.Candidate(
+                    label=variant.label,
+                    alpha=float(transport["alpha"]),
+                    center=bool(transport["center"]),
+                    normalize=bool(transport["normalize"]),
+                    hi_val=100.0 * report.rule_input(layout, table, by_key, task, variant.label, _HI_VAL),
+                    cos_lo=report.rule_input(layout, table, by_key, task, variant.label, _COS_LO),
+                )
+            )
+        checked = defaults_rule.template_checks(checks)
+        parts.append(defaults_rule.markdown(task, checked, candidates, len(layout.seeds)))
+    return "\n".join(parts)
+
+
 def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = True) -> tuple[str, str]:
     """(markdown, CSV) of the report of ``outcomes`` under ``out`` (plots written into ``out/plots``)."""
     layout = plan.layout()
@@ -345,6 +440,16 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
     for table in layout.tables:
         if table.kind == "methods":
             parts += ["## Methods (Table 2 layout)", "", report.methods_markdown(layout, table, by_key)]
+        elif table.kind == "rule":
+            parts += [
+                "## Defaults rule (docs/defaults.md)",
+                "",
+                "The transport candidates of step 2 (relative columns against the first candidate). The rule "
+                "reads only Hi val and cos(t_lo, p_lo); Lo is shown beside, never used.",
+                "",
+                report.ablation_markdown(layout, table, by_key),
+                _rule_outcome(plan, layout, table, by_key),
+            ]
         else:
             parts += [
                 "## K-MaT ablation (Table 3 layout)",

@@ -69,11 +69,17 @@ class Cell:
     ``flags`` values that are None are ignored (as in :func:`kmat_cli.config.build`); ``out`` is always
     set by the grid (the cell's folder) and must not be given. Two ``sets`` items may not set the same key
     (their order would matter, and the key is order-free).
+
+    ``identity``: optional fingerprint of the configuration the flags and sets resolve to (see
+    :func:`kmat_cli.benchmark.config_identity`). When given, the key hashes it instead of the spelling, so
+    two spellings of one configuration share a cell, and a changed default makes a new cell instead of
+    reading back one trained under the old default.
     """
 
     flags: Mapping[str, Any]
     sets: tuple[str, ...] = ()
     score: str = "test"
+    identity: str = ""
 
     def __post_init__(self) -> None:
         flags = {str(k): v for k, v in sorted(dict(self.flags).items()) if v is not None}
@@ -91,12 +97,14 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """A stable short hash of (flags, sorted sets, score): the cell's folder name."""
-        blob = json.dumps(
-            {"flags": dict(self.flags), "sets": sorted(self.sets), "score": self.score},
-            sort_keys=True,
-            separators=(",", ":"),
+        """A stable short hash of (flags, sorted sets, score), or of (identity, score) when the cell has an
+        identity: the cell's folder name."""
+        spec = (
+            {"identity": self.identity, "score": self.score}
+            if self.identity
+            else {"flags": dict(self.flags), "sets": sorted(self.sets), "score": self.score}
         )
+        blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def __hash__(self) -> int:
@@ -107,12 +115,16 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``cell.json``)."""
-        return {"key": self.key, "flags": dict(self.flags), "sets": list(self.sets), "score": self.score}
+        data = {"key": self.key, "flags": dict(self.flags), "sets": list(self.sets), "score": self.score}
+        return {**data, "identity": self.identity} if self.identity else data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Cell:
         return cls(
-            flags=dict(data["flags"]), sets=tuple(data.get("sets", ())), score=data.get("score", "test")
+            flags=dict(data["flags"]),
+            sets=tuple(data.get("sets", ())),
+            score=data.get("score", "test"),
+            identity=str(data.get("identity", "")),
         )
 
     def describe(self) -> str:

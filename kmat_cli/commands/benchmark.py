@@ -66,6 +66,12 @@ def benchmark_grid(
     ablation: bool = typer.Option(
         False, "--ablation", help="Also the K-MaT ablation (Table 3): CE only, +CSC/MSC, +anchor, +transport."
     ),
+    defaults_rule: bool = typer.Option(
+        False,
+        "--defaults-rule",
+        help="Also the candidates of K-MaT's defaults rule (alpha x center x normalize, docs/defaults.md) "
+        "and the rule's outcome.",
+    ),
     transport: str = typer.Option(
         None, "--transport", help="Transport of K-MaT: fgw, wasserstein, gw, none."
     ),
@@ -126,6 +132,7 @@ def benchmark_grid(
         methods=tuple(_split(methods, "methods")),
         seeds=tuple(_seeds(seeds)),
         ablation=ablation,
+        defaults_rule=defaults_rule,
         flags=benchmark.common_flags(config, flags),
         sets=tuple(sets),
     )
