@@ -38,7 +38,7 @@ from backbones.phantom.tokenizer import WordTokenizer
 
 DEFAULTS: dict[str, Any] = {
     "seed": 1234,  # corpus seed (the task's splits use the "task" stream, whatever their seed)
-    "n": 20000,
+    "n": 40000,
     "lo_fraction": 0.2,
     "named_lo": 0.1,  # share of low-end captions that name a class
     "epochs": 8,
