@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kmat_cli import atomic
 from kmat_cli.errors import UsageError
@@ -41,7 +41,18 @@ def _slug(text: str) -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """A run folder and its status file."""
+    """A run folder: every file name in it is one of these constants (``run.file(Run.CONFIG)``)."""
+
+    STATUS: ClassVar[str] = STATUS_FILE  # {"status": created | running | finished | failed, "time": ...}
+    LOCK: ClassVar[str] = LOCK_FILE  # flock'ed while a process trains or resumes the run
+    CONFIG: ClassVar[str] = "config.yaml"  # the resolved config
+    ENV: ClassVar[str] = "env.json"  # versions and machine
+    HISTORY: ClassVar[str] = "metrics.jsonl"  # one record per epoch (training)
+    METRICS: ClassVar[str] = "metrics.json"  # test metrics per modality (evaluation)
+    VAL_METRICS: ClassVar[str] = "metrics-val.json"  # high-end validation metrics
+    CHECKS: ClassVar[str] = "checks.json"  # label-free checks of prompts and prototypes
+    PROMPTS: ClassVar[str] = "prompts.safetensors"  # exported class embeddings
+    CHECKPOINT: ClassVar[str] = "checkpoint.json"  # the last checkpoint's state
 
     path: Path
 
