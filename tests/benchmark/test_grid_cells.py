@@ -13,7 +13,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from kmat_cli import registry
 from kmat_cli.errors import UsageError
-from kmat_cli.grid import Cell, read_cells, run_cell, run_cells, shard_of
+from kmat_cli.experiments.cells import Cell, read_cells, run_cell, shard_of
+from kmat_cli.experiments.runner import run_cells
 
 FAST = {"task.name": "phantom", "train.epochs": 2, "train.shots": 2}
 
@@ -166,7 +167,7 @@ def test_pool_survives_a_worker_dying_during_feature_extraction(
 ) -> None:
     from bench_helpers import die_extracting_features
 
-    from kmat_cli import executors
+    from kmat_cli.experiments import runner as executors
 
     monkeypatch.setattr(executors, "features_entry", die_extracting_features)
     cells = [Cell({**FAST, "method.name": "zeroshot", "train.seed": s}) for s in (1, 2)]
