@@ -251,33 +251,15 @@ def default_out(tasks: Sequence[str]) -> Path:
     return Path("runs") / "benchmark" / "-".join(tasks)
 
 
-def run(
-    request: Request,
-    out: Path,
-    *,
-    executor: str = "local",
-    address: str | None = None,
-    shard_index: int = 0,
-    num_shards: int = 1,
-    jobs: int = 1,
-    progress: bool = True,
-) -> tuple[Plan, list[Outcome]]:
-    """Validate, save ``benchmark.json`` and run the request's grid (this shard of it) under ``out``."""
+def run(request: Request, out: Path, **options: Any) -> tuple[Plan, list[Outcome]]:
+    """Validate, save ``benchmark.json`` and run the request's grid (this shard of it) under ``out``;
+    ``options`` are those of :func:`~kmat_cli.experiments.runner.run_cells` (executor, address,
+    shard_index, num_shards, jobs, progress)."""
     plan = Plan(request)
     plan.validate()
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / REQUEST_FILE, request.to_dict())
-    outcomes = run_cells(
-        plan.cells(),
-        out,
-        executor=executor,
-        address=address,
-        shard_index=shard_index,
-        num_shards=num_shards,
-        jobs=jobs,
-        progress=progress,
-    )
-    return plan, outcomes
+    return plan, run_cells(plan.cells(), out, **options)
 
 
 def load_request(folder: Path) -> Request:

@@ -284,7 +284,7 @@ def run_cell(cell: Cell, root: str | Path) -> Outcome:
         }
         (folder / ERROR_FILE).unlink(missing_ok=True)
         atomic.write_json(folder / RESULT_FILE, record)  # last: the finished marker
-    except Exception as exc:  # noqa: BLE001 - a failed cell is reported, the grid goes on
+    except Exception as exc:  # a failed cell is reported, the grid goes on
         return failed(cell, folder, f"{type(exc).__name__}: {exc}", traceback.format_exc())
     return Outcome(cell, "done", _public(_finished(folder) or {}), how=how)
 

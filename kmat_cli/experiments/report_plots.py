@@ -201,6 +201,6 @@ def section(results: Sequence[Result], out: Path) -> str:
         paths = write_report_plots(results, out / PLOTS_DIR)
     except ImportError as exc:
         return f"## Plots\n\nNo plots: {exc}.\n"
-    except Exception as exc:  # noqa: BLE001 - a plot must never cost the report
+    except Exception as exc:  # a plot must never cost the report
         return f"## Plots\n\nNo plots: {type(exc).__name__}: {exc}.\n"
     return plots_markdown(paths, out) + "\n" if paths else ""

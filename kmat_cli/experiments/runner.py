@@ -65,7 +65,7 @@ def feature_jobs(cells: Sequence[Cell]) -> list[dict[str, Any]]:
     for cell in cells:
         try:
             cfg = config.build(flags={**cell.flags, "out": "."}, sets=cell.sets)
-        except Exception:  # noqa: BLE001 - reported by the cell itself
+        except Exception:  # reported by the cell itself
             continue
         t = cfg["train"]
         gkey = json.dumps([cfg["backbone"], cfg["task"], t["device"], t["eval_batch_size"]], sort_keys=True)
@@ -151,7 +151,7 @@ def run_pool(cells: Sequence[Cell], root: Path, *, jobs: int, report: Report, pr
 def _feature_done(get: Callable[[], dict[str, Any]], job: dict[str, Any], progress: bool) -> None:
     try:
         summary = get()
-    except Exception as exc:  # noqa: BLE001 - the cells will compute (or fail on) their features themselves
+    except Exception as exc:  # the cells will compute (or fail on) their features themselves
         say(f"feature extraction {job['kind']} failed ({type(exc).__name__}: {exc}); cells will retry it")
         return
     if progress:
@@ -162,7 +162,7 @@ def _outcome(get: Callable[[], dict[str, Any]], cell: Cell, root: Path) -> Outco
     """The outcome a worker returned, or a failed one (with ``error.json``) when the worker died."""
     try:
         return Outcome.from_dict(get())
-    except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cell, the grid goes on
+    except Exception as exc:  # a crashed worker fails its cell, the grid goes on
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
         return failed(cell, cell_dir(root, cell), f"worker died: {type(exc).__name__}: {message}")
 
@@ -230,12 +230,7 @@ def run_cells(
     ``progress``: one line per cell on stderr. Identical cells run once and share their outcome.
     """
     root = Path(root)
-    if executor not in ("local", "ray"):
-        raise UsageError(f"--executor '{executor}' is unknown; use local or ray")
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    if executor == "ray":
-        require_ray()
+    _check(executor, jobs)
     mine = shard_of(cells, shard_index, num_shards)
     outcomes: dict[str, Outcome] = {}
     total = len(mine)
@@ -264,6 +259,16 @@ def run_cells(
             for cell in todo:
                 report(run_cell(cell, root))
     return [outcomes.get(cell.key) or Outcome(cell, "other-shard") for cell in cells]
+
+
+def _check(executor: str, jobs: int) -> None:
+    """A UsageError for an unknown executor, fewer than one job, or Ray asked for and not installed."""
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor '{executor}' is unknown; use local or ray")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if executor == "ray":
+        require_ray()
 
 
 def _progress_line(outcome: Outcome, n: int, total: int) -> str:

@@ -250,7 +250,7 @@ def test_report_prompt_map_without_the_ablation_cell(tiny_runs: dict[str, Path],
     paths = [
         p.path for p in report_plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path)
     ]
-    assert [p.name for p in paths][0] == "phantom-prompt-map.png"
+    assert paths[0].name == "phantom-prompt-map.png"
     assert_png(paths[0])
 
 
