@@ -173,3 +173,28 @@ def test_pool_survives_a_worker_dying_during_feature_extraction(
     cells = [Cell({**FAST, "method.name": "zeroshot", "train.seed": s}) for s in (1, 2)]
     outcomes = run_cells(cells, tmp_path / "pool", jobs=2, progress=False)
     assert [o.status for o in outcomes] == ["done", "done"]  # a new pool ran the cells
+
+
+def test_a_cell_finds_its_run_by_what_the_folder_holds_not_by_its_name(tmp_path: Path) -> None:
+    cell = Cell({**FAST, "method.name": "zeroshot", "train.seed": 1})
+    first = run_cell(cell, tmp_path)
+    assert first.status == "done", first.error
+    folder = tmp_path / "cells" / cell.key
+    (folder / "result.json").unlink()  # the finished marker lost: the run must be found again
+    run = Path(first.result["run"])
+    run.rename(run.with_name("renamed by hand"))
+    again = run_cell(cell, tmp_path)
+    assert again.status == "done" and again.how == "resumed"  # not trained anew
+    assert [p.name for p in (folder / "train").iterdir()] == ["renamed by hand"]
+    assert again.result["metrics"]["lo"] == first.result["metrics"]["lo"]
+
+
+def test_a_cell_scores_its_run_by_the_names_the_training_steps_know(tmp_path: Path) -> None:
+    from kmat_cli import config, workflow
+    from kmat_cli.experiments import cells
+
+    assert cells.SCORES == workflow.SCORES == ("test", "hi-val")
+    cfg = config.build(flags={**FAST, "out": str(tmp_path)})
+    with pytest.raises(UsageError, match="lo-test"):
+        workflow.run_training(cfg, scores=("lo-test",))
+    assert not any(tmp_path.iterdir())  # refused before anything was written
