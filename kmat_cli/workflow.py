@@ -166,13 +166,14 @@ def learn(prepared: Prepared, run: runs.Run, *, resume: bool, progress: bool = T
 
 
 def score_test(prepared: Prepared, run: runs.Run, timing: Mapping[str, float], *, progress: bool) -> dict:
-    """Evaluate test: accuracy / macro-F1 on both test splits with ``timing``, written to ``metrics.json``."""
+    """Evaluate test: accuracy / macro-F1 on both test splits, written to ``metrics.json`` with ``timing``
+    and ``total_s``, the seconds from :func:`prepare` to the end of this evaluation."""
     cfg, parts = prepared.cfg, prepared.parts
     metrics = {
         **_evaluate(parts, prepared.method, cfg, progress=progress),
         "run": _summary(cfg, parts.backbone),
     }
-    metrics["timing"] = dict(timing)
+    metrics["timing"] = {**timing, "total_s": time.perf_counter() - prepared.started}
     atomic.write_json(run.file(Run.METRICS), metrics)
     return metrics
 
@@ -184,7 +185,8 @@ def score_validation(prepared: Prepared, run: runs.Run, *, progress: bool) -> di
     return metrics
 
 
-def _timing(history: list[dict[str, Any]], started: float, until_export: float) -> dict[str, float]:
+def _timing(history: list[dict[str, Any]], until_export: float) -> dict[str, float]:
+    """Training time from the per-epoch ``history``, and the seconds from the start to the export."""
     steps = sum(r["steps"] for r in history)
     train_s = sum(r["time"] for r in history)
     return {
@@ -192,7 +194,6 @@ def _timing(history: list[dict[str, Any]], started: float, until_export: float) 
         "step_s": train_s / steps if steps else 0.0,
         "steps": steps,
         "until_export_s": until_export,
-        "total_s": time.perf_counter() - started,
     }
 
 
@@ -234,23 +235,21 @@ def run_training(
         _started(prepared, run, resume=resume, talk=show or progress)
         with _marking(run):
             history = learn(prepared, run, resume=resume, progress=progress)
-            until_export = time.perf_counter() - prepared.started
+            timing = _timing(history, time.perf_counter() - prepared.started)
             if "hi-val" in scores:
                 score_validation(prepared, run, progress=progress)
             if "test" in scores:
-                metrics = score_test(
-                    prepared, run, _timing(history, prepared.started, until_export), progress=progress
-                )
+                metrics = score_test(prepared, run, timing, progress=progress)
                 if show:
-                    from kmat_cli.evaluate import render
-
-                    c, seed = prepared.cfg, prepared.cfg["train"]["seed"]
-                    render(
-                        metrics,
-                        title=f"{c['task']['name']} / {c['method']['name']} / seed {seed}",
-                        stderr=True,
-                    )
+                    _show(prepared.cfg, metrics)
     return run
+
+
+def _show(cfg: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+    from kmat_cli.evaluate import render
+
+    title = f"{cfg['task']['name']} / {cfg['method']['name']} / seed {cfg['train']['seed']}"
+    render(metrics, title=title, stderr=True)
 
 
 def _already_finished(run: runs.Run) -> None:

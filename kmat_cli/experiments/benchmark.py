@@ -206,7 +206,7 @@ class Plan:
                 for v in rows
                 for s in self.request.seeds
             }
-            info = {v.label: (v.method, " ".join(v.sets)) for v in rows}
+            info = {v.label: v for v in rows}
             tables.append(report.Table(kind, [v.label for v in rows], cells, info))
         return report.Layout(list(self.request.tasks), list(self.request.seeds), tables)
 
