@@ -34,3 +34,11 @@ def test_the_default_methods_are_the_labelled_ones() -> None:
     assert set(METHODS) == set(METHOD_LABELS)
     plan = benchmark.Plan(benchmark.Request(tasks=("phantom",), methods=METHODS, seeds=(1,)))
     assert [v.label for v in plan.methods] == [METHOD_LABELS[m] for m in METHODS]
+
+
+def test_the_package_re_exports_its_main_names() -> None:
+    import kmat_cli.experiments as experiments
+    from kmat_cli.experiments import cells, runner
+
+    assert experiments.Cell is cells.Cell and experiments.run_cells is runner.run_cells
+    assert experiments.Plan is benchmark.Plan and experiments.METHODS == METHODS
