@@ -28,8 +28,7 @@ from kmat_cli.errors import UsageError
 from kmat_cli.progress import say
 from kmat_cli.runs import Run
 
-CHECKS_FILE = Run.CHECKS
-VAL_METRICS_FILE = Run.VAL_METRICS
+CHECKS_FILE = Run.CHECKS  # the name tests and docs use
 
 
 def _summary(cfg: Mapping[str, Any], backbone: Any) -> dict[str, Any]:
