@@ -158,7 +158,8 @@ def train(
         options = {**{k: v for k, v in named.items() if v is not None}, **options}
         cfg = train_config(config=config, sets=sets, **options)
         run = None
-    done = workflow.train_command(cfg, run=run, evaluate=evaluate, progress=progress, show=show)
+    scores = ("test",) if evaluate else ()
+    done = workflow.run_training(cfg, run=run, scores=scores, progress=progress, show=show)
     return Run(done.path)
 
 

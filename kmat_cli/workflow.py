@@ -1,20 +1,23 @@
 """What ``kmat train``, ``kmat evaluate`` and ``kmat export`` do, as library calls.
 
-``train_command``: sample the few-shot high-end set, build the parts, read the training images' features
-(so that bad input fails before any output exists), create (or reopen) the run folder,
-train with the shared trainer (checkpoint every epoch), write ``prompts.safetensors``, evaluate on both
-test splits (``metrics.json``, a table on stdout) and only then mark the run finished. Methods with
-description prototypes per modality also get a label-free, text-only check (``checks.json``, one stderr
-line at the start: mean cos(p_hi, p_lo) vs mean cos(t_hi, t_lo), the input of docs/defaults.md). Low-end images are
-read only by the evaluation, after training.
+:func:`run_training` composes the steps of a training: :func:`prepare` (sample the few-shot high-end set,
+build the parts, read the training images' features, so that bad input fails before any output exists),
+create (or reopen) the run folder, :func:`learn` (train with the shared trainer, checkpoint every epoch,
+write ``prompts.safetensors``), then the scores asked for (:data:`SCORES`: :func:`score_test` on both
+test splits, ``metrics.json`` and a table on stderr; :func:`score_validation` on the high-end validation
+split, ``metrics-val.json``) and only then mark the run finished. Methods with description prototypes per
+modality also get a label-free, text-only check (``checks.json``, one stderr line at the start: mean
+cos(p_hi, p_lo) vs mean cos(t_hi, t_lo), the input of docs/defaults.md). Low-end images are read only by
+the test evaluation, after training.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sys
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +25,10 @@ from kmat_cli import atomic, checkpoint, runs
 from kmat_cli.api import MODALITIES
 from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
+from kmat_cli.progress import say
+from kmat_cli.runs import Run
 
-
-def _say(message: str) -> None:
-    print(f"kmat: {message}", file=sys.stderr, flush=True)
+CHECKS_FILE = Run.CHECKS  # the name tests and docs use
 
 
 def _summary(cfg: Mapping[str, Any], backbone: Any) -> dict[str, Any]:
@@ -57,7 +60,6 @@ def _evaluate(parts: Any, method: Any, cfg: Mapping[str, Any], *, progress: bool
     return result.metrics()
 
 
-CHECKS_FILE = "checks.json"
 CHECKS_FORMAT = "kmat.checks/v1"
 
 
@@ -75,62 +77,36 @@ def _write_checks(run: runs.Run, init: Mapping[str, Any], trained: Mapping[str, 
     data = {"format": CHECKS_FORMAT, "init": dict(init)}
     if trained is not None:
         data["trained"] = dict(trained)
-    atomic.write_json(run.file(CHECKS_FILE), data)
+    atomic.write_json(run.file(Run.CHECKS), data)
 
 
-def train_command(
-    cfg: Mapping[str, Any],
-    run: runs.Run | None = None,
-    evaluate: bool = True,
-    *,
-    validate: bool = False,
-    progress: bool = True,
-    show: bool = True,
-) -> runs.Run:
-    """Train (or, given ``run``, resume) the configured method; returns the finished run. ``evaluate``:
-    both test splits (``metrics.json``); ``validate``: the high-end validation split only
-    (``metrics-val.json``, see :func:`validate`), with the parts already built; ``progress``: progress
-    bars on stderr (one line per epoch where stderr is not a terminal); ``show``: the metrics table on
-    stderr (stdout is left to the caller: ``kmat train`` prints the run folder there).
-
-    The run is held while it trains (:meth:`runs.Run.in_use`): a second process resuming it is refused,
-    and deleting its folder meanwhile fails the run (exit 1) instead of recreating the folder."""
-    with contextlib.ExitStack() as hold:
-        if run is not None and not run.finished:
-            hold.enter_context(run.in_use())  # a second resume of the same run stops here
-        return _train(cfg, run, hold, evaluate, validate=validate, progress=progress, show=show)
+SCORES = ("test", "hi-val")  # what a trained run is scored on: both test splits, high-end validation only
 
 
-def _train(
-    cfg: Mapping[str, Any],
-    run: runs.Run | None,
-    hold: contextlib.ExitStack,
-    evaluate: bool,
-    *,
-    validate: bool,
-    progress: bool,
-    show: bool,
-) -> runs.Run:
-    """The body of :func:`train_command`; a new run folder is entered into ``hold`` once it exists."""
+@dataclass
+class Prepared:
+    """A configured training with every input read, before any run folder exists (:func:`prepare`)."""
+
+    cfg: dict[str, Any]
+    parts: Any  # assemble.Parts
+    method: Any  # the method, initialised with the seed
+    device: Any
+    feats: Any = None  # training image features (trainable methods)
+    labels: Any = None
+    init_checks: dict[str, Any] | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
+    """Build: sample the few-shot high-end set, build the parts and the method, and read the training
+    images' features, so that bad input fails before any output exists."""
     import torch
 
-    from kmat_cli import assemble, data, export, train
-    from kmat_cli.evaluate import METRICS_FILE, render
+    from kmat_cli import assemble, data, train
 
+    started = time.perf_counter()
     cfg = dict(cfg)
     tcfg = cfg["train"]
-    if run is not None and run.finished:
-        _say(f"{run.path} is already finished; nothing to resume")
-        if run.file(METRICS_FILE).is_file():
-            import json
-
-            render(
-                json.loads(run.file(METRICS_FILE).read_text(encoding="utf-8")),
-                title=str(run.path),
-                stderr=True,
-            )
-        return run
-    started = time.perf_counter()
     train.check_settings(tcfg)
     train.set_threads(int(tcfg.get("threads", 0)))
     device = resolve_device(tcfg["device"])
@@ -139,11 +115,12 @@ def _train(
     parts = assemble.build_parts(cfg, device, task=task)
     train.seed_everything(int(tcfg["seed"]))
     method = assemble.build_method(parts)
-    init_checks = method.text_checks() if method.trainable else None
+    prepared = Prepared(cfg, parts, method, device, started=started)
     if method.trainable:  # every training image is read before the run folder exists: bad input leaves none
         from kmat_cli.features import image_features
 
-        feats = image_features(
+        prepared.init_checks = method.text_checks()
+        prepared.feats = image_features(
             parts.backbone,
             [s.path for s in shots],
             batch_size=int(tcfg["eval_batch_size"]),
@@ -151,55 +128,154 @@ def _train(
             seed=int(tcfg["seed"]),
             progress=progress,
         )
-        labels = torch.tensor([s.label for s in shots], dtype=torch.long)
-    resume = run is not None
-    if run is None:
-        run = runs.start(cfg, "train")
-        hold.enter_context(run.in_use())
-    else:
-        atomic.remove_temporaries(run.path)  # what the killed process was writing
-        run.mark("running")
-    if show or progress:
-        _say(f"{'resuming' if resume else 'run folder'} {run.path}")
-    if init_checks is not None:
-        _write_checks(run, init_checks)
-        if show or progress:
-            _say(checks_line(init_checks))
-    try:
-        history: list[dict[str, Any]] = []
-        if method.trainable:
-            trainer = train.Trainer(
-                method, feats, labels, tcfg, device=device, folder=run.path, progress=progress
-            )
-            if resume:
-                trainer.resume()
-            history = trainer.fit()
-        if init_checks is not None:
-            _write_checks(run, init_checks, method.text_checks())
-        export.write_prompts(
-            run.file(export.PROMPTS_FILE), method, parts.backbone, task=task, backbone_config=cfg["backbone"]
+        prepared.labels = torch.tensor([s.label for s in shots], dtype=torch.long)
+    return prepared
+
+
+def learn(prepared: Prepared, run: runs.Run, *, resume: bool, progress: bool = True) -> list[dict[str, Any]]:
+    """Train: fit the method (resuming from the run's checkpoint), write the checks after training and
+    export ``prompts.safetensors``; returns the per-epoch history of this process."""
+    from kmat_cli import export, train
+
+    history: list[dict[str, Any]] = []
+    method, tcfg = prepared.method, prepared.cfg["train"]
+    if method.trainable:
+        trainer = train.Trainer(
+            method,
+            prepared.feats,
+            prepared.labels,
+            tcfg,
+            device=prepared.device,
+            folder=run.path,
+            progress=progress,
         )
-        train_time = time.perf_counter() - started
-        if validate:
-            atomic.write_json(run.file(VAL_METRICS_FILE), _validation(parts, method, cfg, progress=progress))
-        if evaluate:
-            metrics = {
-                **_evaluate(parts, method, cfg, progress=progress),
-                "run": _summary(cfg, parts.backbone),
-            }
-            steps = sum(r["steps"] for r in history)
-            metrics["timing"] = {
-                "train_s": sum(r["time"] for r in history),
-                "step_s": sum(r["time"] for r in history) / steps if steps else 0.0,
-                "steps": steps,
-                "until_export_s": train_time,
-                "total_s": time.perf_counter() - started,
-            }
-            atomic.write_json(run.file(METRICS_FILE), metrics)
-            if show:
-                title = f"{cfg['task']['name']} / {cfg['method']['name']} / seed {tcfg['seed']}"
-                render(metrics, title=title, stderr=True)
-        run.mark("finished")
+        if resume:
+            trainer.resume()
+        history = trainer.fit()
+    if prepared.init_checks is not None:
+        _write_checks(run, prepared.init_checks, method.text_checks())
+    export.write_prompts(
+        run.file(Run.PROMPTS),
+        method,
+        prepared.parts.backbone,
+        task=prepared.parts.task,
+        backbone_config=prepared.cfg["backbone"],
+    )
+    return history
+
+
+def score_test(prepared: Prepared, run: runs.Run, timing: Mapping[str, float], *, progress: bool) -> dict:
+    """Evaluate test: accuracy / macro-F1 on both test splits, written to ``metrics.json`` with ``timing``
+    and ``total_s``, the seconds from :func:`prepare` to the end of this evaluation."""
+    cfg, parts = prepared.cfg, prepared.parts
+    metrics = {
+        **_evaluate(parts, prepared.method, cfg, progress=progress),
+        "run": _summary(cfg, parts.backbone),
+    }
+    metrics["timing"] = {**timing, "total_s": time.perf_counter() - prepared.started}
+    atomic.write_json(run.file(Run.METRICS), metrics)
+    return metrics
+
+
+def score_validation(prepared: Prepared, run: runs.Run, *, progress: bool) -> dict[str, Any]:
+    """Validate: the high-end validation split only (``metrics-val.json``, see :func:`validate`)."""
+    metrics = _validation(prepared.parts, prepared.method, prepared.cfg, progress=progress)
+    atomic.write_json(run.file(Run.VAL_METRICS), metrics)
+    return metrics
+
+
+def _timing(history: list[dict[str, Any]], until_export: float) -> dict[str, float]:
+    """Training time from the per-epoch ``history``, and the seconds from the start to the export."""
+    steps = sum(r["steps"] for r in history)
+    train_s = sum(r["time"] for r in history)
+    return {
+        "train_s": train_s,
+        "step_s": train_s / steps if steps else 0.0,
+        "steps": steps,
+        "until_export_s": until_export,
+    }
+
+
+def run_training(
+    cfg: Mapping[str, Any],
+    run: runs.Run | None = None,
+    *,
+    scores: Sequence[str] = ("test",),
+    progress: bool = True,
+    show: bool = True,
+) -> runs.Run:
+    """Train (or, given ``run``, resume) the configured method and score it; returns the finished run.
+
+    The steps: :func:`prepare` (build, read inputs), create or reopen the run folder, :func:`learn`
+    (train, checks, export), then each of ``scores`` (:data:`SCORES`): ``test`` (:func:`score_test`) and
+    ``hi-val`` (:func:`score_validation`), and only then the run is marked finished. ``progress``:
+    progress bars on stderr (one line per epoch where stderr is not a terminal); ``show``: the metrics
+    table on stderr (stdout is left to the caller: ``kmat train`` prints the run folder there).
+
+    The run is held while it trains (:meth:`runs.Run.in_use`): a second process resuming it is refused,
+    and deleting its folder meanwhile fails the run (exit 1) instead of recreating the folder."""
+    unknown = [s for s in scores if s not in SCORES]
+    if unknown:
+        raise UsageError(f"unknown score {unknown[0]!r}; use {' or '.join(SCORES)}")
+    if run is not None and run.finished:
+        _already_finished(run)
+        return run
+    with contextlib.ExitStack() as hold:
+        if run is not None:
+            hold.enter_context(run.in_use())  # a second resume of the same run stops here
+        prepared = prepare(cfg, progress=progress)
+        resume = run is not None
+        if run is None:
+            run = runs.start(prepared.cfg, "train")
+            hold.enter_context(run.in_use())
+        else:
+            atomic.remove_temporaries(run.path)  # what the killed process was writing
+            run.mark("running")
+        _started(prepared, run, resume=resume, talk=show or progress)
+        with _marking(run):
+            history = learn(prepared, run, resume=resume, progress=progress)
+            timing = _timing(history, time.perf_counter() - prepared.started)
+            if "hi-val" in scores:
+                score_validation(prepared, run, progress=progress)
+            if "test" in scores:
+                metrics = score_test(prepared, run, timing, progress=progress)
+                if show:
+                    _show(prepared.cfg, metrics)
+    return run
+
+
+def _show(cfg: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+    from kmat_cli.evaluate import render
+
+    title = f"{cfg['task']['name']} / {cfg['method']['name']} / seed {cfg['train']['seed']}"
+    render(metrics, title=title, stderr=True)
+
+
+def _already_finished(run: runs.Run) -> None:
+    from kmat_cli.evaluate import render
+
+    say(f"{run.path} is already finished; nothing to resume")
+    if run.file(Run.METRICS).is_file():
+        render(
+            json.loads(run.file(Run.METRICS).read_text(encoding="utf-8")), title=str(run.path), stderr=True
+        )
+
+
+def _started(prepared: Prepared, run: runs.Run, *, resume: bool, talk: bool) -> None:
+    """Say where the run is and write the label-free checks at initialisation."""
+    if talk:
+        say(f"{'resuming' if resume else 'run folder'} {run.path}")
+    if prepared.init_checks is not None:
+        _write_checks(run, prepared.init_checks)
+        if talk:
+            say(checks_line(prepared.init_checks))
+
+
+@contextlib.contextmanager
+def _marking(run: runs.Run) -> Iterator[None]:
+    """Mark the run finished when the body ends, interrupted or failed when it raises."""
+    try:
+        yield
     except KeyboardInterrupt:
         run.mark("interrupted")
         raise
@@ -207,7 +283,7 @@ def _train(
         with contextlib.suppress(Exception):  # best effort (e.g. a full disk): the cause is what to report
             run.mark("failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    return run
+    run.mark("finished")
 
 
 def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
@@ -216,7 +292,7 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     from kmat_cli.config import load_yaml
 
     run = runs.open_run(path)
-    cfg = load_yaml(run.file("config.yaml"))
+    cfg = load_yaml(run.file(Run.CONFIG))
     train.set_threads(int(cfg["train"].get("threads", 0)))
     device = resolve_device(cfg["train"]["device"])
     parts = assemble.build_parts(cfg, device)
@@ -230,31 +306,26 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
         ckpt = checkpoint.load(run.path)
         method.load_state_dict(ckpt.method)
         if ckpt.epoch < int(cfg["train"]["epochs"]):
-            _say(f"{run.path} stopped after epoch {ckpt.epoch} of {cfg['train']['epochs']}; using that state")
+            say(f"{run.path} stopped after epoch {ckpt.epoch} of {cfg['train']['epochs']}; using that state")
     method.eval()
     return run, cfg, parts, method
 
 
 def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) -> dict[str, Any]:
     """``kmat evaluate RUN``: metrics on both test splits, written to the run's ``metrics.json``."""
-    from kmat_cli.evaluate import METRICS_FILE, render
+    from kmat_cli.evaluate import render
 
     run, cfg, parts, method = load_trained(path)
     metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
-    old = run.file(METRICS_FILE)
+    old = run.file(Run.METRICS)
     if old.is_file():  # keep the training timings of the run
-        import json
-
         timing = json.loads(old.read_text(encoding="utf-8")).get("timing")
         if timing:
             metrics["timing"] = timing
-    atomic.write_json(run.file(METRICS_FILE), metrics)
+    atomic.write_json(run.file(Run.METRICS), metrics)
     if show:
         render(metrics, title=str(run.path))
     return metrics
-
-
-VAL_METRICS_FILE = "metrics-val.json"
 
 
 def _validation(parts: Any, method: Any, cfg: Mapping[str, Any], *, progress: bool) -> dict[str, Any]:
@@ -285,7 +356,7 @@ def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
     ``metrics-val.json`` and returned (:func:`_validation`)."""
     run, cfg, parts, method = load_trained(path)
     metrics = _validation(parts, method, cfg, progress=progress)
-    atomic.write_json(run.file(VAL_METRICS_FILE), metrics)
+    atomic.write_json(run.file(Run.VAL_METRICS), metrics)
     return metrics
 
 
@@ -295,7 +366,7 @@ def export_run(path: str | Path, out: str | Path | None = None) -> Path:
 
     run, cfg, parts, method = load_trained(path)
     return export.write_prompts(
-        out or run.file(export.PROMPTS_FILE),
+        out or run.file(Run.PROMPTS),
         method,
         parts.backbone,
         task=parts.task,

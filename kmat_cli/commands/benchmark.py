@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from kmat_cli.experiments.variants import METHODS
+
 app = typer.Typer(
     no_args_is_help=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -59,9 +61,7 @@ def _finish(markdown_path: Path, outcomes: list, *, summary: bool = False) -> No
 def benchmark_grid(
     ctx: typer.Context,
     task: str = typer.Option(None, "--task", "-t", help="Task(s), comma-separated: chest,breast."),
-    methods: str = typer.Option(
-        "zeroshot,coop,cocoop,kgcoop,biomedcoop,kmat", "--methods", "-m", help="Methods, comma-separated."
-    ),
+    methods: str = typer.Option(",".join(METHODS), "--methods", "-m", help="Methods, comma-separated."),
     seeds: str = typer.Option("1,2,3", "--seeds", help="Seeds, comma-separated."),
     ablation: bool = typer.Option(
         False, "--ablation", help="Also the K-MaT ablation (Table 3): CE only, +CSC/MSC, +anchor, +transport."
@@ -108,14 +108,14 @@ def benchmark_grid(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from kmat_cli import benchmark
     from kmat_cli.errors import UsageError
+    from kmat_cli.experiments import benchmark
 
     tasks = _split(task, "task")
     if not tasks:
         raise UsageError("kmat benchmark needs --task, e.g. --task phantom")
     if executor == "ray":
-        from kmat_cli.executors import require_ray
+        from kmat_cli.experiments.runner import require_ray
 
         require_ray()
     if address and executor != "ray":
@@ -159,7 +159,7 @@ def merge(
 
     Example: kmat benchmark merge runs/shard-0 runs/shard-1 --out runs/benchmark/merged
     """
-    from kmat_cli import benchmark
+    from kmat_cli.experiments import benchmark
 
     plan, outcomes = benchmark.merge(shards, out)
     _finish(benchmark.write_report(plan, outcomes, out, plots=plots), outcomes)

@@ -55,7 +55,7 @@ def command(
 
     Example: kmat tune --task phantom --grid method.lambda1=0.1,1,10 --grid method.lambda2=0,0.5,1
     """
-    from kmat_cli import tune
+    from kmat_cli.experiments import tune
 
     flags = {
         "task.name": task,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kmat_cli import benchmark
+from kmat_cli.experiments import benchmark
 
 TOY_METHODS = str(Path(__file__).resolve().parent.parent / "methods")
 

@@ -25,8 +25,8 @@ def test_ray_executor_matches_local_and_extracts_features_once(
     small_bench: Path, tmp_path: Path, kmat_main, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from kmat_cli import registry
-    from kmat_cli.executors import feature_jobs
-    from kmat_cli.grid import read_cells
+    from kmat_cli.experiments.cells import read_cells
+    from kmat_cli.experiments.runner import feature_jobs
 
     world = registry.get("tasks", "phantom")().root  # the generated world stays shared
     cache = tmp_path / "cache"  # an empty feature cache, seen by the Ray workers too

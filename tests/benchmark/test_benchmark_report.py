@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmat_cli import report
-from kmat_cli.grid import Cell, Outcome
+from kmat_cli.experiments import report
+from kmat_cli.experiments.cells import Cell, Outcome
 
 LABELS = {"zeroshot": "Zero-shot", "coop": "CoOp", "kmat": "K-MaT"}
 
@@ -146,17 +146,18 @@ def test_report_links_the_plots_or_says_why_there_are_none(
 ) -> None:
     import importlib.util
 
-    from kmat_cli import benchmark
-    from kmat_cli.grid import read_cells
+    from kmat_cli.experiments import benchmark, report_plots
+    from kmat_cli.experiments.cells import read_cells
 
     pytest.importorskip("matplotlib")
     outcomes = list(read_cells([small_bench]).values())
-    section = benchmark._plots(outcomes, tmp_path)
+    results = benchmark.Plan(benchmark.load_request(small_bench)).results(outcomes)
+    section = report_plots.section(results, tmp_path)
     links = re.findall(r"\]\((plots/[^)]+\.png)\)", section)
     assert links and all((tmp_path / link).is_file() for link in links)
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a)
     )
-    assert "No plots: matplotlib is not installed" in benchmark._plots(outcomes, tmp_path / "none")
+    assert "No plots: matplotlib is not installed" in report_plots.section(results, tmp_path / "none")
     assert not (tmp_path / "none").exists()

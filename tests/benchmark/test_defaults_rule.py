@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kmat_cli import benchmark, config
-from kmat_cli.defaults_rule import (
+from kmat_cli import config
+from kmat_cli.experiments import benchmark
+from kmat_cli.experiments.rule import (
     Candidate,
     TemplateCheck,
     choose_template,

@@ -13,7 +13,8 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from kmat_cli import registry
 from kmat_cli.errors import UsageError
-from kmat_cli.grid import Cell, read_cells, run_cell, run_cells, shard_of
+from kmat_cli.experiments.cells import Cell, read_cells, run_cell, shard_of
+from kmat_cli.experiments.runner import run_cells
 
 FAST = {"task.name": "phantom", "train.epochs": 2, "train.shots": 2}
 
@@ -166,9 +167,34 @@ def test_pool_survives_a_worker_dying_during_feature_extraction(
 ) -> None:
     from bench_helpers import die_extracting_features
 
-    from kmat_cli import executors
+    from kmat_cli.experiments import runner as executors
 
     monkeypatch.setattr(executors, "features_entry", die_extracting_features)
     cells = [Cell({**FAST, "method.name": "zeroshot", "train.seed": s}) for s in (1, 2)]
     outcomes = run_cells(cells, tmp_path / "pool", jobs=2, progress=False)
     assert [o.status for o in outcomes] == ["done", "done"]  # a new pool ran the cells
+
+
+def test_a_cell_finds_its_run_by_what_the_folder_holds_not_by_its_name(tmp_path: Path) -> None:
+    cell = Cell({**FAST, "method.name": "zeroshot", "train.seed": 1})
+    first = run_cell(cell, tmp_path)
+    assert first.status == "done", first.error
+    folder = tmp_path / "cells" / cell.key
+    (folder / "result.json").unlink()  # the finished marker lost: the run must be found again
+    run = Path(first.result["run"])
+    run.rename(run.with_name("renamed by hand"))
+    again = run_cell(cell, tmp_path)
+    assert again.status == "done" and again.how == "resumed"  # not trained anew
+    assert [p.name for p in (folder / "train").iterdir()] == ["renamed by hand"]
+    assert again.result["metrics"]["lo"] == first.result["metrics"]["lo"]
+
+
+def test_a_cell_scores_its_run_by_the_names_the_training_steps_know(tmp_path: Path) -> None:
+    from kmat_cli import config, workflow
+    from kmat_cli.experiments import cells
+
+    assert cells.SCORES == workflow.SCORES == ("test", "hi-val")
+    cfg = config.build(flags={**FAST, "out": str(tmp_path)})
+    with pytest.raises(UsageError, match="lo-test"):
+        workflow.run_training(cfg, scores=("lo-test",))
+    assert not any(tmp_path.iterdir())  # refused before anything was written

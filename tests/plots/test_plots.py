@@ -14,8 +14,11 @@ from PIL import Image
 from sklearn.decomposition import PCA
 from sklearn.metrics import confusion_matrix, recall_score
 
-from kmat_cli import config, export, plots, workflow
+from kmat_cli import config, export, workflow
 from kmat_cli.errors import UsageError
+from kmat_cli.experiments import plots, report_plots
+from kmat_cli.experiments.cells import Cell, Outcome
+from kmat_cli.experiments.variants import Result, Variant
 
 CLASSES = ["nodule", "mass", "cyst", "patch", "strand"]
 WORDS = {"hi": "crisp colour scan", "lo": "grey low-dose scan"}
@@ -183,20 +186,20 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for label, sets in (("full", []), ("ablated", ["method.transport=false"])):
         flags = {"train.epochs": 1, "train.shots": 2, "train.threads": 1, "out": str(out)}
         cfg = config.build(flags=flags, sets=sets)
-        runs[label] = workflow.train_command(cfg, progress=False, show=False).path
+        runs[label] = workflow.run_training(cfg, progress=False, show=False).path
     return runs
 
 
 def outcome(
     run: Path | None, method: str, seed: int, sets: tuple[str, ...] = (), metrics: dict | None = None
-):
-    from kmat_cli import grid
-
+) -> Result:
+    """A finished cell of a benchmark grid, tied to its row: ``method`` with the row's own ``sets``."""
     if metrics is None:
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     flags = {"task.name": "phantom", "method.name": method, "train.seed": seed, "train.shots": 2}
-    cell = grid.Cell(flags=flags, sets=("train.threads=1", *sets))
-    return grid.Outcome(cell=cell, status="done", result={"metrics": metrics, "run": str(run)}, error=None)
+    cell = Cell(flags=flags, sets=("train.threads=1", *sets))
+    done = Outcome(cell=cell, status="done", result={"metrics": metrics, "run": str(run)}, error=None)
+    return Result("phantom", Variant(" ".join(sets) or method, method, sets), seed, done)
 
 
 def test_report_plots_of_a_benchmark_grid(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
@@ -219,8 +222,10 @@ def test_report_plots_of_a_benchmark_grid(tiny_runs: dict[str, Path], tmp_path: 
     ]
     both_off = ("method.anchor=false", "method.transport=false")  # another ablation row: not in the bars
     outcomes.append(outcome(tiny_runs["ablated"], "kmat", 1, both_off))
-    outcomes.append(outcomes[0].__class__(cell=outcomes[0].cell, status="failed", result=None, error="x"))
-    written = plots.write_report_plots(outcomes, tmp_path / "plots")
+    first = outcomes[0]
+    broken = Outcome(cell=first.outcome.cell, status="failed", result=None, error="x")
+    outcomes.append(Result(first.task, first.variant, first.seed, broken))
+    written = report_plots.write_report_plots(outcomes, tmp_path / "plots")
     paths = [p.path for p in written]
     assert [p.name for p in paths] == [
         "phantom-prompt-map.png",
@@ -230,20 +235,22 @@ def test_report_plots_of_a_benchmark_grid(tiny_runs: dict[str, Path], tmp_path: 
     for path in paths:
         assert_png(path)
     # the numbers behind the bars: CoOp's mean over seeds of scikit-learn's per-class recall
-    by_label = plots.report_bar_data(outcomes)["phantom"]
+    by_label = report_plots.report_bar_data(outcomes)["phantom"]
     assert list(by_label) == ["K-MaT", "K-MaT without transport", "CoOp"]
     assert [len(v) for v in by_label.values()] == [1, 1, 2]
     ref = np.mean(
         [recall_score(y, p, labels=range(k), average=None, zero_division=0) for _, (y, p), _ in coop], axis=0
     )
     np.testing.assert_allclose(plots.per_class_scores(by_label)["CoOp"][0], ref)
-    text = plots.plots_markdown(written, tmp_path)
+    text = report_plots.plots_markdown(written, tmp_path)
     assert "](plots/phantom-prompt-map.png)" in text and text.startswith("## Plots")
 
 
 def test_report_prompt_map_without_the_ablation_cell(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
-    paths = [p.path for p in plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path)]
-    assert [p.name for p in paths][0] == "phantom-prompt-map.png"
+    paths = [
+        p.path for p in report_plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path)
+    ]
+    assert paths[0].name == "phantom-prompt-map.png"
     assert_png(paths[0])
 
 
@@ -256,7 +263,7 @@ def test_whiskers_stay_within_0_and_100_percent() -> None:
 
 
 def test_report_captions_say_what_each_plot_shows(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
-    alone = plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path / "a")
+    alone = report_plots.write_report_plots([outcome(tiny_runs["full"], "kmat", 1)], tmp_path / "a")
     captions = {p.path.name: p.caption for p in alone}
     assert "with and without transport" not in captions["phantom-prompt-map.png"]
     assert "no run without transport" in captions["phantom-prompt-map.png"]
@@ -268,7 +275,7 @@ def test_report_captions_say_what_each_plot_shows(tiny_runs: dict[str, Path], tm
         outcome(tiny_runs["full"], "kmat", 1),
         outcome(tiny_runs["ablated"], "kmat", 1, ("method.transport=false",)),
     ]
-    both = {p.path.name: p.caption for p in plots.write_report_plots(pair, tmp_path / "b")}
+    both = {p.path.name: p.caption for p in report_plots.write_report_plots(pair, tmp_path / "b")}
     assert "with and without transport (seed 1)" in both["phantom-prompt-map.png"]
-    text = plots.plots_markdown(alone, tmp_path)
+    text = report_plots.plots_markdown(alone, tmp_path)
     assert f"![phantom: {captions['phantom-prompt-map.png']}](a/phantom-prompt-map.png)" in text

@@ -30,7 +30,7 @@ def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys) -> Non
         "out": str(tmp_path / "runs"),
     }
     cfg = config.build(flags=flags, sets=[f"task.root={tmp_path / 'data'}"])
-    run = workflow.train_command(cfg, evaluate=False, progress=False)
+    run = workflow.run_training(cfg, scores=(), progress=False)
     meta = export.read_prompts(run.file(export.PROMPTS_FILE)).metadata
     assert meta["kmat.backbone_config"]  # written by training's export
     _, _, parts, method = workflow.load_trained(run.path)

@@ -419,7 +419,7 @@ def test_env_shows_a_cache_path_with_markup_literally(
 def test_tune_summary_shows_grid_values_and_paths_literally(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], wide: None
 ) -> None:
-    from kmat_cli.tune import Trial, TuneResult, render
+    from kmat_cli.experiments.tune import Trial, TuneResult, render
 
     best = Trial(0, {"method.transport": "[/]", "train.lr": 0.01}, {1: 0.5})
     other = Trial(1, {"method.transport": "fgw [bold]", "train.lr": 0.1}, {1: 0.25})

@@ -63,7 +63,7 @@ def test_phantom_training_reads_only_high_end_train_images(
         Phantom, "split", lambda self, m, s: (asked.append((m, s)), real_split(self, m, s))[1]
     )
     cfg = phantom_cfg(tmp_path, f"task.root={world}")
-    run = workflow.train_command(cfg, evaluate=False, progress=False)
+    run = workflow.run_training(cfg, scores=(), progress=False)
     assert asked == [("hi", "train")]
     hi_train = {str(s.path) for s in Phantom(root=str(world)).split("hi", "train")}
     assert len(opened) == 16 and {str(p) for p in opened} <= hi_train
@@ -71,7 +71,7 @@ def test_phantom_training_reads_only_high_end_train_images(
 
 
 def test_phantom_export_alone_reproduces_evaluate(tmp_path: Path) -> None:
-    run = workflow.train_command(phantom_cfg(tmp_path), progress=False, show=False)
+    run = workflow.run_training(phantom_cfg(tmp_path), progress=False, show=False)
     metrics = json.loads(run.file("metrics.json").read_text())
     _, _, parts, method = workflow.load_trained(run.path)
     task = parts.task
@@ -93,7 +93,7 @@ def test_phantom_export_alone_reproduces_evaluate(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", ["zeroshot", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat"])
 def test_every_method_trains_on_phantom(tmp_path: Path, method: str) -> None:
-    run = workflow.train_command(phantom_cfg(tmp_path, method=method, epochs=2, shots=4), progress=False)
+    run = workflow.run_training(phantom_cfg(tmp_path, method=method, epochs=2, shots=4), progress=False)
     rows = (
         [json.loads(x) for x in run.file("metrics.jsonl").read_text().splitlines()]
         if method != "zeroshot"

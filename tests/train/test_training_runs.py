@@ -46,7 +46,7 @@ def test_training_never_reads_low_end_images(tmp_path: Path, monkeypatch: pytest
     real = features.load_image
     monkeypatch.setattr(features, "load_image", lambda p: (opened.append(Path(p)), real(p))[1])
     toyworld.ToyTask.requested.clear()
-    run = workflow.train_command(toy_cfg(tmp_path), evaluate=False, progress=False)
+    run = workflow.run_training(toy_cfg(tmp_path), scores=(), progress=False)
     assert toyworld.ToyTask.requested == [("hi", "train")]
     assert opened and all(p.parent.name == "hi-train" for p in opened)
     assert run.finished and not run.file("metrics.json").exists()
@@ -56,7 +56,7 @@ def test_training_never_reads_low_end_images(tmp_path: Path, monkeypatch: pytest
 
 
 def test_run_folder_contents_and_metrics_files(tmp_path: Path) -> None:
-    run = workflow.train_command(toy_cfg(tmp_path, "train.batch_size=2"), progress=False)
+    run = workflow.run_training(toy_cfg(tmp_path, "train.batch_size=2"), progress=False)
     assert run.finished
     names = {p.name for p in run.path.iterdir()}
     assert {
@@ -84,7 +84,7 @@ def test_run_folder_contents_and_metrics_files(tmp_path: Path) -> None:
 def test_in_process_resume_continues_exactly(tmp_path: Path) -> None:
     """A run interrupted after epoch 2 and resumed ends bit-for-bit where an uninterrupted run ends."""
     cfg = toy_cfg(tmp_path, "train.batch_size=3", epochs=5)
-    full = workflow.train_command(cfg, evaluate=False, progress=False)
+    full = workflow.run_training(cfg, scores=(), progress=False)
 
     from kmat_cli import train
 
@@ -98,12 +98,12 @@ def test_in_process_resume_continues_exactly(tmp_path: Path) -> None:
     train.Trainer.save = save_then_die
     try:
         with pytest.raises(KeyboardInterrupt):
-            workflow.train_command(cfg, evaluate=False, progress=False)
+            workflow.run_training(cfg, scores=(), progress=False)
     finally:
         train.Trainer.save = original
     cut = open_run(tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-s1-2")
     assert cut.status["status"] == "interrupted" and checkpoint.load(cut.path).epoch == 2
-    workflow.train_command(config.load_yaml(cut.file("config.yaml")), run=cut, evaluate=False, progress=False)
+    workflow.run_training(config.load_yaml(cut.file("config.yaml")), run=cut, scores=(), progress=False)
     a, b = load_file(full.file("prompts.safetensors")), load_file(cut.file("prompts.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     drop = ("time", "step_time")
@@ -142,7 +142,7 @@ def test_checkpoint_round_trips_optimizer_and_rng(tmp_path: Path) -> None:
 
 
 def test_exported_file_alone_reproduces_evaluate_predictions(tmp_path: Path) -> None:
-    run = workflow.train_command(toy_cfg(tmp_path), progress=False)
+    run = workflow.run_training(toy_cfg(tmp_path), progress=False)
     path = run.file("prompts.safetensors")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -181,7 +181,7 @@ def test_exported_file_alone_reproduces_evaluate_predictions(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("method", ["zeroshot", "cocoop"])
 def test_untrained_and_image_conditioned_methods_run_end_to_end(tmp_path: Path, method: str) -> None:
-    run = workflow.train_command(toy_cfg(tmp_path, method=method, epochs=2), progress=False)
+    run = workflow.run_training(toy_cfg(tmp_path, method=method, epochs=2), progress=False)
     metrics = json.loads(run.file("metrics.json").read_text())
     assert run.finished and 0 <= metrics["H"]["accuracy"] <= 1
     assert checkpoint.exists(run.path) == (method != "zeroshot")

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kmat_cli import app, config, registry, tune
+from kmat_cli import app, config, registry
 from kmat_cli.errors import UsageError
+from kmat_cli.experiments import tune
+from kmat_cli.experiments.flags import common_flags
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -66,7 +68,7 @@ def test_best_trial_is_the_first_of_the_highest_mean() -> None:
 def test_a_config_file_travels_as_flags_under_the_command_flags(tmp_path: Path) -> None:
     base = tmp_path / "base.yaml"
     base.write_text("train: {shots: 4, lr: 0.01}\ntransport: {name: gw, epsilon: 0.2}\nmethod: {n_ctx: 2}\n")
-    flags = tune.base_flags(base, {"train.shots": 2, "transport.name": "fgw", "method.name": None})
+    flags = common_flags(base, {"train.shots": 2, "transport.name": "fgw", "method.name": None})
     assert flags == {"train.shots": 2, "train.lr": 0.01, "method.n_ctx": 2, "transport.name": "fgw"}
     assert config.build(flags=flags)["train"]["lr"] == 0.01
 
@@ -74,7 +76,7 @@ def test_a_config_file_travels_as_flags_under_the_command_flags(tmp_path: Path) 
 def test_best_config_keeps_what_the_user_fixed_and_loads_as_a_config(tmp_path: Path) -> None:
     base = tmp_path / "base.yaml"
     base.write_text("method: {n_ctx: 2}\ntrain: {seed: 7, lr: 0.01}\nout: elsewhere\n")
-    flags = tune.base_flags(base, {"train.lr": 0.02})
+    flags = common_flags(base, {"train.lr": 0.02})
     fixed = tune.fixed_keys(flags, ["transport.alpha=0.5"])
     assert fixed == {"method.n_ctx": 2, "train.lr": 0.02, "transport.alpha": 0.5}  # no seed, no out
     resolved = config.build(flags={k: v for k, v in flags.items() if k != "out"})

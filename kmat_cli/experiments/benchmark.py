@@ -1,10 +1,11 @@
 """``kmat benchmark``: the paper's Table 2 (methods) and Table 3 (K-MaT ablation) protocol as one grid.
 
 A :class:`Request` (tasks, methods, seeds, ablation, common flags and ``--set`` overrides) becomes a
-:class:`Plan`: one :class:`~kmat_cli.grid.Cell` per (task, row, seed), where a row is a method (Table 2)
-or a K-MaT ablation configuration (Table 3). Identical cells are shared (full K-MaT is both the K-MaT
-column and the last ablation row). The grid runs with :func:`kmat_cli.grid.run_cells` (resumable,
-shardable, local or Ray) and the report is written from the cells' results:
+:class:`Plan`: one :class:`~kmat_cli.experiments.cells.Cell` per (task, row, seed), where a row is a
+:class:`~kmat_cli.experiments.variants.Variant`: a method (Table 2) or a K-MaT ablation configuration
+(Table 3). Identical cells are shared (full K-MaT is both the K-MaT column and the last ablation row). The
+grid runs with :func:`kmat_cli.experiments.runner.run_cells` (resumable, shardable, local or Ray) and the
+report is written from the cells' results, each tied to its row (:meth:`Plan.results`):
 
 - ``report.md``: Table 2 (Hi / Lo / H rows per task, ``acc (F1)`` mean ± std over seeds, best per row in
   bold, average over tasks), Table 3 with ``--ablation``, wall times, plots, failed cells;
@@ -15,37 +16,32 @@ shardable, local or Ray) and the report is written from the cells' results:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic, config, defaults_rule, report
+from kmat_cli import atomic, config
 from kmat_cli.errors import UsageError
-from kmat_cli.grid import Cell, Outcome, read_cells, run_cells
+from kmat_cli.experiments import report, report_plots, rule
+from kmat_cli.experiments.cells import Cell, Outcome, read_cells
+from kmat_cli.experiments.flags import common_flags, flatten
+from kmat_cli.experiments.runner import run_cells
+from kmat_cli.experiments.variants import METHODS, WITHOUT_TRANSPORT, Result, Variant, method_label
 
 REQUEST_FILE = "benchmark.json"
 REQUEST_FORMAT = "kmat.benchmark/v1"
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 PLOTS_DIR = "plots"
-METHODS = ("zeroshot", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat")
-METHOD_LABELS = {
-    "zeroshot": "Zero-shot",
-    "coop": "CoOp",
-    "cocoop": "CoCoOp",
-    "kgcoop": "KgCoOp",
-    "biomedcoop": "BiomedCoOp",
-    "kmat": "K-MaT",
-}
-_OFF = ("method.anchor=false", "method.transport=false")
+__all__ = ["METHODS", "Plan", "Request", "Variant", "common_flags", "flatten", "merge", "run", "write_report"]
+_OFF = ("method.anchor=false", *WITHOUT_TRANSPORT)
 # Table 3: (label, --set overrides of K-MaT); the first row is the baseline of the relative improvement.
 ABLATION: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CE only", ("method.csc=false", "method.msc=false", *_OFF)),
     ("+ CSC/MSC", _OFF),
-    ("+ CSC/MSC + anchor", ("method.transport=false",)),
+    ("+ CSC/MSC + anchor", WITHOUT_TRANSPORT),
     ("+ CSC/MSC + transport", ("method.anchor=false",)),
     ("full K-MaT", ()),
 )
@@ -132,45 +128,8 @@ class Request:
         )
 
 
-@dataclass(frozen=True)
-class Variant:
-    """A row of a table: a method with its own ``--set`` overrides (applied after the user's)."""
-
-    label: str
-    method: str
-    sets: tuple[str, ...] = ()
-
-
 def _set_key(item: str) -> str:
     return item.partition("=")[0].strip()
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; a plugin section given as a bare name becomes ``x.name``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if not prefix and key in config.PLUGIN_SECTIONS and isinstance(value, str):
-            value = {"name": value}
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def common_flags(config_file: str | Path | None, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The dotted flags every cell gets: the ``--config`` file's keys under the command-line flags, merged
-    the way :func:`kmat_cli.config.build` layers them (a changed plugin name drops the file's options)."""
-    nested: dict[str, Any] = {}
-    for key, value in flags.items():
-        if value is not None:
-            config.set_dotted(nested, key, value)
-    base = flatten(config.load_yaml(config_file)) if config_file else {}
-    file_layer: dict[str, Any] = {}
-    for key, value in base.items():
-        config.set_dotted(file_layer, key, value)
-    return flatten(config.merge(file_layer, nested))
 
 
 class Plan:
@@ -183,7 +142,7 @@ class Plan:
             raise UsageError("kmat benchmark needs --methods, --ablation, --defaults-rule or a mix")
         self.request = request
         self._configs: dict[tuple[str, Variant, int], dict[str, Any]] = {}
-        self.methods = [Variant(METHOD_LABELS.get(m, m), m) for m in dict.fromkeys(request.methods)]
+        self.methods = [Variant(method_label(m), m) for m in dict.fromkeys(request.methods)]
         self.ablation = self._ablation_rows() if request.ablation else []
         self.candidates = self._rule_rows() if request.defaults_rule else []
 
@@ -247,19 +206,33 @@ class Plan:
                 for v in rows
                 for s in self.request.seeds
             }
-            info = {v.label: (v.method, " ".join(v.sets)) for v in rows}
+            info = {v.label: v for v in rows}
             tables.append(report.Table(kind, [v.label for v in rows], cells, info))
         return report.Layout(list(self.request.tasks), list(self.request.seeds), tables)
 
-    def cells(self) -> list[Cell]:
-        """The distinct cells, in table order."""
-        found: dict[str, Cell] = {}
+    def entries(self) -> Iterator[tuple[str, Variant, int, Cell]]:
+        """(task, row, seed, cell) of every table, in table order (a shared cell once per table)."""
         for _, rows in self.tables:
             for t in self.request.tasks:
                 for v in rows:
                     for s in self.request.seeds:
-                        c = self.cell(t, v, s)
-                        found.setdefault(c.key, c)
+                        yield t, v, s, self.cell(t, v, s)
+
+    def results(self, outcomes: Sequence[Outcome]) -> list[Result]:
+        """Each outcome tied to the (task, row, seed) it was run for, once per cell: a cell shared by two
+        tables (full K-MaT) keeps the row of the first table (its method column)."""
+        by_key = {o.cell.key: o for o in outcomes}
+        found: dict[str, Result] = {}
+        for t, v, s, cell in self.entries():
+            if cell.key in by_key:
+                found.setdefault(cell.key, Result(t, v, s, by_key[cell.key]))
+        return list(found.values())
+
+    def cells(self) -> list[Cell]:
+        """The distinct cells, in table order."""
+        found: dict[str, Cell] = {}
+        for *_, cell in self.entries():
+            found.setdefault(cell.key, cell)
         return list(found.values())
 
     def validate(self) -> None:
@@ -278,33 +251,15 @@ def default_out(tasks: Sequence[str]) -> Path:
     return Path("runs") / "benchmark" / "-".join(tasks)
 
 
-def run(
-    request: Request,
-    out: Path,
-    *,
-    executor: str = "local",
-    address: str | None = None,
-    shard_index: int = 0,
-    num_shards: int = 1,
-    jobs: int = 1,
-    progress: bool = True,
-) -> tuple[Plan, list[Outcome]]:
-    """Validate, save ``benchmark.json`` and run the request's grid (this shard of it) under ``out``."""
+def run(request: Request, out: Path, **options: Any) -> tuple[Plan, list[Outcome]]:
+    """Validate, save ``benchmark.json`` and run the request's grid (this shard of it) under ``out``;
+    ``options`` are those of :func:`~kmat_cli.experiments.runner.run_cells` (executor, address,
+    shard_index, num_shards, jobs, progress)."""
     plan = Plan(request)
     plan.validate()
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / REQUEST_FILE, request.to_dict())
-    outcomes = run_cells(
-        plan.cells(),
-        out,
-        executor=executor,
-        address=address,
-        shard_index=shard_index,
-        num_shards=num_shards,
-        jobs=jobs,
-        progress=progress,
-    )
-    return plan, outcomes
+    return plan, run_cells(plan.cells(), out, **options)
 
 
 def load_request(folder: Path) -> Request:
@@ -355,37 +310,10 @@ def _protocol(plan: Plan) -> str:
     )
 
 
-def _plots(outcomes: Sequence[Outcome], out: Path) -> str:
-    """Plots from :mod:`kmat_cli.plots` (when it and matplotlib are there) as a markdown section."""
-    if importlib.util.find_spec("matplotlib") is None:
-        return "## Plots\n\nNo plots: matplotlib is not installed (`pip install 'kmat[plots]'`).\n"
-    try:
-        from kmat_cli import plots
-    except ImportError as exc:
-        return f"## Plots\n\nNo plots: {exc}.\n"
-    if not hasattr(plots, "write_report_plots"):
-        return ""
-    try:
-        paths = plots.write_report_plots([o for o in outcomes if o.status == "done"], out / PLOTS_DIR)
-    except ImportError as exc:
-        return f"## Plots\n\nNo plots: {exc}.\n"
-    except Exception as exc:  # noqa: BLE001 - a plot must never cost the report
-        return f"## Plots\n\nNo plots: {type(exc).__name__}: {exc}.\n"
-    if not paths:
-        return ""
-    if hasattr(plots, "plots_markdown"):
-        return plots.plots_markdown(paths, out) + "\n"
-    return (
-        "## Plots\n\n"
-        + "\n".join(f"![{p.caption}]({p.path.relative_to(out).as_posix()})" for p in paths)
-        + "\n"
-    )
-
-
 def _rule_outcome(
     plan: Plan, layout: report.Layout, table: report.Table, by_key: Mapping[str, Outcome]
 ) -> str:
-    """The defaults rule applied per task (:mod:`kmat_cli.defaults_rule`) to this benchmark's cells: step 1
+    """The defaults rule applied per task (:mod:`kmat_cli.experiments.rule`) to this benchmark's cells: step 1
     reads the initial checks of every finished cell of the first seed (any table), step 2 the candidates."""
     first = layout.seeds[0]
     parts = []
@@ -405,7 +333,7 @@ def _rule_outcome(
         for variant in plan.candidates:
             transport = plan.config(task, variant, first)["transport"]
             candidates.append(
-                defaults_rule.Candidate(
+                rule.Candidate(
                     label=variant.label,
                     alpha=float(transport["alpha"]),
                     center=bool(transport["center"]),
@@ -414,8 +342,8 @@ def _rule_outcome(
                     cos_lo=report.rule_input(layout, table, by_key, task, variant.label, _COS_LO),
                 )
             )
-        checked = defaults_rule.template_checks(checks)
-        parts.append(defaults_rule.markdown(task, checked, candidates, len(layout.seeds)))
+        checked = rule.template_checks(checks)
+        parts.append(rule.markdown(task, checked, candidates, len(layout.seeds)))
     return "\n".join(parts)
 
 
@@ -463,7 +391,7 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
     if timing:
         parts += ["## Wall time", "", timing]
     if plots:
-        section = _plots(outcomes, out)
+        section = report_plots.section(plan.results(outcomes), out / PLOTS_DIR, out)
         if section:
             parts += [section]
     parts += [report.failures_markdown(failed, missing, other)]

@@ -1,14 +1,15 @@
-"""Running grid cells in parallel: a local process pool or Ray tasks (the ``distributed`` extra).
+"""Running the cells of a grid: in this process, in a local process pool, or as Ray tasks (the
+``distributed`` extra); :func:`run_cells` is the entry point.
 
-Both follow the same two steps, with the same worker entry points as plain functions of JSON-like
-arguments (:func:`kmat_cli.grid.cell_entry`, :func:`features_entry`):
+Pool and Ray follow the same two steps, with the same worker entry points as plain functions of JSON-like
+arguments (:func:`kmat_cli.experiments.cells.cell_entry`, :func:`features_entry`):
 
 1. image features: the frozen image features every cell needs are extracted first, one job per
    (backbone, task, split) — the high-end and low-end test splits (``test`` cells), the high-end
    validation split (``hi-val`` cells) and the union of the few-shot draws of all seeds — into the feature
    cache (:mod:`kmat_cli.features`, keyed by content, safe for concurrent writers), so no two cells
    compute the same features and the cells themselves never run the image tower;
-2. cells: one job per cell, each writing only its own folder (:mod:`kmat_cli.grid`).
+2. cells: one job per cell, each writing only its own folder (:mod:`kmat_cli.experiments.cells`).
 
 Ray: ``ray.init(address="local", num_cpus=jobs)`` (a private local Ray) or ``ray.init(address=...)``
 for a running cluster (``ray://head:10001``); one CPU per job. On a cluster the grid root and the kmat
@@ -18,22 +19,27 @@ cache (``KMAT_CACHE``) must be on a filesystem every node sees, and kmat install
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kmat_cli.errors import UsageError
-from kmat_cli.grid import Cell, Outcome, cell_dir, cell_entry
+from kmat_cli.experiments.cells import (
+    Cell,
+    Outcome,
+    cell_dir,
+    cell_entry,
+    failed,
+    finished,
+    run_cell,
+    shard_of,
+)
+from kmat_cli.progress import say
 
 RAY_HINT = "--executor ray needs Ray: pip install 'kmat[distributed]'"
 
 Report = Callable[[Outcome], None]
-
-
-def _say(message: str) -> None:
-    print(f"kmat: {message}", file=sys.stderr, flush=True)
 
 
 def require_ray() -> Any:
@@ -59,7 +65,7 @@ def feature_jobs(cells: Sequence[Cell]) -> list[dict[str, Any]]:
     for cell in cells:
         try:
             cfg = config.build(flags={**cell.flags, "out": "."}, sets=cell.sets)
-        except Exception:  # noqa: BLE001 - reported by the cell itself
+        except Exception:  # reported by the cell itself
             continue
         t = cfg["train"]
         gkey = json.dumps([cfg["backbone"], cfg["task"], t["device"], t["eval_batch_size"]], sort_keys=True)
@@ -145,22 +151,20 @@ def run_pool(cells: Sequence[Cell], root: Path, *, jobs: int, report: Report, pr
 def _feature_done(get: Callable[[], dict[str, Any]], job: dict[str, Any], progress: bool) -> None:
     try:
         summary = get()
-    except Exception as exc:  # noqa: BLE001 - the cells will compute (or fail on) their features themselves
-        _say(f"feature extraction {job['kind']} failed ({type(exc).__name__}: {exc}); cells will retry it")
+    except Exception as exc:  # the cells will compute (or fail on) their features themselves
+        say(f"feature extraction {job['kind']} failed ({type(exc).__name__}: {exc}); cells will retry it")
         return
     if progress:
-        _say(_feature_line(summary))
+        say(_feature_line(summary))
 
 
 def _outcome(get: Callable[[], dict[str, Any]], cell: Cell, root: Path) -> Outcome:
     """The outcome a worker returned, or a failed one (with ``error.json``) when the worker died."""
-    from kmat_cli.grid import _failed
-
     try:
         return Outcome.from_dict(get())
-    except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cell, the grid goes on
+    except Exception as exc:  # a crashed worker fails its cell, the grid goes on
         message = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        return _failed(cell, cell_dir(root, cell), f"worker died: {type(exc).__name__}: {message}")
+        return failed(cell, cell_dir(root, cell), f"worker died: {type(exc).__name__}: {message}")
 
 
 # ---------------------------------------------------------------------------------------------- Ray
@@ -203,3 +207,74 @@ def run_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ the grid
+def run_cells(
+    cells: Sequence[Cell],
+    root: Path,
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    jobs: int = 1,
+    progress: bool = True,
+) -> list[Outcome]:
+    """Run the cells of shard ``shard_index`` of ``num_shards`` under ``root``; one outcome per input cell.
+
+    ``executor``: ``local`` (in this process when ``jobs`` is 1, else a pool of ``jobs`` worker
+    processes) or ``ray`` (one Ray task per cell on a local Ray with ``jobs`` CPUs, or the cluster at
+    ``address``, e.g. ``ray://head:10001``). With more than one worker, the image features every cell needs
+    are extracted first, once per (backbone, task, split), by the same workers (:func:`feature_jobs`).
+    ``progress``: one line per cell on stderr. Identical cells run once and share their outcome.
+    """
+    root = Path(root)
+    _check(executor, jobs)
+    mine = shard_of(cells, shard_index, num_shards)
+    outcomes: dict[str, Outcome] = {}
+    total = len(mine)
+
+    def report(outcome: Outcome) -> None:
+        outcomes[outcome.cell.key] = outcome
+        if progress:
+            say(_progress_line(outcome, len(outcomes), total))
+
+    todo = []
+    for cell in mine:
+        done = finished(root, cell)
+        if done is not None:
+            report(done)
+        else:
+            todo.append(cell)
+    if todo:
+        if progress:
+            say(f"{len(todo)} of {total} cells to run under {root} ({executor})")
+        root.mkdir(parents=True, exist_ok=True)
+        if executor == "ray":
+            run_ray(todo, root, address=address, jobs=jobs, report=report, progress=progress)
+        elif jobs > 1:
+            run_pool(todo, root, jobs=jobs, report=report, progress=progress)
+        else:
+            for cell in todo:
+                report(run_cell(cell, root))
+    return [outcomes.get(cell.key) or Outcome(cell, "other-shard") for cell in cells]
+
+
+def _check(executor: str, jobs: int) -> None:
+    """A UsageError for an unknown executor, fewer than one job, or Ray asked for and not installed."""
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor '{executor}' is unknown; use local or ray")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if executor == "ray":
+        require_ray()
+
+
+def _progress_line(outcome: Outcome, n: int, total: int) -> str:
+    head = f"[{n}/{total}] cell {outcome.cell.key} {outcome.cell.describe()}:"
+    if outcome.status == "failed":
+        return f"{head} FAILED: {outcome.error}"
+    seconds = ((outcome.result or {}).get("timing") or {}).get("cell_s")
+    took = f" in {seconds:.1f} s" if seconds is not None and outcome.how != "read back" else ""
+    return f"{head} done ({outcome.how}{took})"

@@ -6,7 +6,8 @@
 - :func:`per_class_accuracy`: grouped bars of per-class recall (= per-class accuracy) on one modality's
   test split for several methods (Fig. 2b), from the confusion matrices in ``metrics.json``.
 - :func:`confusion_matrices`: high- and low-end confusion matrices side by side, counts annotated.
-- :func:`write_report_plots`: all of the above for the cells of a ``kmat benchmark`` grid.
+
+:mod:`kmat_cli.experiments.report_plots` draws them for the cells of a ``kmat benchmark`` grid.
 
 The numbers behind the pictures are plain functions (:func:`project_2d`, :func:`per_class_recall`,
 :func:`per_class_scores`) so they can be checked without looking at a picture. matplotlib is imported
@@ -16,9 +17,7 @@ lazily and only its Agg canvas is used (no pyplot, no display, no global backend
 from __future__ import annotations
 
 import json
-import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,6 @@ from kmat_cli.errors import UsageError
 
 MODALITY_LABELS = {"hi": "high-end", "lo": "low-end"}
 MODALITY_MARKERS = {"hi": "o", "lo": "^"}
-METHOD_LABELS = {
-    "kmat": "K-MaT",
-    "coop": "CoOp",
-    "cocoop": "CoCoOp",
-    "kgcoop": "KgCoOp",
-    "biomedcoop": "BiomedCoOp",
-    "zeroshot": "zero-shot",
-}
-ABLATION_SET = "method.transport=false"  # the K-MaT-without-transport cell of a benchmark grid
 
 
 # ------------------------------------------------------------------------------------------- matplotlib
@@ -344,198 +334,3 @@ def confusion_matrices(
     if title:
         fig.suptitle(title)
     return _save(fig, out)
-
-
-# ----------------------------------------------------------------------------------- benchmark reports
-def _parse_sets(sets: Iterable[str]) -> dict[str, Any]:
-    from kmat_cli.config import parse_set
-
-    flat: dict[str, Any] = {}
-
-    def walk(node: Mapping[str, Any], prefix: str) -> None:
-        for key, value in node.items():
-            if isinstance(value, Mapping):
-                walk(value, f"{prefix}{key}.")
-            else:
-                flat[f"{prefix}{key}"] = value
-
-    walk(parse_set(sets), "")
-    return flat
-
-
-@dataclass
-class _Entry:
-    task: str
-    method: str
-    seed: int
-    extra: tuple[tuple[str, Any], ...]  # the cell's flags and sets beyond those common to its task
-    metrics: dict[str, Any]
-    run: Path | None
-
-
-def _entries(outcomes: Iterable[Any]) -> list[_Entry]:
-    """Finished test-scored cells as entries (task, method, seed, distinguishing sets, metrics, run)."""
-    rows = []
-    for o in outcomes:
-        if o.status != "done" or not o.result or getattr(o.cell, "score", "test") != "test":
-            continue
-        metrics = o.result.get("metrics") or {}
-        if "lo" not in metrics or "hi" not in metrics:
-            continue
-        info = metrics.get("run", {})
-        flags = dict(o.cell.flags)
-        task = flags.get("task.name") or info.get("task")
-        method = flags.get("method.name") or info.get("method")
-        seed = flags.get("train.seed", info.get("seed", 1))
-        if task is None or method is None:
-            continue
-        extra = {k: v for k, v in flags.items() if k not in ("task.name", "method.name", "train.seed")}
-        extra.update(_parse_sets(o.cell.sets))
-        run = Path(o.result["run"]) if o.result.get("run") else None
-        items = tuple(sorted((k, v) for k, v in extra.items() if v is not None))
-        rows.append(_Entry(str(task), str(method), int(seed), items, metrics, run))
-    # sets given to every cell of a task (e.g. a user's --set) do not distinguish variants
-    for task in {r.task for r in rows}:
-        group = [r for r in rows if r.task == task]
-        common = set.intersection(*(set(r.extra) for r in group))
-        for r in group:
-            r.extra = tuple(kv for kv in r.extra if kv not in common)
-    return rows
-
-
-def variant_label(method: str, extra: Sequence[tuple[str, Any]]) -> str:
-    """Display name of a method variant: ``K-MaT``, ``K-MaT without transport``, ``CoOp (train.lr=0.01)``."""
-    name = METHOD_LABELS.get(method, method)
-    if method == "kmat" and list(extra) == [("method.transport", False)]:
-        return f"{name} without transport"
-    if not extra:
-        return name
-    return f"{name} ({', '.join(f'{k}={json.dumps(v)}' for k, v in extra)})"
-
-
-def _in_bars(entry: _Entry, group: Sequence[_Entry]) -> bool:
-    """Bars show each method as run by default, plus K-MaT without transport (the paper's Fig. 2 pair);
-    other ablation variants only for a method that has no default run."""
-    if not entry.extra or (entry.method == "kmat" and list(entry.extra) == [("method.transport", False)]):
-        return True
-    return all(e.extra for e in group if e.method == entry.method)
-
-
-def _bar_variants(group: Sequence[_Entry]) -> dict[str, list[dict[str, Any]]]:
-    variants: dict[str, list[dict[str, Any]]] = {}
-    for e in sorted(group, key=lambda e: (e.method != "kmat", e.method, len(e.extra), repr(e.extra), e.seed)):
-        if _in_bars(e, group):
-            variants.setdefault(variant_label(e.method, e.extra), []).append(e.metrics)
-    return variants
-
-
-def report_bar_data(outcomes: Sequence[Any]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """What the per-class bars of :func:`write_report_plots` are drawn from: ``{task: {variant label:
-    [metrics of each seed]}}`` (feed a task's mapping to :func:`per_class_scores`)."""
-    entries = _entries(outcomes)
-    return {t: _bar_variants([e for e in entries if e.task == t]) for t in sorted({e.task for e in entries})}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
-def _prompts_of(entry: _Entry) -> Path | None:
-    from kmat_cli.export import PROMPTS_FILE
-
-    if entry.run is None:
-        return None
-    path = entry.run / PROMPTS_FILE
-    return path if path.is_file() else None
-
-
-@dataclass(frozen=True)
-class ReportPlot:
-    """A written plot of a report: its task, its PNG and the caption that says what it shows."""
-
-    task: str
-    path: Path
-    caption: str
-
-
-def write_report_plots(
-    outcomes: Sequence[Any], out_dir: str | Path, *, method: str = "pca"
-) -> list[ReportPlot]:
-    """The plots of a benchmark grid's finished cells (``kmat_cli.grid.Outcome``), per task, into
-    ``out_dir``; returns them with captions drawn from what each one shows. Names are stable:
-
-    - ``<task>-prompt-map.png``: prompt map of the lowest-seed K-MaT run against the same seed's K-MaT run
-      with ``method.transport=false`` (only the full run, said in the title, when that cell is absent);
-    - ``<task>-per-class-lo.png``: low-end per-class accuracy of every method as run by default and of
-      K-MaT without transport (mean over seeds);
-    - ``<task>-confusion-kmat.png``: K-MaT's confusion matrices (lowest seed).
-
-    A variant is a method plus the cell's flags and ``--set`` overrides (other than task, method and seed)
-    beyond those every cell of the task has.
-    """
-    out_dir = Path(out_dir)
-    entries = _entries(outcomes)
-    written: list[ReportPlot] = []
-    projection = "2-D PCA" if method == "pca" else "t-SNE"
-    for task in sorted({e.task for e in entries}):
-        group = [e for e in entries if e.task == task]
-        class_names = group[0].metrics.get("class_names") or [
-            str(i) for i in range(len(group[0].metrics["lo"]["confusion"]))
-        ]
-        full = sorted((e for e in group if e.method == "kmat" and not e.extra), key=lambda e: e.seed)
-        ablated = sorted(
-            (e for e in group if e.method == "kmat" and list(e.extra) == [("method.transport", False)]),
-            key=lambda e: e.seed,
-        )
-        # prompt map
-        if full and _prompts_of(full[0]) is not None:
-            seed = full[0].seed
-            files = {f"K-MaT (seed {seed})": _prompts_of(full[0])}
-            twin = next((e for e in ablated if e.seed == seed and _prompts_of(e) is not None), None)
-            if twin is not None:
-                files[f"K-MaT without transport (seed {seed})"] = _prompts_of(twin)
-                title = f"{task}: learned prompt embeddings with and without transport"
-                caption = f"learned high- and low-end prompt embeddings ({projection}) of K-MaT with and without transport (seed {seed})"
-            else:
-                title = (
-                    f"{task}: learned prompt embeddings of K-MaT\n(no {ABLATION_SET} run in this benchmark)"
-                )
-                caption = f"learned high- and low-end prompt embeddings ({projection}) of K-MaT (seed {seed}; no run without transport in this benchmark)"
-            path = prompt_map(files, out_dir / f"{_slug(task)}-prompt-map.png", method, title=title)
-            written.append(ReportPlot(task, path, caption))
-        # per-class low-end accuracy of every variant
-        variants = _bar_variants(group)
-        seeds = sorted({e.seed for e in group})
-        over = f"mean over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
-        whisker = "; whiskers: std over seeds" if any(len(v) > 1 for v in variants.values()) else ""
-        path = per_class_accuracy(
-            variants,
-            class_names,
-            out_dir / f"{_slug(task)}-per-class-lo.png",
-            "lo",
-            title=f"{task}: low-end per-class accuracy ({over})",
-        )
-        written.append(
-            ReportPlot(task, path, f"low-end per-class accuracy of every method ({over}{whisker})")
-        )
-        # confusion matrices of K-MaT
-        if full:
-            path = confusion_matrices(
-                full[0].metrics,
-                class_names,
-                out_dir / f"{_slug(task)}-confusion-kmat.png",
-                title=f"{task}: K-MaT confusion matrices (seed {full[0].seed})",
-            )
-            caption = f"K-MaT confusion matrices on both test splits (seed {full[0].seed})"
-            written.append(ReportPlot(task, path, caption))
-    return written
-
-
-def plots_markdown(plots: Sequence[ReportPlot], relative_to: str | Path) -> str:
-    """A markdown ``## Plots`` section linking ``plots`` (relative to the report's folder), each under
-    its caption."""
-    lines = ["## Plots", ""]
-    for plot in plots:
-        rel = Path(os.path.relpath(plot.path, relative_to)).as_posix()
-        lines += [f"**{plot.task}**: {plot.caption}", "", f"![{plot.task}: {plot.caption}]({rel})", ""]
-    return "\n".join(lines)

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kmat_cli.experiments.variants import Variant
+
 MODALITY_ROWS = (("hi", "Hi"), ("lo", "Lo"), ("H", "H"))
 METRICS = ("accuracy", "macro_f1")
 AVERAGE = "average"
@@ -53,12 +55,13 @@ class Stat:
 class Table:
     """One report table: ``kind`` ``methods`` (Table 2 layout) or ``ablation`` (Table 3 layout); ``rows``
     the variant labels in order (columns of a methods table); ``cells[(task, row, seed)]`` the cell key;
-    ``info[row]`` optional (method, sets) shown in the CSV."""
+    ``info[row]`` optional: the row's :class:`~kmat_cli.experiments.variants.Variant` (its method and
+    ``--set`` overrides are shown in the CSV)."""
 
     kind: str
     rows: list[str]
     cells: dict[tuple[str, str, int], str]
-    info: dict[str, tuple[str, str]] = field(default_factory=dict)
+    info: dict[str, Variant] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,8 @@ def report_csv(layout: Layout, outcomes: Mapping[str, Any]) -> str:
         tasks = [b for b, _ in _blocks(layout)]
         for task in tasks:
             for row in table.rows:
-                method, sets = table.info.get(row, ("", ""))
+                variant = table.info.get(row)
+                method, sets = (variant.method, " ".join(variant.sets)) if variant else ("", "")
                 for modality, _ in MODALITY_ROWS:
                     for metric in METRICS:
                         s = st[(task, row, modality, metric)]

@@ -1,24 +1,26 @@
-"""A grid of independent training cells: one folder per cell, resumable, shardable, local or on Ray.
+"""The cells of an experiment grid: one training run per folder, resumable and shardable.
 
 A :class:`Cell` is one training run, given as dotted config flags plus ``--set`` overrides (the config is
 built with :func:`kmat_cli.config.build`, so every check of ``kmat train`` applies) and how it is scored:
 
 - ``score="test"``: train, then accuracy / macro-F1 on both test splits (what ``kmat train`` does);
 - ``score="hi-val"``: train, then accuracy / macro-F1 on the **high-end validation split only**, with the
-  parts training built (:func:`kmat_cli.workflow.train_command` with ``validate``; a run finished without
+  parts training built (:func:`kmat_cli.workflow.run_training` with the ``hi-val`` score; a run finished without
   it is scored by :func:`kmat_cli.workflow.validate`); the low-end data are never opened.
 
 Folder protocol, under ``root/cells/<key>/`` (``key`` = :attr:`Cell.key`):
 
 1. ``cell.json``, the spec, written first;
-2. the run folder, ``train/<task>-<method>-<n>/`` (the config's ``out`` points at the cell folder);
+2. the run folder, under ``train/`` (the config's ``out`` points at the cell folder); a cell starts a run
+   only when it has none that saved its config, so it has one;
 3. ``result.json``, written last and atomically: the finished marker.
 
 On a later invocation a cell with ``result.json`` is read back, never recomputed; a cell whose run folder
-exists but is unfinished is resumed from its last checkpoint (``workflow.train_command(cfg, run=...)``).
+exists but is unfinished is resumed from its last checkpoint (``workflow.run_training(cfg, run=...)``).
 A cell that raises writes ``error.json`` (the error and traceback), is reported, and the grid goes on; it
-is retried on the next invocation. Folders are the only shared state, so cells computed by the local
-executor, by a process pool, by Ray workers or by separate shards are interchangeable.
+is retried on the next invocation. Folders are the only shared state, so cells computed in this process,
+by a process pool, by Ray workers (:mod:`kmat_cli.experiments.runner`) or by separate shards are
+interchangeable.
 
 Sharding: cell ``i`` of the grid's distinct cells sorted by key belongs to shard ``i % num_shards``; the
 other shards' cells come back as ``"other-shard"`` outcomes.
@@ -29,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -38,8 +39,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from kmat_cli import atomic
+from kmat_cli import atomic, workflow
 from kmat_cli.errors import UsageError
+from kmat_cli.runs import Run
 
 __all__ = [
     "CELLS_DIR",
@@ -47,9 +49,10 @@ __all__ = [
     "Cell",
     "Outcome",
     "cell_dir",
+    "failed",
+    "finished",
     "read_cells",
     "run_cell",
-    "run_cells",
     "shard_of",
 ]
 
@@ -58,8 +61,8 @@ CELL_FILE = "cell.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 RESULT_FORMAT = "kmat.cell-result/v1"
-SCORES = ("test", "hi-val")
-RUN_COMMAND = "train"  # run folders: <cell>/train/<task>-<method>-<n>/
+SCORES = workflow.SCORES
+RUN_COMMAND = "train"  # run folders: <cell>/train/<run>/
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class Cell:
     (their order would matter, and the key is order-free).
 
     ``identity``: optional fingerprint of the configuration the flags and sets resolve to (see
-    :func:`kmat_cli.benchmark.config_identity`). When given, the key hashes it instead of the spelling, so
+    :func:`kmat_cli.experiments.benchmark.config_identity`). When given, the key hashes it instead of the spelling, so
     two spellings of one configuration share a cell, and a changed default makes a new cell instead of
     reading back one trained under the old default.
     """
@@ -142,7 +145,7 @@ class Cell:
 @dataclass
 class Outcome:
     """What became of a cell: ``status`` is ``done``, ``failed`` or ``other-shard`` (``missing`` only from
-    :func:`kmat_cli.benchmark.merge`, for a cell no shard folder has).
+    :func:`kmat_cli.experiments.benchmark.merge`, for a cell no shard folder has).
 
     ``result`` (``done``): ``{"metrics": <metrics.json content, or the hi-val metrics>, "run": <absolute
     run folder>, "timing": {...}}``. ``error`` (``failed``): one line. ``how``: ``computed``, ``resumed`` or
@@ -207,42 +210,50 @@ def _finished(folder: Path) -> dict[str, Any] | None:
     return {**data, "run": str((folder / data["run"]).resolve()) if data.get("run") else None}
 
 
-def _latest_run(folder: Path) -> Any:
-    """The cell's newest run folder that got as far as saving its config, or None."""
-    from kmat_cli import runs
+def _cell_run(folder: Path) -> Run | None:
+    """The cell's run folder that got as far as saving its config, or None. A cell starts a run only when
+    it has none, so there is one; should a copied folder hold more, the most recently active one."""
+    found = [
+        Run(path)
+        for path in sorted((folder / RUN_COMMAND).glob("*"))
+        if (path / Run.STATUS).is_file() and (path / Run.CONFIG).is_file()
+    ]
+    return max(found, key=lambda run: float(run.status.get("time", 0.0)), default=None)
 
-    found = []
-    for path in (folder / RUN_COMMAND).glob("*"):
-        suffix = path.name.rsplit("-", 1)[-1]
-        if suffix.isdigit() and (path / runs.STATUS_FILE).is_file() and (path / "config.yaml").is_file():
-            found.append((int(suffix), path))
-    return runs.Run(max(found)[1]) if found else None
+
+def _scores(cell: Cell) -> tuple[str, ...]:
+    """What a cell's run is scored on: its own score, and the high-end validation split always (the
+    defaults rule reads it beside test metrics)."""
+    return ("test", "hi-val") if cell.score == "test" else ("hi-val",)
 
 
-def _train(cell: Cell, folder: Path) -> tuple[Any, str]:
+def _train(cell: Cell, folder: Path) -> tuple[Run, str]:
     """Train (or resume, or just find) the cell's run; returns (run, how)."""
-    from kmat_cli import config, workflow
+    from kmat_cli import config
 
-    run = _latest_run(folder)
-    scoring = {"evaluate": cell.score == "test", "validate": True}  # test cells record hi-val too
+    run = _cell_run(folder)
     if run is not None and run.finished:
         return run, "resumed"
+    quiet = {"scores": _scores(cell), "progress": False, "show": False}
     if run is not None:
-        cfg = config.load_yaml(run.file("config.yaml"))
-        return workflow.train_command(cfg, run=run, **scoring, progress=False, show=False), "resumed"
+        cfg = config.load_yaml(run.file(Run.CONFIG))
+        return workflow.run_training(cfg, run=run, **quiet), "resumed"
     cfg = config.build(flags={**cell.flags, "out": str(folder)}, sets=cell.sets)
-    return workflow.train_command(cfg, **scoring, progress=False, show=False), "computed"
+    return workflow.run_training(cfg, **quiet), "computed"
 
 
-def _metrics(cell: Cell, run: Any) -> dict[str, Any]:
-    from kmat_cli import workflow
-    from kmat_cli.evaluate import METRICS_FILE
-
+def _metrics(cell: Cell, run: Run) -> dict[str, Any]:
     if cell.score == "hi-val":
-        found = _read_json(run.file(workflow.VAL_METRICS_FILE))
+        found = _read_json(run.file(Run.VAL_METRICS))
         return found if found is not None else workflow.validate(run.path, progress=False)
-    found = _read_json(run.file(METRICS_FILE))
+    found = _read_json(run.file(Run.METRICS))
     return found if found is not None else workflow.evaluate_run(run.path, progress=False, show=False)
+
+
+def finished(root: str | Path, cell: Cell) -> Outcome | None:
+    """The ``done`` outcome of a cell finished under ``root`` (read back), or None."""
+    done = _finished(cell_dir(root, cell))
+    return None if done is None else Outcome(cell, "done", _public(done), how="read back")
 
 
 def run_cell(cell: Cell, root: str | Path) -> Outcome:
@@ -251,10 +262,10 @@ def run_cell(cell: Cell, root: str | Path) -> Outcome:
     Never raises for a failure of the cell itself (it becomes a ``failed`` outcome and ``error.json``);
     KeyboardInterrupt propagates.
     """
-    folder = cell_dir(root, cell)
-    done = _finished(folder)
+    done = finished(root, cell)
     if done is not None:
-        return Outcome(cell, "done", _public(done), how="read back")
+        return done
+    folder = cell_dir(root, cell)
     started = time.perf_counter()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -273,21 +284,19 @@ def run_cell(cell: Cell, root: str | Path) -> Outcome:
         }
         (folder / ERROR_FILE).unlink(missing_ok=True)
         atomic.write_json(folder / RESULT_FILE, record)  # last: the finished marker
-    except Exception as exc:  # noqa: BLE001 - a failed cell is reported, the grid goes on
-        return _failed(cell, folder, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    except Exception as exc:  # a failed cell is reported, the grid goes on
+        return failed(cell, folder, f"{type(exc).__name__}: {exc}", traceback.format_exc())
     return Outcome(cell, "done", _public(_finished(folder) or {}), how=how)
 
 
-def _label_free(run: Any) -> dict[str, Any]:
+def _label_free(run: Run) -> dict[str, Any]:
     """What a cell records beside its metrics for the defaults rule (docs/defaults.md), where the run has
     it: ``validation`` (high-end validation metrics) and ``checks`` (the run's text-only ``checks.json``)."""
-    from kmat_cli import workflow
-
     out: dict[str, Any] = {}
-    val = _read_json(run.file(workflow.VAL_METRICS_FILE))
+    val = _read_json(run.file(Run.VAL_METRICS))
     if val is not None and isinstance(val.get("hi"), dict):
         out["validation"] = {k: val["hi"][k] for k in ("accuracy", "macro_f1", "n") if k in val["hi"]}
-    checks = _read_json(run.file(workflow.CHECKS_FILE))
+    checks = _read_json(run.file(Run.CHECKS))
     if checks is not None:
         out["checks"] = checks
     return out
@@ -299,7 +308,8 @@ def _public(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _failed(cell: Cell, folder: Path, error: str, trace: str = "") -> Outcome:
+def failed(cell: Cell, folder: Path, error: str, trace: str = "") -> Outcome:
+    """A ``failed`` outcome of ``cell`` with ``error`` (one line), recorded in its ``error.json``."""
     error = " ".join(error.split()) or "unknown error"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -316,90 +326,7 @@ def cell_entry(cell: Mapping[str, Any], root: str) -> dict[str, Any]:
     return run_cell(Cell.from_dict(cell), root).to_dict()
 
 
-# ------------------------------------------------------------------------------------------ the grid
-def _say(message: str) -> None:
-    print(f"kmat: {message}", file=sys.stderr, flush=True)
-
-
-def run_cells(
-    cells: Sequence[Cell],
-    root: Path,
-    *,
-    executor: str = "local",
-    address: str | None = None,
-    shard_index: int = 0,
-    num_shards: int = 1,
-    jobs: int = 1,
-    progress: bool = True,
-) -> list[Outcome]:
-    """Run the cells of shard ``shard_index`` of ``num_shards`` under ``root``; one outcome per input cell.
-
-    ``executor``: ``local`` (in this process when ``jobs`` is 1, else a pool of ``jobs`` worker
-    processes) or ``ray`` (one Ray task per cell on a local Ray with ``jobs`` CPUs, or the cluster at
-    ``address``, e.g. ``ray://head:10001``). With more than one worker, the image features every cell needs
-    are extracted first, once per (backbone, task, split), by the same workers (:mod:`kmat_cli.executors`).
-    ``progress``: one line per cell on stderr. Identical cells run once and share their outcome.
-    """
-    root = Path(root)
-    if executor not in ("local", "ray"):
-        raise UsageError(f"--executor '{executor}' is unknown; use local or ray")
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    if executor == "ray":
-        from kmat_cli.executors import require_ray
-
-        require_ray()
-    mine = shard_of(cells, shard_index, num_shards)
-    outcomes: dict[str, Outcome] = {}
-    todo: list[Cell] = []
-    for cell in mine:
-        done = _finished(cell_dir(root, cell))
-        if done is not None:
-            outcomes[cell.key] = Outcome(cell, "done", _public(done), how="read back")
-        else:
-            todo.append(cell)
-    total = len(mine)
-    counter = [0]
-
-    def report(outcome: Outcome) -> None:
-        outcomes[outcome.cell.key] = outcome
-        counter[0] += 1
-        if progress:
-            _say(_progress_line(outcome, counter[0], total))
-
-    for outcome in list(outcomes.values()):
-        report(outcome)
-    if todo:
-        if progress:
-            _say(f"{len(todo)} of {total} cells to run under {root} ({executor})")
-        root.mkdir(parents=True, exist_ok=True)
-        if executor == "ray":
-            from kmat_cli import executors
-
-            executors.run_ray(todo, root, address=address, jobs=jobs, report=report, progress=progress)
-        elif jobs > 1:
-            from kmat_cli import executors
-
-            executors.run_pool(todo, root, jobs=jobs, report=report, progress=progress)
-        else:
-            for cell in todo:
-                report(run_cell(cell, root))
-    result = []
-    for cell in cells:
-        got = outcomes.get(cell.key)
-        result.append(got if got is not None else Outcome(cell, "other-shard"))
-    return result
-
-
-def _progress_line(outcome: Outcome, n: int, total: int) -> str:
-    head = f"[{n}/{total}] cell {outcome.cell.key} {outcome.cell.describe()}:"
-    if outcome.status == "failed":
-        return f"{head} FAILED: {outcome.error}"
-    seconds = ((outcome.result or {}).get("timing") or {}).get("cell_s")
-    took = f" in {seconds:.1f} s" if seconds is not None and outcome.how != "read back" else ""
-    return f"{head} done ({outcome.how}{took})"
-
-
+# ------------------------------------------------------------------------------------- reading back
 def read_cells(roots: Sequence[Path], *, failed: bool = False) -> dict[str, Outcome]:
     """Finished cells found under ``roots`` (``root/cells/*/result.json``), by key.
 

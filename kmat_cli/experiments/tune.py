@@ -2,7 +2,7 @@
 
 Protocol (METHOD.md): every grid point is trained on the few-shot high-end train set, once per seed, and
 scored on the **high-end validation split only**; low-end images are never read, so the choice cannot leak
-the target modality. Each (point, seed) is a :class:`kmat_cli.grid.Cell` with ``score="hi-val"``, so tuning
+the target modality. Each (point, seed) is a :class:`kmat_cli.experiments.cells.Cell` with ``score="hi-val"``, so tuning
 shares the benchmark's runner: local or Ray executors, and finished cells are read back, not recomputed
 (an interrupted tune resumes).
 
@@ -28,7 +28,6 @@ import io
 import itertools
 import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,10 @@ from typing import Any
 from kmat_cli import atomic, safeyaml
 from kmat_cli import config as config_mod
 from kmat_cli.errors import RuntimeFailure, UsageError, shown
+from kmat_cli.experiments.cells import Cell
+from kmat_cli.experiments.flags import common_flags, flatten
+from kmat_cli.experiments.runner import run_cells
+from kmat_cli.progress import say
 
 DEFAULT_GRID: dict[str, list[float]] = {
     "method.lambda1": [0.1, 0.5, 1.0, 2.0, 5.0],
@@ -96,33 +99,6 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 def set_items(point: Mapping[str, Any]) -> tuple[str, ...]:
     """A grid point as ``--set`` overrides: ``("method.lambda1=0.5", ...)`` (values as JSON, valid YAML)."""
     return tuple(f"{k}={json.dumps(v)}" for k, v in point.items())
-
-
-def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def base_flags(config_file: str | Path | None, flags: Mapping[str, Any]) -> dict[str, Any]:
-    """The dotted flags of every cell: ``config_file`` flattened, under the given ``flags`` (None skipped).
-
-    A cell carries flags and ``--set`` items only, so a config file travels as flags; the precedence is
-    unchanged (file < flags < sets). A flag that renames a plugin section drops the file's options of
-    that section, as :func:`kmat_cli.config.merge` does.
-    """
-    given = {k: v for k, v in flags.items() if v is not None}
-    out = _flatten(config_mod.load_yaml(config_file)) if config_file else {}
-    for section in config_mod.PLUGIN_SECTIONS:
-        name = given.get(f"{section}.name")
-        if name is not None and out.get(f"{section}.name", name) != name:
-            out = {k: v for k, v in out.items() if not k.startswith(f"{section}.")}
-    out.update(given)
-    return out
 
 
 def validate(
@@ -232,7 +208,7 @@ def fixed_keys(flags: Mapping[str, Any], sets: Sequence[str]) -> dict:
     """The dotted keys every trial ran with: the cells' ``flags`` (a ``--config`` file's keys and the
     command's flags such as ``--epochs``) and ``--set`` items, except the seed and the output folder. They
     all go into ``best.yaml``, so ``kmat train --config best.yaml`` trains what the trials trained."""
-    out = {**flags, **_flatten(config_mod.parse_set(sets))}
+    out = {**flags, **flatten(config_mod.parse_set(sets))}
     for key in FORBIDDEN:
         out.pop(key, None)
     return out
@@ -278,8 +254,6 @@ def tune(
     write ``tune.csv`` and ``best.yaml`` into ``out`` (default ``<config out>/tune/<task>-<method>``; also
     ``output`` when given). ``flags``: dotted config flags (``task.name``, ``method.name``,
     ``transport.name``, ``train.shots``, ...)."""
-    from kmat_cli import grid as grid_mod
-
     if metric not in METRICS:
         raise UsageError(f"--metric '{metric}' is unknown; use {' or '.join(METRICS)}")
     default = not grid
@@ -290,7 +264,7 @@ def tune(
     seeds = [int(s) for s in seeds]
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds {','.join(map(str, seeds))}: a seed is repeated")
-    cell_flags = base_flags(config_file, flags)
+    cell_flags = common_flags(config_file, flags)
     out_root = cell_flags.pop("out", None)  # a config file's `out`: the root of the default tune folder
     resolved = validate(cell_flags, list(sets), grid, seeds, default=default)
     grid = normalise(grid, resolved)
@@ -309,18 +283,16 @@ def tune(
     for trial in trials:
         for seed in seeds:
             flags_s = {**cell_flags, "train.seed": seed}
-            cells.append(grid_mod.Cell(flags=flags_s, sets=(*sets, *set_items(trial.values)), score="hi-val"))
+            cells.append(Cell(flags=flags_s, sets=(*sets, *set_items(trial.values)), score="hi-val"))
             owner.append((trial, seed))
-    outcomes = grid_mod.run_cells(
-        cells, out, executor=executor, address=address, jobs=jobs, progress=progress
-    )
+    outcomes = run_cells(cells, out, executor=executor, address=address, jobs=jobs, progress=progress)
     for (trial, seed), outcome in zip(owner, outcomes, strict=True):
         trial.scores[seed] = _score(outcome.result, metric) if outcome.status == "done" else None
         if outcome.status != "done":
             trial.errors.append(outcome.error or outcome.status)
     best = best_trial(trials)
     cfg = best_config(resolved, fixed_keys(cell_flags, sets), best.values)
-    config_mod.build(config_file=None, flags=_flatten(cfg))  # best.yaml must load as a config
+    config_mod.build(config_file=None, flags=flatten(cfg))  # best.yaml must load as a config
     header = [
         f"kmat tune: best of {len(trials)} grid points by high-end validation {metric}",
         f"(mean over seeds {', '.join(map(str, seeds))}) = {best.mean:.4f}; all trials in {out / CSV_FILE}",
@@ -364,9 +336,7 @@ def render(result: TuneResult) -> None:
     failed = [t for t in result.trials if not t.complete]
     if failed:
         first = next((e for t in failed for e in t.errors), "not run")
-        print(
-            f"kmat: {len(failed)} of {len(result.trials)} grid points failed; first: {first}", file=sys.stderr
-        )
+        say(f"{len(failed)} of {len(result.trials)} grid points failed; first: {first}")
     values = " ".join(f"{k}={v}" for k, v in result.best.values.items())
     console.print(
         f"best: {values} (high-end validation {result.metric} {100 * result.best.mean:.2f}%)", markup=False

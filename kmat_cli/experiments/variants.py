@@ -1,0 +1,58 @@
+"""The rows of an experiment's tables: method variants as objects, and the one place method labels live.
+
+A :class:`Variant` is a method with its own ``--set`` overrides (applied after the user's); a benchmark's
+:class:`~kmat_cli.experiments.benchmark.Plan` builds them, and the report, the plots and the CSV read them
+as they are (nothing downstream parses a ``--set`` string to find out what a row is). A :class:`Result` ties
+one finished or failed cell to the (task, variant, seed) it was run for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+METHODS = ("zeroshot", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat")  # the paper's Table 2 columns
+METHOD_LABELS = {
+    "zeroshot": "Zero-shot",
+    "coop": "CoOp",
+    "cocoop": "CoCoOp",
+    "kgcoop": "KgCoOp",
+    "biomedcoop": "BiomedCoOp",
+    "kmat": "K-MaT",
+}
+WITHOUT_TRANSPORT = ("method.transport=false",)  # K-MaT with its transport term off (Fig. 2's pair)
+
+
+def method_label(method: str) -> str:
+    """The display name of a method (``kmat`` -> ``K-MaT``; an unknown plugin keeps its name)."""
+    return METHOD_LABELS.get(method, method)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A row of a table: a method with its own ``--set`` overrides (applied after the user's)."""
+
+    label: str
+    method: str
+    sets: tuple[str, ...] = ()
+
+    @property
+    def is_default(self) -> bool:
+        """The method as configured, with no overrides of its own."""
+        return not self.sets
+
+    @property
+    def without_transport(self) -> bool:
+        """K-MaT with only its transport term switched off."""
+        return self.method == "kmat" and self.sets == WITHOUT_TRANSPORT
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome (a :class:`~kmat_cli.experiments.cells.Outcome`) of the cell run for (task, variant,
+    seed)."""
+
+    task: str
+    variant: Variant
+    seed: int
+    outcome: Any
