@@ -209,5 +209,5 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Waits the chat client asked for, recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr("kmat_cli.chat._sleep", recorded.append)
+    monkeypatch.setattr("kmat_cli.describe.chat._sleep", recorded.append)
     return recorded

@@ -12,7 +12,14 @@ import pytest
 
 from kmat_cli import describe as lib
 from kmat_cli.api import DESCRIPTIONS_FORMAT, load_descriptions
-from kmat_cli.chat import ChatClient, Endpoint, EndpointUnreachable, RequestCache, request_key, retry_after
+from kmat_cli.describe.chat import (
+    ChatClient,
+    Endpoint,
+    EndpointUnreachable,
+    RequestCache,
+    request_key,
+    retry_after,
+)
 from kmat_cli.errors import RuntimeFailure, UsageError
 
 ITEMS = ["Round lesion with a smooth margin", "Dark blotch at the centre"]
@@ -116,7 +123,7 @@ def _ok(text: str = '["a b"]') -> httpx.Response:
 def test_retry_waits_are_capped_and_messages_redact_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
     notes: list[str] = []
-    monkeypatch.setattr("kmat_cli.chat._sleep", sleeps.append)
+    monkeypatch.setattr("kmat_cli.describe.chat._sleep", sleeps.append)
     answers = iter([httpx.Response(429, headers={"Retry-After": "3600"}), httpx.Response(503), _ok()])
     seen: list[httpx.Request] = []
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_describe_cli import describe_args, kmat
 
-MAX_ANSWER_BYTES = 8 << 20  # the documented limit (kmat_cli.chat.MAX_ANSWER_BYTES)
+MAX_ANSWER_BYTES = 8 << 20  # the documented limit (kmat_cli.describe.chat.MAX_ANSWER_BYTES)
 
 
 def _cache_files(root: Path) -> list[Path]:
