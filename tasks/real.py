@@ -18,9 +18,11 @@ breast  DMID mammography 356/76/78          BUSI ultrasound 389/155/236
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tasks.prepared import PreparedTask
 
@@ -28,16 +30,55 @@ if TYPE_CHECKING:  # converters load only when `kmat data prepare` runs
     from tasks.converters.layout import Collected
 
 
+@dataclass(frozen=True)
+class Source:
+    """One dataset converter of a task: ``tasks.converters.<converter>.collect`` reads the folder given
+    for modality ``modality`` (``hi``: ``--source``, ``lo``: ``--source-lo``). ``labels`` maps the
+    dataset's labels to keys of the task's ``codes`` (default: the codes themselves). The converter
+    splits by ``table1[modality]`` (as a ratio, or as slice counts where it samples), unless the dataset
+    has ``official_splits``."""
+
+    converter: str
+    modality: str = "hi"
+    labels: Mapping[str, str] | None = None
+    official_splits: bool = False
+
+    def collect(self, task: type[_RealTask], folder: Path | None, **common: Any) -> Collected:
+        """The converter's items for ``task`` from ``folder``; ``common``: ``seed``, ``exclude``, ``log``."""
+        from tasks.converters.layout import Request
+
+        assert folder is not None  # PreparedTask.prepare asks for --source-lo where a task has two sources
+        codes = task.codes
+        names = codes if self.labels is None else {label: codes[key] for label, key in self.labels.items()}
+        counts = () if self.official_splits else task.table1[self.modality]
+        converter = importlib.import_module(f"tasks.converters.{self.converter}")
+        return converter.collect(Request(folder, names, counts, **common))
+
+
 class _RealTask(PreparedTask):
-    """A paper task: ``codes`` (dataset label group -> class name, in class order) and ``table1``
-    (train/val/test sizes per modality) define it; ``convert`` calls its dataset converters."""
+    """A paper task: ``codes`` (dataset label group -> class name, in class order), ``table1``
+    (train/val/test sizes per modality) and ``sources`` (its dataset converters) define it."""
 
     codes: ClassVar[dict[str, str]] = {}
     table1: ClassVar[dict[str, tuple[int, int, int]]] = {}
+    sources: ClassVar[tuple[Source, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls.class_names = list(cls.codes.values())
+
+    @classmethod
+    def convert(
+        cls, source: Path, source_lo: Path | None, *, seed: int, exclude: Path, log: Callable[[str], None]
+    ) -> Collected:
+        """Every source's items, merged (one source: its items as they are)."""
+        from tasks.converters.layout import merge
+
+        folders = {"hi": source, "lo": source_lo}
+        parts = [
+            s.collect(cls, folders[s.modality], seed=seed, exclude=exclude, log=log) for s in cls.sources
+        ]
+        return parts[0] if len(parts) == 1 else merge(*parts)
 
 
 class Skin1(_RealTask):
@@ -56,16 +97,7 @@ class Skin1(_RealTask):
     datasets = {"hi": "MRA-MIDAS", "lo": "MRA-MIDAS"}
     descriptions_name = "skin"
     table1 = {"hi": (513, 91, 135), "lo": (501, 89, 132)}
-
-    @classmethod
-    def convert(
-        cls, source: Path, source_lo: Path | None, *, seed: int, exclude: Path, log: Callable[[str], None]
-    ) -> Collected:
-        from tasks.converters import midas
-
-        return midas.collect(
-            source, names=cls.codes, ratio=cls.table1["hi"], seed=seed, exclude=exclude, log=log
-        )
+    sources = (Source("midas"),)
 
 
 class Skin2(_RealTask):
@@ -83,14 +115,7 @@ class Skin2(_RealTask):
     datasets = {"hi": "Derm7pt", "lo": "Derm7pt"}
     descriptions_name = "skin"
     table1 = {"hi": (413, 203, 395), "lo": (413, 203, 395)}
-
-    @classmethod
-    def convert(
-        cls, source: Path, source_lo: Path | None, *, seed: int, exclude: Path, log: Callable[[str], None]
-    ) -> Collected:
-        from tasks.converters import derm7pt
-
-        return derm7pt.collect(source, names=cls.codes, exclude=exclude, log=log)
+    sources = (Source("derm7pt", official_splits=True),)
 
 
 class Chest(_RealTask):
@@ -101,24 +126,10 @@ class Chest(_RealTask):
     modalities = {"hi": "chest CT", "lo": "chest X-ray"}
     datasets = {"hi": "CC-CCII", "lo": "Chest X-ray (COVID-19 & Pneumonia)"}
     table1 = {"hi": (10670, 3538, 1678), "lo": (4595, 923, 914)}
-
-    @classmethod
-    def convert(
-        cls, source: Path, source_lo: Path | None, *, seed: int, exclude: Path, log: Callable[[str], None]
-    ) -> Collected:
-        from tasks.converters import ccccii, chestxray
-        from tasks.converters.layout import merge
-
-        xray = {"COVID19": cls.codes["NCP"], "PNEUMONIA": cls.codes["CP"], "NORMAL": cls.codes["Normal"]}
-        assert source_lo is not None
-        return merge(
-            ccccii.collect(
-                source, names=cls.codes, sizes=cls.table1["hi"], seed=seed, exclude=exclude, log=log
-            ),
-            chestxray.collect(
-                source_lo, names=xray, ratio=cls.table1["lo"], seed=seed, exclude=exclude, log=log
-            ),
-        )
+    sources = (
+        Source("ccccii"),
+        Source("chestxray", "lo", labels={"COVID19": "NCP", "PNEUMONIA": "CP", "NORMAL": "Normal"}),
+    )
 
 
 class Breast(_RealTask):
@@ -133,19 +144,7 @@ class Breast(_RealTask):
     modalities = {"hi": "mammography", "lo": "breast ultrasound"}
     datasets = {"hi": "DMID", "lo": "BUSI"}
     table1 = {"hi": (356, 76, 78), "lo": (389, 155, 236)}
-
-    @classmethod
-    def convert(
-        cls, source: Path, source_lo: Path | None, *, seed: int, exclude: Path, log: Callable[[str], None]
-    ) -> Collected:
-        from tasks.converters import busi, dmid
-        from tasks.converters.layout import merge
-
-        hi = {"N": cls.codes["normal"], "B": cls.codes["benign"], "M": cls.codes["malignant"]}
-        assert source_lo is not None
-        return merge(
-            dmid.collect(source, names=hi, ratio=cls.table1["hi"], seed=seed, exclude=exclude, log=log),
-            busi.collect(
-                source_lo, names=cls.codes, ratio=cls.table1["lo"], seed=seed, exclude=exclude, log=log
-            ),
-        )
+    sources = (
+        Source("dmid", labels={"N": "normal", "B": "benign", "M": "malignant"}),
+        Source("busi", "lo"),
+    )

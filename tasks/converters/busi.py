@@ -8,32 +8,24 @@ image-to-patient map is published: images are split one by one in Table 1's rati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-
 from kmat_cli.api import UsageError
 
-from .files import child_dirs, find_dirs, image_files
-from .layout import Collected, Item, Skips
+from .files import child_dirs, dataset_dir, image_files
+from .layout import Collected, Item, Request, Skips
 from .splitting import split_items
 
 CLASSES = {"benign": "benign", "malignant": "malignant", "normal": "normal"}
 
 
-def collect(
-    source: Path,
-    *,
-    names: Mapping[str, str],
-    ratio: Sequence[float],
-    seed: int,
-    exclude: Path | None,
-    log: Callable[[str], None],
-) -> Collected:
-    """Ultrasound items (masks dropped) split in ``ratio`` stratified by class."""
-    roots = find_dirs(source, lambda d: set(CLASSES) <= set(child_dirs(d)), exclude)
-    if not roots:
-        raise UsageError(f"--source-lo {source}: no folder with benign/, malignant/ and normal/ found")
-    data = roots[0]
+def collect(request: Request) -> Collected:
+    """Ultrasound items (masks dropped) split in ``request.counts`` (a ratio) stratified by class."""
+    source, names, exclude, log = request.source, request.names, request.exclude, request.log
+    data = dataset_dir(
+        source,
+        lambda d: set(CLASSES) <= set(child_dirs(d)),
+        exclude,
+        missing=f"--source-lo {source}: no folder with benign/, malignant/ and normal/ found",
+    )
     log(f"BUSI: reading {data}")
     skips = Skips()
     items = []
@@ -50,4 +42,6 @@ def collect(
     if not items:
         raise UsageError(f"--source-lo {data}: no ultrasound images in the class folders")
     notes = ["ultrasound: masks dropped; split image by image in Table 1's ratio, stratified by class"]
-    return Collected(splits=split_items({"lo": items}, ratio, seed), skips=skips, notes=notes)
+    return Collected(
+        splits=split_items({"lo": items}, request.counts, request.seed), skips=skips, notes=notes
+    )

@@ -13,13 +13,12 @@ patient id and are split one by one.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kmat_cli.api import UsageError
 
-from .files import child_dirs, find_dirs, image_files
-from .layout import Collected, Item, Skips
+from .files import child_dirs, dataset_dir, image_files
+from .layout import Collected, Item, Request, Skips
 from .splitting import split_items
 
 CLASSES = {"covid19": "COVID19", "covid-19": "COVID19", "pneumonia": "PNEUMONIA", "normal": "NORMAL"}
@@ -32,20 +31,15 @@ def _is_split_root(folder: Path) -> bool:
     return any(s in subs and set(child_dirs(subs[s])) & set(CLASSES) for s in ("train", "test"))
 
 
-def collect(
-    source: Path,
-    *,
-    names: Mapping[str, str],
-    ratio: Sequence[float],
-    seed: int,
-    exclude: Path | None,
-    log: Callable[[str], None],
-) -> Collected:
-    """X-ray items split in ``ratio`` by class (and by ``person<N>`` where the file name has one)."""
-    roots = find_dirs(source, _is_split_root, exclude)
-    if not roots:
-        raise UsageError(f"--source-lo {source}: no Data/train|test/COVID19|NORMAL|PNEUMONIA folders found")
-    data = roots[0]
+def collect(request: Request) -> Collected:
+    """X-ray items split in ``request.counts`` (a ratio) by class (and by ``person<N>`` where the file name has one)."""
+    source, names, exclude, log = request.source, request.names, request.exclude, request.log
+    data = dataset_dir(
+        source,
+        _is_split_root,
+        exclude,
+        missing=f"--source-lo {source}: no Data/train|test/COVID19|NORMAL|PNEUMONIA folders found",
+    )
     log(f"Chest X-ray: reading {data}")
     skips = Skips()
     items = []
@@ -66,4 +60,6 @@ def collect(
         "X-ray: publisher train/test pooled and re-split in Table 1's ratio, stratified by class; "
         "files named person<N> grouped by N",
     ]
-    return Collected(splits=split_items({"lo": items}, ratio, seed), skips=skips, notes=notes)
+    return Collected(
+        splits=split_items({"lo": items}, request.counts, request.seed), skips=skips, notes=notes
+    )

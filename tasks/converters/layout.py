@@ -25,6 +25,24 @@ MAX_EXAMPLES = 3
 
 
 @dataclass(frozen=True)
+class Request:
+    """What a dataset converter's ``collect(request) -> Collected`` reads, and how it splits.
+
+    ``source``: the dataset folder; ``names``: dataset label -> class name; ``counts``: train/val/test, a
+    ratio (most converters) or slice counts (a converter that samples), empty where the dataset has
+    official splits; ``seed``: of the split; ``exclude``: a folder never read (the output); ``log``:
+    takes one progress line.
+    """
+
+    source: Path
+    names: Mapping[str, str]
+    counts: Sequence[float] = ()
+    seed: int = 0
+    exclude: Path | None = None
+    log: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
 class Item:
     """One image to place in a split: its class, its destination under ``<root>/<modality>/`` and where
     it comes from (``source``: a file to link or copy; ``writer(dest)``: a function that writes it).
