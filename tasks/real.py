@@ -52,7 +52,8 @@ class Source:
         names = codes if self.labels is None else {label: codes[key] for label, key in self.labels.items()}
         counts = () if self.official_splits else task.table1[self.modality]
         converter = importlib.import_module(f"tasks.converters.{self.converter}")
-        return converter.collect(Request(folder, names, counts, **common))
+        flag = "--source" if self.modality == "hi" else "--source-lo"
+        return converter.collect(Request(folder, names, counts, **common, flag=flag))
 
 
 class _RealTask(PreparedTask):
@@ -81,40 +82,42 @@ class _RealTask(PreparedTask):
         return parts[0] if len(parts) == 1 else merge(*parts)
 
 
-class Skin1(_RealTask):
+SKIN = {  # MRA-MIDAS and Derm7pt label codes -> class names (shared by skin1, skin2 and skin.json)
+    "AK": "actinic keratosis",
+    "BCC": "basal cell carcinoma",
+    "MEL": "melanoma",
+    "MISC": "other benign lesion",
+    "NEV": "melanocytic nevus",
+    "SCC": "squamous cell carcinoma",
+    "SK": "seborrheic keratosis",
+}
+
+
+class _Skin(_RealTask):
+    """A skin task: dermoscopy -> clinical photograph, classes named by :data:`SKIN`, descriptions in
+    ``skin.json``."""
+
+    modalities: ClassVar[dict[str, str]] = {"hi": "dermoscopy", "lo": "clinical photograph"}
+    descriptions_name = "skin"
+
+
+class Skin1(_Skin):
     """Skin lesions, MRA-MIDAS: dermoscopy -> 15 cm clinical photograph (6 classes)."""
 
     name = "skin1"
-    codes = {
-        "AK": "actinic keratosis",
-        "BCC": "basal cell carcinoma",
-        "MEL": "melanoma",
-        "NEV": "melanocytic nevus",
-        "SCC": "squamous cell carcinoma",
-        "SK": "seborrheic keratosis",
-    }
-    modalities = {"hi": "dermoscopy", "lo": "clinical photograph"}
-    datasets = {"hi": "MRA-MIDAS", "lo": "MRA-MIDAS"}
-    descriptions_name = "skin"
-    table1 = {"hi": (513, 91, 135), "lo": (501, 89, 132)}
+    codes: ClassVar[dict[str, str]] = {code: SKIN[code] for code in ("AK", "BCC", "MEL", "NEV", "SCC", "SK")}
+    datasets: ClassVar[dict[str, str]] = {"hi": "MRA-MIDAS", "lo": "MRA-MIDAS"}
+    table1: ClassVar[dict[str, tuple[int, int, int]]] = {"hi": (513, 91, 135), "lo": (501, 89, 132)}
     sources = (Source("midas"),)
 
 
-class Skin2(_RealTask):
+class Skin2(_Skin):
     """Skin lesions, Derm7pt: dermoscopy -> clinical photograph (5 classes, official splits)."""
 
     name = "skin2"
-    codes = {
-        "BCC": "basal cell carcinoma",
-        "NEV": "melanocytic nevus",
-        "MEL": "melanoma",
-        "MISC": "other benign lesion",
-        "SK": "seborrheic keratosis",
-    }
-    modalities = {"hi": "dermoscopy", "lo": "clinical photograph"}
-    datasets = {"hi": "Derm7pt", "lo": "Derm7pt"}
-    descriptions_name = "skin"
-    table1 = {"hi": (413, 203, 395), "lo": (413, 203, 395)}
+    codes: ClassVar[dict[str, str]] = {code: SKIN[code] for code in ("BCC", "NEV", "MEL", "MISC", "SK")}
+    datasets: ClassVar[dict[str, str]] = {"hi": "Derm7pt", "lo": "Derm7pt"}
+    table1: ClassVar[dict[str, tuple[int, int, int]]] = {"hi": (413, 203, 395), "lo": (413, 203, 395)}
     sources = (Source("derm7pt", official_splits=True),)
 
 
@@ -122,10 +125,14 @@ class Chest(_RealTask):
     """Chest, CC-CCII CT -> Kaggle chest X-ray: COVID-19 pneumonia, common pneumonia, normal lungs."""
 
     name = "chest"
-    codes = {"NCP": "COVID-19 pneumonia", "CP": "common pneumonia", "Normal": "normal lungs"}
-    modalities = {"hi": "chest CT", "lo": "chest X-ray"}
-    datasets = {"hi": "CC-CCII", "lo": "Chest X-ray (COVID-19 & Pneumonia)"}
-    table1 = {"hi": (10670, 3538, 1678), "lo": (4595, 923, 914)}
+    codes: ClassVar[dict[str, str]] = {
+        "NCP": "COVID-19 pneumonia",
+        "CP": "common pneumonia",
+        "Normal": "normal lungs",
+    }
+    modalities: ClassVar[dict[str, str]] = {"hi": "chest CT", "lo": "chest X-ray"}
+    datasets: ClassVar[dict[str, str]] = {"hi": "CC-CCII", "lo": "Chest X-ray (COVID-19 & Pneumonia)"}
+    table1: ClassVar[dict[str, tuple[int, int, int]]] = {"hi": (10670, 3538, 1678), "lo": (4595, 923, 914)}
     sources = (
         Source("ccccii"),
         Source("chestxray", "lo", labels={"COVID19": "NCP", "PNEUMONIA": "CP", "NORMAL": "Normal"}),
@@ -136,14 +143,14 @@ class Breast(_RealTask):
     """Breast, DMID mammography -> BUSI ultrasound: benign, malignant, normal."""
 
     name = "breast"
-    codes = {
+    codes: ClassVar[dict[str, str]] = {
         "benign": "benign breast lesion",
         "malignant": "malignant breast lesion",
         "normal": "normal breast tissue",
     }
-    modalities = {"hi": "mammography", "lo": "breast ultrasound"}
-    datasets = {"hi": "DMID", "lo": "BUSI"}
-    table1 = {"hi": (356, 76, 78), "lo": (389, 155, 236)}
+    modalities: ClassVar[dict[str, str]] = {"hi": "mammography", "lo": "breast ultrasound"}
+    datasets: ClassVar[dict[str, str]] = {"hi": "DMID", "lo": "BUSI"}
+    table1: ClassVar[dict[str, tuple[int, int, int]]] = {"hi": (356, 76, 78), "lo": (389, 155, 236)}
     sources = (
         Source("dmid", labels={"N": "normal", "B": "benign", "M": "malignant"}),
         Source("busi", "lo"),

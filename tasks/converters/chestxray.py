@@ -17,12 +17,13 @@ from pathlib import Path
 
 from kmat_cli.api import UsageError
 
-from .files import child_dirs, dataset_dir, image_files
+from .files import child_dirs, image_files
 from .layout import Collected, Item, Request, Skips
 from .splitting import split_items
 
 CLASSES = {"covid19": "COVID19", "covid-19": "COVID19", "pneumonia": "PNEUMONIA", "normal": "NORMAL"}
 PERSON = re.compile(r"person(\d+)", re.IGNORECASE)
+NOT_FOUND = "no Data/train|test/COVID19|NORMAL|PNEUMONIA folders found"
 
 
 def _is_split_root(folder: Path) -> bool:
@@ -33,14 +34,7 @@ def _is_split_root(folder: Path) -> bool:
 
 def collect(request: Request) -> Collected:
     """X-ray items split in ``request.counts`` (a ratio) by class (and by ``person<N>`` where the file name has one)."""
-    source, names, exclude, log = request.source, request.names, request.exclude, request.log
-    data = dataset_dir(
-        source,
-        _is_split_root,
-        exclude,
-        missing=f"--source-lo {source}: no Data/train|test/COVID19|NORMAL|PNEUMONIA folders found",
-    )
-    log(f"Chest X-ray: reading {data}")
+    data = request.dataset_dir(_is_split_root, "Chest X-ray", missing=NOT_FOUND)
     skips = Skips()
     items = []
     for split_name, split_dir in sorted(child_dirs(data).items()):
@@ -49,11 +43,11 @@ def collect(request: Request) -> Collected:
             if code is None:
                 skips.add("folder is not a class of the dataset", f"{split_name}/{class_dir.name}")
                 continue
-            for path in image_files(class_dir, exclude):
+            for path in image_files(class_dir, request.exclude):
                 person = PERSON.search(path.name)
                 group = f"person:{person.group(1)}" if person else ""
                 rel = path.relative_to(data).as_posix()
-                items.append(Item(classname=names[code], rel=rel, source=path, group=group))
+                items.append(Item(classname=request.names[code], rel=rel, source=path, group=group))
     if not items:
         raise UsageError(f"--source-lo {data}: no images in the class folders")
     notes = [

@@ -19,6 +19,7 @@ converted to 8-bit PNG. No patient id is published: images are split one by one,
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -143,7 +144,7 @@ def collect(request: Request) -> Collected:
         raise UsageError(f"--source {source}: no IMG<n>.tif or .dcm mammograms found (TIFF Images/ folder)")
     if any(p.suffix.lower() == ".dcm" for p in images.values()):
         try:
-            import pydicom  # noqa: F401
+            importlib.import_module("pydicom")
         except ImportError as exc:
             raise UsageError("DMID DICOM files need pydicom: pip install 'kmat[dicom]'") from exc
     skips = Skips()

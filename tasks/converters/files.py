@@ -8,8 +8,6 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from kmat_cli.api import UsageError
-
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
 
 
@@ -47,15 +45,6 @@ def find_dirs(top: Path, accept: Callable[[Path], bool], exclude: Path | None = 
         if accept(here):
             found.append(here)
     return sorted(found, key=lambda p: (len(p.parts), str(p)))
-
-
-def dataset_dir(top: Path, accept: Callable[[Path], bool], exclude: Path | None, *, missing: str) -> Path:
-    """The shallowest folder under ``top`` for which ``accept(folder)`` holds (:func:`find_dirs`); a
-    ``UsageError`` with the message ``missing`` when there is none."""
-    found = find_dirs(top, accept, exclude)
-    if not found:
-        raise UsageError(missing)
-    return found[0]
 
 
 def child_dirs(folder: Path) -> dict[str, Path]:

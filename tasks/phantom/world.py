@@ -287,7 +287,7 @@ def _curve(rng: np.random.Generator, width: float) -> np.ndarray:
 
 
 def _downsample(img: np.ndarray) -> np.ndarray:
-    shape = (IMAGE_SIZE, _SS, IMAGE_SIZE, _SS) + img.shape[2:]
+    shape = (IMAGE_SIZE, _SS, IMAGE_SIZE, _SS, *img.shape[2:])
     return img.reshape(shape).mean(axis=(1, 3))
 
 

@@ -132,7 +132,7 @@ class FakeLLM:
 
 def _handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             with llm.lock:
                 llm.inflight += 1
                 llm.max_inflight = max(llm.max_inflight, llm.inflight)

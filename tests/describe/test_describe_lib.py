@@ -50,7 +50,7 @@ def test_parse_answer_formats(answer: str) -> None:
 
 def test_clean_strips_markers_quotes_emphasis() -> None:
     assert lib.clean('  3. "**Blue-white veil** over the lesion",') == "Blue-white veil over the lesion"
-    assert lib.clean("• ‘Irregular   dots’") == "Irregular dots"
+    assert lib.clean("• \u2018Irregular   dots\u2019") == "Irregular dots"
     assert lib.clean("(12) Milia-like cysts") == "Milia-like cysts"
     assert lib.clean("3D-looking plaque") == "3D-looking plaque"  # a leading number is not a marker
 
@@ -151,7 +151,7 @@ def test_client_errors_are_one_line_usage_errors() -> None:
     ollama_404 = httpx.Response(
         404, json={"error": {"message": 'model "llama9" not found, try pulling it first'}}
     )
-    with pytest.raises(UsageError, match="model 'llama9' is not available at llm.example.org"):
+    with pytest.raises(UsageError, match=r"model 'llama9' is not available at llm\.example\.org"):
         _client(lambda r: ollama_404).complete({"model": "llama9", "messages": []})
     with pytest.raises(UsageError, match="is not a chat completion"):
         _client(lambda r: httpx.Response(200, text="<html>hello</html>")).complete(
@@ -248,7 +248,7 @@ def test_read_document_expands_the_bare_form(tmp_path: Path) -> None:
     assert doc["provenance"] == {"source": "file bare.json"}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": DESCRIPTIONS_FORMAT, "classes": {"mass": {"hi": "not a list"}}}))
-    with pytest.raises(UsageError, match="bad.json: class 'mass' must map modalities to lists"):
+    with pytest.raises(UsageError, match=r"bad\.json: class 'mass' must map modalities to lists"):
         lib.read_document(bad)
 
 
