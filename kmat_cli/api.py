@@ -1,7 +1,18 @@
-"""kmat's plugin API: the small set of base classes and types that plugins import.
+"""kmat's plugin API: everything a plugin of each kind imports from kmat, and nothing else.
 
-Plugins (``backbones/``, ``transports/``, ``tasks/``, third-party packages) import this module and
-nothing else from kmat. The core reaches plugins only through :mod:`kmat_cli.registry`.
+Plugins (``backbones/``, ``transports/``, ``tasks/``, methods, third-party packages) import this module
+and nothing else from kmat. The core reaches plugins only through :mod:`kmat_cli.registry`.
+
+What each kind needs:
+
+- a transport: :class:`Transport` (``T(X_hi, X_lo)`` a differentiable scalar, ``T.plan(...)``);
+- a backbone: :class:`Backbone`, :func:`make_cache_folder` (its weights cache);
+- a task: :class:`Task`, :class:`Sample`, ``MODALITIES``, ``SPLITS``, :func:`load_descriptions` (the one
+  reader of the ``kmat.descriptions/v1`` format, :mod:`kmat_cli.descriptions`), :func:`parse_yaml`;
+- a method: :class:`Method` and :class:`MethodSetup` (:mod:`kmat_cli.methods.base`) and
+  :class:`PromptLearner` (:mod:`kmat_cli.prompts`); these three import torch, so they are loaded on
+  first use and ``import kmat_cli.api`` stays cheap;
+- every kind: :class:`UsageError` (bad input, exit code 2), :class:`RuntimeFailure`, :class:`KmatError`.
 
 Configuration as data: a plugin's options are the keyword-only arguments of its constructor, with their
 defaults. They appear in the run config as a section ``{name: <plugin>, <option>: <value>, ...}``
@@ -11,15 +22,18 @@ misspelt option is rejected with a suggestion instead of being ignored.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+import importlib
+from typing import TYPE_CHECKING, Any
 
+from kmat_cli.contracts import MODALITIES, SPLITS, Backbone, Sample, Task, Transport
+from kmat_cli.descriptions import DESCRIPTIONS_FORMAT, load_descriptions
 from kmat_cli.envinfo import make_cache_folder
 from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
 from kmat_cli.safeyaml import load as parse_yaml
+
+if TYPE_CHECKING:
+    from kmat_cli.methods.base import Method, MethodSetup
+    from kmat_cli.prompts import PromptLearner
 
 __all__ = [
     "DESCRIPTIONS_FORMAT",
@@ -27,6 +41,9 @@ __all__ = [
     "SPLITS",
     "Backbone",
     "KmatError",
+    "Method",
+    "MethodSetup",
+    "PromptLearner",
     "RuntimeFailure",
     "Sample",
     "Task",
@@ -37,147 +54,21 @@ __all__ = [
     "parse_yaml",
 ]
 
-if TYPE_CHECKING:  # keep `import kmat_cli.api` cheap: torch is imported by the plugins that need it
-    import torch
-
-MODALITIES = ("hi", "lo")
-SPLITS = ("train", "val", "test")
-DESCRIPTIONS_FORMAT = "kmat.descriptions/v1"
-
-
-# --------------------------------------------------------------------------------------------- transports
-class Transport:
-    """Base of transport losses between the K high-end and K low-end class embeddings.
-
-    ``T(X_hi, X_lo)`` returns a differentiable scalar (gradient to ``X_lo`` only; ``X_hi`` is treated as
-    fixed); ``T.plan(X_hi, X_lo)`` returns the (K, K) coupling whose rows sum to ``a`` (1/K by default).
-    Both accept optional marginals ``a`` and ``b``. Subclasses state the problem they solve in their
-    docstring.
-    """
-
-    def __call__(
-        self,
-        X_hi: torch.Tensor,
-        X_lo: torch.Tensor,
-        a: torch.Tensor | None = None,
-        b: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        raise NotImplementedError
-
-    def plan(
-        self,
-        X_hi: torch.Tensor,
-        X_lo: torch.Tensor,
-        a: torch.Tensor | None = None,
-        b: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        raise NotImplementedError
+_ON_FIRST_USE = {  # name -> module: the exports that import torch
+    "Method": "kmat_cli.methods.base",
+    "MethodSetup": "kmat_cli.methods.base",
+    "PromptLearner": "kmat_cli.prompts",
+}
 
 
-# ---------------------------------------------------------------------------------------------- backbones
-class Backbone:
-    """Base of frozen vision-language backbones. All embeddings returned are L2-normalised.
-
-    Attributes every backbone sets:
-      ``id``: a stable identity string (hub id, model+tag, or a weights hash): part of feature-cache keys
-      and of exported prompt files; ``embed_dim`` (D); ``token_width`` (W, width of token embeddings);
-      ``logit_scale`` (float, exp of the model's learned log-scale, 100 if it has none); ``preprocess``
-      (PIL image -> (3, H, W) tensor); ``preprocess_spec`` (JSON-able dict: image_size, mean, std,
-      resize, interpolation); ``model``, ``tokenizer``; ``device``.
-    Built with ``vision_only=True`` a backbone must not construct its text tower (predict uses this).
-    """
-
-    id: str
-    embed_dim: int
-    token_width: int
-    logit_scale: float
-    preprocess: Callable[[Any], torch.Tensor]
-    preprocess_spec: dict[str, Any]
-    model: Any
-    tokenizer: Any
-
-    def to(self, device: str | torch.device) -> Backbone:
-        raise NotImplementedError
-
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) preprocessed pixels -> (N, D) normalised image embeddings (no grad)."""
-        raise NotImplementedError
-
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """Texts -> (N, D) normalised text embeddings, the model's own text path."""
-        raise NotImplementedError
-
-    def encode_prompts(self, ctx: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
-        """Learnable context ``ctx`` (P, L, W) placed right after the start token, then the tokens of
-        ``texts[p]``, through the frozen text tower -> (P, D) normalised. ``L = 0`` equals
-        :meth:`encode_text`. Differentiable w.r.t. ``ctx``; run only up to the longest real length."""
-        raise NotImplementedError
-
-    def token_embeddings(self, text: str) -> torch.Tensor:
-        """The frozen token embeddings (n, W) of ``text`` without start/end tokens (for context init)."""
-        raise NotImplementedError
+def __getattr__(name: str) -> Any:
+    """The torch-based exports (``Method``, ``MethodSetup``, ``PromptLearner``), imported on first use."""
+    if name in _ON_FIRST_USE:
+        value = getattr(importlib.import_module(_ON_FIRST_USE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# -------------------------------------------------------------------------------------------------- tasks
-@dataclass(frozen=True)
-class Sample:
-    """One labelled image of a split: its path and its class index into ``Task.class_names``."""
-
-    path: Path
-    label: int
-
-
-class Task:
-    """Base of tasks: a pair of modalities over one class list, with data splits and descriptions.
-
-    ``name``; ``class_names`` (list of K names, the words used in prompts); ``modalities``
-    (``{"hi": words, "lo": words}``, e.g. ``{"hi": "dermoscopy", "lo": "clinical photograph"}``);
-    ``descriptions`` (``[modality][class] -> list[str]``); ``split(modality, split)`` -> list of
-    :class:`Sample`. ``config`` holds run-config overrides the task recommends (the "task YAML" layer).
-    """
-
-    name: str
-    class_names: list[str]
-    modalities: dict[str, str]
-    config: ClassVar[dict[str, Any]] = {}
-
-    @property
-    def descriptions(self) -> dict[str, dict[str, list[str]]]:
-        raise NotImplementedError
-
-    def split(self, modality: str, split: str) -> list[Sample]:
-        raise NotImplementedError
-
-
-def load_descriptions(
-    path: str | Path, class_names: Sequence[str], modalities: Sequence[str] = MODALITIES
-) -> dict[str, dict[str, list[str]]]:
-    """Read a descriptions JSON file and return ``[modality][class] -> list[str]``.
-
-    Accepts ``{"format": "kmat.descriptions/v1", "provenance": {...}, "classes": {class: {modality:
-    [str]}}}`` and the bare form ``{class: [str]}`` (the same descriptions for every modality). Every class
-    and modality must have at least one non-empty description; otherwise a one-line ``UsageError``.
-    """
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UsageError(f"{path}: descriptions file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    except (UnicodeDecodeError, OSError) as exc:
-        raise UsageError(f"{path}: cannot read descriptions ({exc}); expected UTF-8 JSON") from exc
-    if not isinstance(raw, dict):
-        raise UsageError(f"{path}: expected a JSON object of classes")
-    classes = raw.get("classes", raw) if raw.get("format") == DESCRIPTIONS_FORMAT else raw
-    out: dict[str, dict[str, list[str]]] = {m: {} for m in modalities}
-    for name in class_names:
-        if name not in classes:
-            raise UsageError(f"{path}: no descriptions for class '{name}'; add it or pass another file")
-        entry = classes[name]
-        for m in modalities:
-            texts = entry.get(m) if isinstance(entry, dict) else entry
-            if not isinstance(texts, list) or not [t for t in texts if isinstance(t, str) and t.strip()]:
-                raise UsageError(f"{path}: class '{name}' has no descriptions for modality '{m}'")
-            out[m][name] = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
-    return out
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

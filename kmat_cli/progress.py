@@ -5,6 +5,7 @@
 - :func:`bar`: a transient rich progress bar on a terminal. Off a terminal (nohup, SLURM, CI logs) it
   prints the lines its ``log`` callback returns, or nothing. ``KMAT_NO_PROGRESS`` (any non-empty value)
   or ``enabled=False`` turns bars and log lines off.
+- :func:`rows`: several such bars at once, one per label (terminal only).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["Advance", "bar", "console", "say", "shown", "warn"]
+__all__ = ["Advance", "bar", "console", "rows", "say", "shown", "warn"]
 
 Advance = Callable[..., None]  # advance(n=1, **fields)
 
@@ -93,3 +94,22 @@ def bar(
         yield lambda n=1, **values: progress.update(
             task, advance=n, **{k: v for k, v in values.items() if k in names}
         )
+
+
+@contextlib.contextmanager
+def rows(labels: Sequence[str], total: int, *, enabled: bool = True) -> Iterator[Callable[[str, int], None]]:
+    """Yield ``advance(label, n)``: one transient bar per label (shown literally), each out of ``total``.
+
+    Drawn on a terminal only, under the policy of :func:`bar` (``enabled``, ``KMAT_NO_PROGRESS``);
+    elsewhere ``advance`` does nothing. ``advance`` may be called from several threads.
+    """
+    if not shown(enabled) or total <= 0:
+        yield lambda label, n=1: None
+        return
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console(), transient=True) as progress:
+        ids = {label: progress.add_task(escape(label), total=total) for label in labels}
+        yield lambda label, n=1: progress.advance(ids[label], n)

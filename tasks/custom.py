@@ -54,6 +54,17 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def load_spec(path: str | Path) -> dict[str, Any]:
     """Read and check a task YAML file; every problem is a one-line UsageError naming the file and key."""
     path = Path(path)
+    spec = _read_spec(path)
+    _check_classes(spec, path)
+    name = spec.get("name", path.stem)
+    if not isinstance(name, str) or not NAME.match(name):
+        raise UsageError(f"{path}: 'name' must be letters, digits, '-', '_' or '.', got {name!r}")
+    _check_paths(spec, path)
+    return {**spec, "name": name, "config": _checked_config(spec, path)}
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    """The task file as a mapping of known keys."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -68,6 +79,11 @@ def load_spec(path: str | Path) -> dict[str, Any]:
             close = difflib.get_close_matches(str(key), KEYS, n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(KEYS)}"
             raise UsageError(f"{path}: unknown key '{key}'{hint}")
+    return spec
+
+
+def _check_classes(spec: dict[str, Any], path: Path) -> None:
+    """At least two distinct class names, and words for both modalities."""
     names = spec.get("class_names")
     if (
         not isinstance(names, list)
@@ -84,9 +100,10 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise UsageError(
             f"{path}: 'modalities' must give words for 'hi' and 'lo', e.g. {{hi: CT, lo: X-ray}}"
         )
-    name = spec.get("name", path.stem)
-    if not isinstance(name, str) or not NAME.match(name):
-        raise UsageError(f"{path}: 'name' must be letters, digits, '-', '_' or '.', got {name!r}")
+
+
+def _check_paths(spec: dict[str, Any], path: Path) -> None:
+    """``data`` (one split JSON, or a source per modality) and ``descriptions``: relative, inside the folder."""
     data = spec.get("data")
     if not isinstance(data, (str, dict)) or (isinstance(data, dict) and set(data) != set(MODALITIES)):
         raise UsageError(f"{path}: 'data' must be a split JSON path or a mapping with 'hi' and 'lo'")
@@ -97,6 +114,10 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         safe_relpath(value, f"{path}: {key}")
     if spec.get("descriptions") is not None:
         safe_relpath(spec["descriptions"], f"{path}: descriptions")
+
+
+def _checked_config(spec: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The ``config`` section: run-config keys, without ``out``, ``descriptions`` or ``task``."""
     config = spec.get("config", {}) or {}
     if not isinstance(config, dict):
         raise UsageError(f"{path}: 'config' must be a mapping of run-config keys")
@@ -105,7 +126,7 @@ def load_spec(path: str | Path) -> dict[str, Any]:
             raise UsageError(f"{path}: 'config.{key}' may not be set by a task file; {instead}")
     if "task" in config:
         raise UsageError(f"{path}: 'config.task' may not be set by a task file (the file is the task)")
-    return {**spec, "name": name, "config": config}
+    return config
 
 
 DEFAULT_BACKBONE = "biomedclip"  # real images need a real vision-language model, as the shipped real tasks

@@ -33,7 +33,7 @@ from kmat_cli.api import Transport, UsageError
 
 from .checks import SolveInfo, check_costs, check_embeddings, check_options, check_solution, marginals
 from .costs import pairwise_cost
-from .gromov import fgw_value, solve_fgw
+from .gromov import Costs, fgw_value, solve_fgw
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,6 @@ class TransportResult:
     value: torch.Tensor
     plan: torch.Tensor
     info: SolveInfo
-
-
-Costs = tuple["torch.Tensor | None", "torch.Tensor | None", "torch.Tensor | None"]
 
 
 class FGW(Transport):
@@ -136,7 +133,7 @@ class FGW(Transport):
     def _solve_plan(self, costs: Costs, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, SolveInfo]:
         """The plan for ``costs = (M, C_hi, C_lo)``; differentiable when grad mode is on (unrolled)."""
         return solve_fgw(
-            *costs,
+            costs,
             a,
             b,
             alpha=self.alpha,
@@ -149,7 +146,7 @@ class FGW(Transport):
 
     def _value(self, costs: Costs, plan: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """The reported value at ``plan`` (no entropy), differentiable through ``costs``."""
-        return fgw_value(*costs, plan, a, b, self.alpha)
+        return fgw_value(costs, plan, a, b, self.alpha)
 
     # ------------------------------------------------------------------------------------------ contract
     def _costs(self, X_hi: torch.Tensor, X_lo: torch.Tensor) -> Costs:

@@ -35,22 +35,18 @@ import torch
 from .checks import SolveInfo
 from .sinkhorn import SinkhornState, marginal_floor, sinkhorn_potentials
 
+Costs = tuple["torch.Tensor | None", "torch.Tensor | None", "torch.Tensor | None"]  # (M, C1, C2)
+
 
 def const_c(C1: torch.Tensor, C2: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``constC_ij = sum_k C1_ik^2 a_k + sum_l C2_jl^2 b_l`` (POT's ``init_matrix`` for the square loss)."""
     return ((C1 * C1) @ a)[:, None] + ((C2 * C2) @ b)[None, :]
 
 
-def fgw_value(
-    M: torch.Tensor | None,
-    C1: torch.Tensor | None,
-    C2: torch.Tensor | None,
-    T: torch.Tensor,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    alpha: float,
-) -> torch.Tensor:
-    """``(1 - alpha) <M, T> + alpha <constC - 2 C1 T C2^T, T>`` (terms with a zero weight are skipped)."""
+def fgw_value(costs: Costs, T: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``(1 - alpha) <M, T> + alpha <constC - 2 C1 T C2^T, T>`` for ``costs = (M, C1, C2)`` (terms with a
+    zero weight are skipped, and their cost matrices may be None)."""
+    M, C1, C2 = costs
     value = None
     if alpha < 1.0:
         assert M is not None
@@ -64,9 +60,7 @@ def fgw_value(
 
 
 def solve_fgw(
-    M: torch.Tensor | None,
-    C1: torch.Tensor | None,
-    C2: torch.Tensor | None,
+    costs: Costs,
     a: torch.Tensor,
     b: torch.Tensor,
     *,
@@ -77,12 +71,14 @@ def solve_fgw(
     inner_max_iter: int,
     inner_tol: float,
 ) -> tuple[torch.Tensor, SolveInfo]:
-    """Run the fixed point of the module docstring; returns the plan and how the solve went.
+    """Run the fixed point of the module docstring on ``costs = (M, C1, C2)``; returns the plan and how
+    the solve went.
 
     Differentiable through the iterations when the inputs require grad and grad mode is on (that is the
     ``unrolled`` gradient); run it under ``torch.no_grad()`` for the envelope gradient. ``tol`` and
     ``inner_tol`` are raised to a few units of round-off of the dtype (:func:`marginal_floor`).
     """
+    M, C1, C2 = costs
     dtype = a.dtype
     floor = marginal_floor(dtype, a.shape[0], b.shape[0])
     inner_tol, tol = max(inner_tol, floor), max(tol, floor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -67,14 +68,10 @@ def command(
         sys.stdout.write(lib.default_template_text())
         return
 
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from kmat_cli import registry
-    from kmat_cli.chat import DEFAULT_BASE_URL, ChatClient, Endpoint, RequestCache
     from kmat_cli.envinfo import cache_dir
     from kmat_cli.errors import UsageError
+    from kmat_cli.progress import rows, say, warn
 
     if not task:
         raise UsageError("--task is required, e.g. kmat describe --task skin1 (kmat list tasks)")
@@ -82,6 +79,51 @@ def command(
         raise UsageError("use --merge FILE or --merge-task, not both")
     template = lib.PromptTemplate.load(prompt_template)
     base = lib.read_document(merge) if merge is not None else None
+    endpoint = _endpoint(base_url, api_key_env, timeout=timeout, max_retries=max_retries)
+    settings = lib.Settings(
+        model=model or lib.DEFAULT_MODEL,
+        n=n,
+        temperature=temperature,
+        seed=seed,
+        max_words=max_words,
+        max_rounds=max_rounds,
+        concurrency=concurrency,
+        max_tokens=max_tokens,
+    )
+    task_obj = registry.get("tasks", task)()
+    task_name = getattr(task_obj, "name", task)
+    class_names = _class_names(task_obj, task_name, classes)
+    which = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    if merge_task:
+        base = lib.task_document(task_obj)
+    cache = None if no_cache else lib.RequestCache(cache_dir() / "describe")
+    total = settings.n * len(which or task_obj.modalities)
+    with rows(class_names, total) as advance, lib.ChatClient(endpoint, cache=cache, notify=warn) as client:
+        result = lib.describe(
+            class_names,
+            dict(task_obj.modalities),
+            client=client,
+            settings=settings,
+            template=template,
+            task=task_name,
+            which=which,
+            on_progress=advance,
+        )
+    document = result.document() if base is None else lib.merge_documents(base, result.document())
+    _write(document, output or merge or Path(re.sub(r"[^\w.-]", "_", task_name) + ".descriptions.json"))
+    pairs = len(class_names) * len(result.provenance["modalities"])
+    say(
+        f"{pairs} class/modality pairs x {settings.n} descriptions from {settings.model} at {endpoint.host}: "
+        f"{result.sent} requests sent, {result.cached} from the cache"
+    )
+
+
+def _endpoint(base_url: str | None, api_key_env: str | None, *, timeout: float, max_retries: int) -> Any:
+    """The chat endpoint of the options: ``--base-url`` (else $OPENAI_BASE_URL, else OpenAI) and the key
+    in ``--api-key-env`` (else $OPENAI_API_KEY); a UsageError where the key is needed and missing."""
+    from kmat_cli.describe import DEFAULT_BASE_URL, Endpoint
+    from kmat_cli.errors import UsageError
+
     key_env = api_key_env or "OPENAI_API_KEY"
     api_key = os.environ.get(key_env) or None
     if api_key_env and api_key is None:
@@ -95,77 +137,34 @@ def command(
     )
     if api_key is None and endpoint.host == "api.openai.com":
         raise UsageError(f"{key_env} is not set; api.openai.com needs an API key (or pass --base-url)")
-    settings = lib.Settings(
-        model=model or lib.DEFAULT_MODEL,
-        n=n,
-        temperature=temperature,
-        seed=seed,
-        max_words=max_words,
-        max_rounds=max_rounds,
-        concurrency=concurrency,
-        max_tokens=max_tokens,
-    )
+    return endpoint
 
-    task_obj = registry.get("tasks", task)()
-    task_name = getattr(task_obj, "name", task)
-    class_names = list(task_obj.class_names)
-    if classes:
-        wanted = [c.strip() for c in classes.split(",") if c.strip()]
-        unknown = [c for c in wanted if c not in class_names]
-        if unknown:
-            raise UsageError(
-                f"--classes: unknown class '{unknown[0]}'; {task_name} has: {', '.join(class_names)}"
-            )
-        class_names = wanted
-    which = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
-    if merge_task:
-        base = lib.task_document(task_obj)
-    if output is None:
-        output = (
-            merge if merge is not None else Path(re.sub(r"[^\w.-]", "_", task_name) + ".descriptions.json")
+
+def _class_names(task: Any, task_name: str, classes: str | None) -> list[str]:
+    """The task's class names, or those of ``--classes`` (comma-separated; each must be one of them)."""
+    from kmat_cli.errors import UsageError
+
+    class_names = list(task.class_names)
+    if not classes:
+        return class_names
+    wanted = [c.strip() for c in classes.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in class_names]
+    if unknown:
+        raise UsageError(
+            f"--classes: unknown class '{unknown[0]}'; {task_name} has: {', '.join(class_names)}"
         )
+    return wanted
 
-    err = Console(stderr=True)
-    cache = None if no_cache else RequestCache(cache_dir() / "describe")
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal or bool(os.environ.get("KMAT_NO_PROGRESS")),  # no bars in logs
-    )
-    notify = lambda message: err.print(message, style="yellow", markup=False, soft_wrap=True)  # noqa: E731
-    with progress, ChatClient(endpoint, cache=cache, notify=notify) as client:
-        total = settings.n * len(which or task_obj.modalities)
-        rows = {c: progress.add_task(escape(c), total=total) for c in class_names}  # shown literally
-        try:
-            result = lib.describe(
-                class_names,
-                dict(task_obj.modalities),
-                client=client,
-                settings=settings,
-                template=template,
-                task=task_name,
-                which=which,
-                on_progress=lambda c, k: progress.advance(rows[c], k),
-            )
-        except BaseException:
-            progress.live.transient = True  # an error is one line, without a half-drawn bar above it
-            raise
-    document = result.document() if base is None else lib.merge_documents(base, result.document())
+
+def _write(document: dict[str, Any], output: Path) -> None:
+    """The document to ``output`` (atomically; its path echoed on stdout), or as JSON to stdout for ``-``."""
+    import json
+    import sys
+
+    from kmat_cli.descriptions import write_document
+
     if str(output) == "-":
-        import json
-
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
-        lib.write_document(output, document)
+        write_document(output, document)
         typer.echo(str(output))
-    pairs = len(class_names) * len(result.provenance["modalities"])
-    err.print(
-        f"{pairs} class/modality pairs x {settings.n} descriptions from {settings.model} at {endpoint.host}: "
-        f"{result.sent} requests sent, {result.cached} from the cache",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )

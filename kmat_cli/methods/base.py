@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kmat_cli.api import Backbone, Transport, UsageError
+from kmat_cli.contracts import Backbone, Transport
+from kmat_cli.errors import UsageError
 
 
 @dataclass

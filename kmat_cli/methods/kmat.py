@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kmat_cli.api import MODALITIES
+from kmat_cli.contracts import MODALITIES
 from kmat_cli.methods.base import Method, MethodSetup, check_template, mean_cosine, prototypes, templated
 from kmat_cli.prompts import PromptLearner
 

@@ -8,46 +8,40 @@ image-to-patient map is published: images are split one by one in Table 1's rati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kmat_cli.api import UsageError
 
-from .files import child_dirs, find_dirs, image_files
-from .layout import Collected, Item, Skips
+from .files import child_dirs, image_files
+from .layout import Collected, Item, Request, Skips
 from .splitting import split_items
 
 CLASSES = {"benign": "benign", "malignant": "malignant", "normal": "normal"}
+NOT_FOUND = "no folder with benign/, malignant/ and normal/ found"
 
 
-def collect(
-    source: Path,
-    *,
-    names: Mapping[str, str],
-    ratio: Sequence[float],
-    seed: int,
-    exclude: Path | None,
-    log: Callable[[str], None],
-) -> Collected:
-    """Ultrasound items (masks dropped) split in ``ratio`` stratified by class."""
-    roots = find_dirs(source, lambda d: set(CLASSES) <= set(child_dirs(d)), exclude)
-    if not roots:
-        raise UsageError(f"--source-lo {source}: no folder with benign/, malignant/ and normal/ found")
-    data = roots[0]
-    log(f"BUSI: reading {data}")
+def _has_class_folders(folder: Path) -> bool:
+    return set(CLASSES) <= set(child_dirs(folder))
+
+
+def collect(request: Request) -> Collected:
+    """Ultrasound items (masks dropped) split in ``request.counts`` (a ratio) stratified by class."""
+    data = request.dataset_dir(_has_class_folders, "BUSI", missing=NOT_FOUND)
     skips = Skips()
     items = []
     for key, folder in sorted(child_dirs(data).items()):
         code = CLASSES.get(key)
         if code is None:
             continue
-        for path in image_files(folder, exclude):
+        for path in image_files(folder, request.exclude):
             if "_mask" in path.name.lower():
                 skips.add("segmentation mask (name contains _mask)", path.name)
                 continue
             rel = path.relative_to(data).as_posix()
-            items.append(Item(classname=names[code], rel=rel, source=path))
+            items.append(Item(classname=request.names[code], rel=rel, source=path))
     if not items:
         raise UsageError(f"--source-lo {data}: no ultrasound images in the class folders")
     notes = ["ultrasound: masks dropped; split image by image in Table 1's ratio, stratified by class"]
-    return Collected(splits=split_items({"lo": items}, ratio, seed), skips=skips, notes=notes)
+    return Collected(
+        splits=split_items({"lo": items}, request.counts, request.seed), skips=skips, notes=notes
+    )

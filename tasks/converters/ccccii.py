@@ -29,7 +29,7 @@ from pathlib import Path
 from kmat_cli.api import SPLITS, UsageError
 
 from .files import IMAGE_SUFFIXES, find_file, walk_files
-from .layout import Collected, Item, Skips
+from .layout import Collected, Item, Request, Skips
 from .splitting import assign_groups, proportional
 from .tables import read_table, records
 
@@ -211,16 +211,9 @@ def sample(
     return picked
 
 
-def collect(
-    source: Path,
-    *,
-    names: Mapping[str, str],
-    sizes: Sequence[int],
-    seed: int,
-    exclude: Path | None,
-    log: Callable[[str], None],
-) -> Collected:
-    """Sampled CT slices per split (``sizes`` = train/val/test slice counts), split by patient."""
+def collect(request: Request) -> Collected:
+    """Sampled CT slices per split (``request.counts`` = train/val/test slice counts), split by patient."""
+    source, names, exclude, log = request.source, request.names, request.exclude, request.log
     lesion_file = find_file(source, {"lesions_slices.csv", "lesion_slices.csv"}, exclude)
     if lesion_file is None:
         raise UsageError(
@@ -241,14 +234,14 @@ def collect(
     patients: dict[str, Counter] = {}
     for cls, pid, _ in pool:
         patients.setdefault(f"{cls}/{pid}", Counter({cls: 1}))
-    where = assign_groups(patients, sizes, seed)
-    rng = random.Random(seed)
+    where = assign_groups(patients, request.counts, request.seed)
+    rng = random.Random(request.seed)
     splits: dict[str, list[Item]] = {s: [] for s in SPLITS}
     notes = [
         "CT slices sampled: lesion slices for NCP/CP, central 60% of each scan for Normal; "
         "a third of each split per class, patients split by patient_id",
     ]
-    for split, total in zip(SPLITS, sizes, strict=True):
+    for split, total in zip(SPLITS, request.counts, strict=True):
         for code, quota in zip(CLASSES.values(), proportional(total, [1, 1, 1]), strict=True):
             in_split = sorted(s for s in pool if s[0] == code and where[f"{code}/{s[1]}"] == split)
             picked = sample(in_split, pool, quota, rng)

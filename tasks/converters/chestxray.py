@@ -13,17 +13,17 @@ patient id and are split one by one.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kmat_cli.api import UsageError
 
-from .files import child_dirs, find_dirs, image_files
-from .layout import Collected, Item, Skips
+from .files import child_dirs, image_files
+from .layout import Collected, Item, Request, Skips
 from .splitting import split_items
 
 CLASSES = {"covid19": "COVID19", "covid-19": "COVID19", "pneumonia": "PNEUMONIA", "normal": "NORMAL"}
 PERSON = re.compile(r"person(\d+)", re.IGNORECASE)
+NOT_FOUND = "no Data/train|test/COVID19|NORMAL|PNEUMONIA folders found"
 
 
 def _is_split_root(folder: Path) -> bool:
@@ -32,21 +32,9 @@ def _is_split_root(folder: Path) -> bool:
     return any(s in subs and set(child_dirs(subs[s])) & set(CLASSES) for s in ("train", "test"))
 
 
-def collect(
-    source: Path,
-    *,
-    names: Mapping[str, str],
-    ratio: Sequence[float],
-    seed: int,
-    exclude: Path | None,
-    log: Callable[[str], None],
-) -> Collected:
-    """X-ray items split in ``ratio`` by class (and by ``person<N>`` where the file name has one)."""
-    roots = find_dirs(source, _is_split_root, exclude)
-    if not roots:
-        raise UsageError(f"--source-lo {source}: no Data/train|test/COVID19|NORMAL|PNEUMONIA folders found")
-    data = roots[0]
-    log(f"Chest X-ray: reading {data}")
+def collect(request: Request) -> Collected:
+    """X-ray items split in ``request.counts`` (a ratio) by class (and by ``person<N>`` where the file name has one)."""
+    data = request.dataset_dir(_is_split_root, "Chest X-ray", missing=NOT_FOUND)
     skips = Skips()
     items = []
     for split_name, split_dir in sorted(child_dirs(data).items()):
@@ -55,15 +43,17 @@ def collect(
             if code is None:
                 skips.add("folder is not a class of the dataset", f"{split_name}/{class_dir.name}")
                 continue
-            for path in image_files(class_dir, exclude):
+            for path in image_files(class_dir, request.exclude):
                 person = PERSON.search(path.name)
                 group = f"person:{person.group(1)}" if person else ""
                 rel = path.relative_to(data).as_posix()
-                items.append(Item(classname=names[code], rel=rel, source=path, group=group))
+                items.append(Item(classname=request.names[code], rel=rel, source=path, group=group))
     if not items:
         raise UsageError(f"--source-lo {data}: no images in the class folders")
     notes = [
         "X-ray: publisher train/test pooled and re-split in Table 1's ratio, stratified by class; "
         "files named person<N> grouped by N",
     ]
-    return Collected(splits=split_items({"lo": items}, ratio, seed), skips=skips, notes=notes)
+    return Collected(
+        splits=split_items({"lo": items}, request.counts, request.seed), skips=skips, notes=notes
+    )

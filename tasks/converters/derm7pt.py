@@ -16,13 +16,12 @@ vascular lesion; SK. Image paths are matched case-insensitively (then by file na
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kmat_cli.api import SPLITS, UsageError
 
 from .files import FileIndex, find_file, image_files
-from .layout import Collected, Item, Skips
+from .layout import Collected, Item, Request, Skips
 from .tables import read_table, records
 
 INDEX_FILES = {"train": "train_indexes.csv", "val": "valid_indexes.csv", "test": "test_indexes.csv"}
@@ -56,14 +55,9 @@ def _indexes(path: Path) -> list[int]:
         raise UsageError(f"{path}: 'indexes' must be row numbers ({exc})") from exc
 
 
-def collect(
-    source: Path,
-    *,
-    names: Mapping[str, str],
-    exclude: Path | None,
-    log: Callable[[str], None],
-) -> Collected:
+def collect(request: Request) -> Collected:
     """Items for ``hi`` and ``lo`` in the official splits; ``names`` maps codes to class names."""
+    source, names, exclude, log = request.source, request.names, request.exclude, request.log
     meta_file = find_file(source, {"meta.csv"}, exclude)
     if meta_file is None:
         raise UsageError(f"--source {source}: no Derm7pt meta/meta.csv found (extract release_v0.zip there)")

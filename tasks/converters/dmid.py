@@ -19,16 +19,16 @@ converted to 8-bit PNG. No patient id is published: images are split one by one,
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kmat_cli.api import UsageError
 
 from .files import walk_files
 from .images import needs_png, png_writer
-from .layout import Collected, Item, Skips
+from .layout import Collected, Item, Request, Skips
 from .splitting import split_items
 from .tables import read_table
 
@@ -131,16 +131,9 @@ def label_of(rows: list[list[str]], column: int | None, birads: int | None) -> t
     return code, f"report BI-RADS {birads}" if code else "no severity and BI-RADS 0 (incomplete)"
 
 
-def collect(
-    source: Path,
-    *,
-    names: Mapping[str, str],
-    ratio: Sequence[float],
-    seed: int,
-    exclude: Path | None,
-    log: Callable[[str], None],
-) -> Collected:
-    """Mammograms labelled normal/benign/malignant, split in ``ratio`` stratified by class."""
+def collect(request: Request) -> Collected:
+    """Mammograms labelled normal/benign/malignant, split in ``request.counts`` (a ratio) stratified by class."""
+    source, names, exclude, log = request.source, request.names, request.exclude, request.log
     table = find_metadata(source, exclude)
     log(f"DMID: reading {table}")
     rows = severity_rows(table)
@@ -151,7 +144,7 @@ def collect(
         raise UsageError(f"--source {source}: no IMG<n>.tif or .dcm mammograms found (TIFF Images/ folder)")
     if any(p.suffix.lower() == ".dcm" for p in images.values()):
         try:
-            import pydicom  # noqa: F401
+            importlib.import_module("pydicom")
         except ImportError as exc:
             raise UsageError("DMID DICOM files need pydicom: pip install 'kmat[dicom]'") from exc
     skips = Skips()
@@ -184,4 +177,6 @@ def collect(
         items.append(item)
     notes = [f"metadata: {table.name}; severity column {column if column is not None else 'not found'}"]
     notes += [f"{count} image(s) labelled by {how}" for how, count in sorted(fallbacks.items())]
-    return Collected(splits=split_items({"hi": items}, ratio, seed), skips=skips, notes=notes)
+    return Collected(
+        splits=split_items({"hi": items}, request.counts, request.seed), skips=skips, notes=notes
+    )

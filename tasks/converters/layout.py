@@ -20,8 +20,38 @@ from typing import Any
 from kmat_cli.api import MODALITIES, SPLITS, UsageError
 from tasks.splits import SPLITS_FILE, SPLITS_FORMAT, safe_relpath
 
+from .files import find_dirs
+
 MARKER = ".kmat-data"
 MAX_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a dataset converter's ``collect(request) -> Collected`` reads, and how it splits.
+
+    ``source``: the dataset folder; ``names``: dataset label -> class name; ``counts``: train/val/test, a
+    ratio (most converters) or slice counts (a converter that samples), empty where the dataset has
+    official splits; ``seed``: of the split; ``exclude``: a folder never read (the output); ``log``:
+    takes one progress line; ``flag``: the option that named ``source`` (for messages).
+    """
+
+    source: Path
+    names: Mapping[str, str]
+    counts: Sequence[float] = ()
+    seed: int = 0
+    exclude: Path | None = None
+    log: Callable[[str], None] = print
+    flag: str = "--source"
+
+    def dataset_dir(self, accept: Callable[[Path], bool], dataset: str, *, missing: str) -> Path:
+        """The shallowest folder under ``source`` for which ``accept(folder)`` holds, logged as
+        ``<dataset>: reading <folder>``; a ``UsageError`` ``<flag> <source>: <missing>`` when none does."""
+        found = find_dirs(self.source, accept, self.exclude)
+        if not found:
+            raise UsageError(f"{self.flag} {self.source}: {missing}")
+        self.log(f"{dataset}: reading {found[0]}")
+        return found[0]
 
 
 @dataclass(frozen=True)

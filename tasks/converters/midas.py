@@ -25,13 +25,12 @@ are reported. Splits are by patient (``midas_record_id``), both modalities toget
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kmat_cli.api import UsageError
 
 from .files import FileIndex, image_files, walk_files
-from .layout import Collected, Item, Skips
+from .layout import Collected, Item, Request, Skips
 from .splitting import split_items
 from .tables import read_table, records
 
@@ -78,16 +77,9 @@ def read_rows(table: Path) -> list[dict[str, str]]:
     return out
 
 
-def collect(
-    source: Path,
-    *,
-    names: Mapping[str, str],
-    ratio: Sequence[float],
-    seed: int,
-    exclude: Path | None,
-    log: Callable[[str], None],
-) -> Collected:
-    """Items for ``hi`` and ``lo`` split by patient in ``ratio``; ``names`` maps codes to class names."""
+def collect(request: Request) -> Collected:
+    """Items for ``hi`` and ``lo`` split by patient in ``request.counts`` (a ratio); ``names`` maps codes to class names."""
+    source, names, exclude, log = request.source, request.names, request.exclude, request.log
     table = find_table(source, exclude)
     log(f"MRA-MIDAS: reading {table}")
     rows = read_rows(table)
@@ -128,4 +120,4 @@ def collect(
         f"metadata: {table.name}; classes from midas_path (see docs/data.md); hi = dscope, lo = 6in",
         "splits by patient (midas_record_id), both modalities together, ratio of Table 1",
     ]
-    return Collected(splits=split_items(items, ratio, seed), skips=skips, notes=notes)
+    return Collected(splits=split_items(items, request.counts, request.seed), skips=skips, notes=notes)

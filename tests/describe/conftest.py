@@ -132,7 +132,7 @@ class FakeLLM:
 
 def _handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             with llm.lock:
                 llm.inflight += 1
                 llm.max_inflight = max(llm.max_inflight, llm.inflight)
@@ -209,5 +209,5 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Waits the chat client asked for, recorded instead of slept."""
     recorded: list[float] = []
-    monkeypatch.setattr("kmat_cli.chat._sleep", recorded.append)
+    monkeypatch.setattr("kmat_cli.describe.chat._sleep", recorded.append)
     return recorded

@@ -84,7 +84,7 @@ def test_fenced_json_gives_a_valid_file_with_provenance_and_no_key_anywhere(
     doc = json.loads(out_file.read_text())
     assert doc["format"] == DESCRIPTIONS_FORMAT and list(doc["classes"]) == CLASSES
     prov = doc["provenance"]
-    template = Path(__file__).parents[2] / "kmat_cli" / "templates" / "describe_prompt.md"
+    template = Path(__file__).parents[2] / "kmat_cli" / "describe" / "templates" / "describe_prompt.md"
     assert prov["prompt_template_sha256"] == hashlib.sha256(template.read_bytes()).hexdigest()
     assert prov["model"] == "fake-model" and prov["models_answering"] == ["fake-model-2024"]
     assert prov["base_url_host"] == fake_llm.base_url.split("/")[2]

@@ -12,7 +12,14 @@ import pytest
 
 from kmat_cli import describe as lib
 from kmat_cli.api import DESCRIPTIONS_FORMAT, load_descriptions
-from kmat_cli.chat import ChatClient, Endpoint, EndpointUnreachable, RequestCache, request_key, retry_after
+from kmat_cli.describe.chat import (
+    ChatClient,
+    Endpoint,
+    EndpointUnreachable,
+    RequestCache,
+    request_key,
+    retry_after,
+)
 from kmat_cli.errors import RuntimeFailure, UsageError
 
 ITEMS = ["Round lesion with a smooth margin", "Dark blotch at the centre"]
@@ -43,7 +50,7 @@ def test_parse_answer_formats(answer: str) -> None:
 
 def test_clean_strips_markers_quotes_emphasis() -> None:
     assert lib.clean('  3. "**Blue-white veil** over the lesion",') == "Blue-white veil over the lesion"
-    assert lib.clean("• ‘Irregular   dots’") == "Irregular dots"
+    assert lib.clean("• \u2018Irregular   dots\u2019") == "Irregular dots"
     assert lib.clean("(12) Milia-like cysts") == "Milia-like cysts"
     assert lib.clean("3D-looking plaque") == "3D-looking plaque"  # a leading number is not a marker
 
@@ -116,7 +123,7 @@ def _ok(text: str = '["a b"]') -> httpx.Response:
 def test_retry_waits_are_capped_and_messages_redact_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
     notes: list[str] = []
-    monkeypatch.setattr("kmat_cli.chat._sleep", sleeps.append)
+    monkeypatch.setattr("kmat_cli.describe.chat._sleep", sleeps.append)
     answers = iter([httpx.Response(429, headers={"Retry-After": "3600"}), httpx.Response(503), _ok()])
     seen: list[httpx.Request] = []
 
@@ -144,7 +151,7 @@ def test_client_errors_are_one_line_usage_errors() -> None:
     ollama_404 = httpx.Response(
         404, json={"error": {"message": 'model "llama9" not found, try pulling it first'}}
     )
-    with pytest.raises(UsageError, match="model 'llama9' is not available at llm.example.org"):
+    with pytest.raises(UsageError, match=r"model 'llama9' is not available at llm\.example\.org"):
         _client(lambda r: ollama_404).complete({"model": "llama9", "messages": []})
     with pytest.raises(UsageError, match="is not a chat completion"):
         _client(lambda r: httpx.Response(200, text="<html>hello</html>")).complete(
@@ -241,7 +248,7 @@ def test_read_document_expands_the_bare_form(tmp_path: Path) -> None:
     assert doc["provenance"] == {"source": "file bare.json"}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": DESCRIPTIONS_FORMAT, "classes": {"mass": {"hi": "not a list"}}}))
-    with pytest.raises(UsageError, match="bad.json: class 'mass' must map modalities to lists"):
+    with pytest.raises(UsageError, match=r"bad\.json: class 'mass' must map modalities to lists"):
         lib.read_document(bad)
 
 
