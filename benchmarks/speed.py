@@ -328,7 +328,7 @@ def run_costs(
     texts), ``step`` (median ``Trainer.step``, the methods' steps interleaved, each after an untimed step of
     its own), ``save`` (median
     ``Trainer.save``: the checkpoint and metrics written after every epoch), ``fit`` = epochs x (steps per
-    epoch x step + save) and ``eval`` (``kmat_cli.evaluate.predict`` on the test features; an
+    epoch x step + save) and ``eval`` (``kmat_cli.evaluate.classify`` on the test features; an
     image-conditioned method on ``eval_subset`` of them, scaled)."""
     from kmat_cli import evaluate
     from kmat_cli.train import Trainer
@@ -369,7 +369,7 @@ def run_costs(
         for m, f in test_feats.items():
             part = f[:eval_subset] if method.image_conditioned else f
             start = time.perf_counter()
-            evaluate.predict(method, part, m)
+            evaluate.classify(method, part, m)
             if sync:
                 sync()
             evaluation += (time.perf_counter() - start) * f.shape[0] / part.shape[0]
