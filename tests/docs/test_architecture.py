@@ -17,7 +17,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "architecture.md"
 PLUGINS = ("backbones", "transports", "tasks")
-LAYERS = {"## Core": "core", "## Applications": "application", "## Front ends": "front", "## Plugins": "plugin"}
+LAYERS = {
+    "## Core": "core",
+    "## Applications": "application",
+    "## Front ends": "front",
+    "## Plugins": "plugin",
+}
 PATH = re.compile(r"`((?:kmat_cli|kmat|backbones|transports|tasks)/[A-Za-z0-9_./]*)`")
 
 
@@ -52,6 +57,12 @@ def layer_of(module: str, layers: dict[str, str]) -> str:
     return layers[max(candidates, key=len)]
 
 
+def is_module(name: str) -> bool:
+    """A dotted name is a module or package of this repository."""
+    path = REPO / name.replace(".", "/")
+    return path.is_dir() or path.with_suffix(".py").is_file()
+
+
 def imports(path: Path) -> set[str]:
     """The kmat modules a source file imports (``from pkg import sub`` counts as ``pkg.sub`` when sub is a
     module), relative imports resolved."""
@@ -63,12 +74,12 @@ def imports(path: Path) -> set[str]:
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], base]).strip(".")
+            if node.level:  # from .x import y: x in this package (one dot), or above it
+                parts = package.split(".")
+                base = ".".join([*parts[: len(parts) - node.level + 1], base]).strip(".")
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
-                is_module = (REPO / sub.replace(".", "/")).is_dir() or (REPO / f"{sub.replace('.', '/')}.py").is_file()
-                found.add(sub if is_module else base)
+                found.add(sub if is_module(sub) else base)
     return {m for m in found if m.split(".")[0] in ("kmat", "kmat_cli", *PLUGINS)}
 
 
@@ -91,7 +102,8 @@ def layers() -> dict[str, str]:
     out = {}
     for path, layer in named_in_doc().items():
         if layer is not None:
-            out[module_name(REPO / path) if path.endswith(".py") else path.rstrip("/").replace("/", ".")] = layer
+            name = module_name(REPO / path) if path.endswith(".py") else path.rstrip("/").replace("/", ".")
+            out[name] = layer
     return out
 
 
