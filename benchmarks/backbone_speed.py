@@ -42,7 +42,7 @@ def _prompts(k: int) -> list[str]:
 MODES = {"full": (False, False), "padded": (True, False), "packed": (True, True)}  # truncate, pack
 
 
-def text_step(b, texts: list[str], mode: str, device: str) -> float:  # noqa: ANN001
+def text_step(b, texts: list[str], mode: str, device: str) -> float:
     """One forward + backward of the 2K prompts in ``mode``; returns the tokens per prompt actually run (the
     padded length, or for packed rows their tokens per prompt)."""
     b.truncate_prompts, b.pack_prompts = MODES[mode]

@@ -124,6 +124,53 @@ def worker_name(w: int | None) -> str:
     return "auto" if w is None else str(w)
 
 
+def print_report(
+    args: argparse.Namespace,
+    what: str,
+    n: int,
+    worker_list: list[int | None],
+    times: dict[str, list[float]],
+    load: tuple[float, float, float],
+) -> None:
+    """The table on stdout: images/s of every path and its ratio to the bare image-tower forward."""
+    from kmat_cli.predict import auto_workers
+
+    bare_t = times["bare"]
+    bare_rate = n / statistics.median(bare_t)
+    print(
+        f"Date {date.today()}; {cpu_name()}, {cores()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(f"Backbone: {what}; {n} PNG images of {args.size}x{args.size} px; batch {args.batch_size}; "
+          f"median of {args.reps} after one warm-up\n")  # fmt: skip
+    print(
+        "| path | workers | images/s (median) | best images/s | vs bare forward (median of per-rep ratios) |"
+    )
+    print("|---|---|---|---|---|")
+    print(f"| bare image-tower forward | - | {rate(bare_rate)} | {rate(n / min(bare_t))} | 100% |")
+    if "bare-busy" in times:
+        t = times["bare-busy"]
+        print(
+            f"| bare forward, another core busy | - | {rate(n / statistics.median(t))} | {rate(n / min(t))} "
+            f"| {100 * per_rep_ratio(bare_t, t):.0f}% |"
+        )
+    for w in worker_list:
+        t = times[f"predict-{worker_name(w)}"]
+        if w is None:
+            n_auto, adaptive = auto_workers(n, args.batch_size, "cpu")
+            w = f"auto: {n_auto}{' (adaptive)' if adaptive else ''}"
+        ratio = per_rep_ratio(bare_t, t)
+        print(
+            f"| kmat predict | {w} | {rate(n / statistics.median(t))} | {rate(n / min(t))} | {100 * ratio:.0f}% |"
+        )
+    for w in worker_list if args.ideal_decoding else []:
+        t = times[f"ideal-{worker_name(w)}"]
+        print(
+            f"| kmat predict, ideal decoding | {worker_name(w)} | {rate(n / statistics.median(t))} "
+            f"| {rate(n / min(t))} | {100 * per_rep_ratio(bare_t, t):.0f}% |"
+        )
+    print(f"\nload average after the runs (1, 5, 15 min): {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", choices=["phantom", "vit-b-16"], default="phantom")
@@ -145,7 +192,7 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    from kmat_cli.predict import auto_workers, load_classifier
+    from kmat_cli.predict import load_classifier
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -174,41 +221,7 @@ def main() -> None:
             # the same machine load; the ratio is taken per repetition
             times = interleave(fns, args.reps)
         load = os.getloadavg()
-    n = len(files)
-    bare_t = times["bare"]
-    bare_rate = n / statistics.median(bare_t)
-    print(
-        f"Date {date.today()}; {cpu_name()}, {cores()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads"
-    )
-    print(f"Backbone: {what}; {n} PNG images of {args.size}x{args.size} px; batch {args.batch_size}; "
-          f"median of {args.reps} after one warm-up\n")  # fmt: skip
-    print(
-        "| path | workers | images/s (median) | best images/s | vs bare forward (median of per-rep ratios) |"
-    )
-    print("|---|---|---|---|---|")
-    print(f"| bare image-tower forward | - | {rate(bare_rate)} | {rate(n / min(bare_t))} | 100% |")
-    if "bare-busy" in times:
-        t = times["bare-busy"]
-        print(
-            f"| bare forward, another core busy | - | {rate(n / statistics.median(t))} | {rate(n / min(t))} "
-            f"| {100 * per_rep_ratio(bare_t, t):.0f}% |"
-        )
-    for w in worker_list:
-        t = times[f"predict-{worker_name(w)}"]
-        if w is None:
-            n_auto, adaptive = auto_workers(len(files), args.batch_size, "cpu")
-            w = f"auto: {n_auto}{' (adaptive)' if adaptive else ''}"
-        ratio = per_rep_ratio(bare_t, t)
-        print(
-            f"| kmat predict | {w} | {rate(n / statistics.median(t))} | {rate(n / min(t))} | {100 * ratio:.0f}% |"
-        )
-    for w in worker_list if args.ideal_decoding else []:
-        t = times[f"ideal-{worker_name(w)}"]
-        print(
-            f"| kmat predict, ideal decoding | {worker_name(w)} | {rate(n / statistics.median(t))} "
-            f"| {rate(n / min(t))} | {100 * per_rep_ratio(bare_t, t):.0f}% |"
-        )
-    print(f"\nload average after the runs (1, 5, 15 min): {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
+    print_report(args, what, len(files), worker_list, times, load)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from _common import interleave
 
 SHAPES = [(768, 768)] * 4 + [(3072, 768), (768, 3072)]  # (out, in) of one BERT-base layer's linears
 
@@ -54,14 +54,7 @@ def main() -> None:
 
     big = torch.randn(2048, 2048)
     fns: dict[str, Callable[[], object]] = {"plain": plain, "packed": packed, "square": lambda: big @ big}
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(args.reps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    times = interleave(fns, args.reps)
     flops = 2 * 2 * m * sum(n * k for n, k in SHAPES) * args.layers
     med = {name: statistics.median(t) for name, t in times.items()}
     ratios = statistics.median(p / q for p, q in zip(times["plain"], times["packed"], strict=True))

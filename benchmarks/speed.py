@@ -66,6 +66,7 @@ from _common import (
     prompts_file,
 )
 
+Log = Callable[[str], None]
 TASK = "chest"
 METHODS = ("zeroshot", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat")
 SEEDS = 3
@@ -328,7 +329,7 @@ def run_costs(
     texts), ``step`` (median ``Trainer.step``, the methods' steps interleaved, each after an untimed step of
     its own), ``save`` (median
     ``Trainer.save``: the checkpoint and metrics written after every epoch), ``fit`` = epochs x (steps per
-    epoch x step + save) and ``eval`` (``kmat_cli.evaluate.predict`` on the test features; an
+    epoch x step + save) and ``eval`` (``kmat_cli.evaluate.classify`` on the test features; an
     image-conditioned method on ``eval_subset`` of them, scaled)."""
     from kmat_cli import evaluate
     from kmat_cli.train import Trainer
@@ -369,7 +370,7 @@ def run_costs(
         for m, f in test_feats.items():
             part = f[:eval_subset] if method.image_conditioned else f
             start = time.perf_counter()
-            evaluate.predict(method, part, m)
+            evaluate.classify(method, part, m)
             if sync:
                 sync()
             evaluation += (time.perf_counter() - start) * f.shape[0] / part.shape[0]
@@ -558,13 +559,133 @@ def auto_label(n_files: int, batch_size: int, device: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ running
-def measure(device: str, plan: Plan, threads: int, log: Callable[[str], None]) -> Results:
-    """All rows for one device."""
+def step_rows(res: Results, parts: Any, plan: Plan, sync: Callable[[], None] | None, log: Log) -> None:
+    """Rows 1-3: the naive step, kmat's step, the lower bound and FGW; K-MaT epochs packed and unpacked."""
+    from kmat_cli.train import Trainer
+
+    log("rows 1-3: naive step, kmat step, lower bound, FGW (interleaved)")
+    backbone, dev = parts.backbone, parts.device
+    method = build_method(parts, "kmat")
+    feats, labels = shots(parts, dev)
+    trainer = Trainer(method, feats, labels, train_cfg(parts, 50), device=dev, progress=False)
+    batch = int(parts.cfg["train"]["batch_size"])
+    size = backbone.preprocess_spec["image_size"]
+    pixels = torch.randn(batch, 3, size, size, device=dev)
+    fns = step_fns(trainer, method, backbone, pixels, feats[:batch], labels[:batch])
+    step_results(time_steps(fns, plan.step_reps, sync=sync), res)
+    res.step_tokens = tokens_line(backbone, method)
+    log("row 1: K-MaT epochs with packed and unpacked text weights (interleaved)")
+    epochs = epoch_fns(trainer, backbone, feats[:batch], labels[:batch], len(trainer.batches(0)))
+    epoch_results(interleave(epochs, plan.epoch_reps, sync=sync), res)
+
+
+def run_rows(
+    res: Results, parts: Any, plan: Plan, tmp: Path, sync: Callable[[], None] | None, log: Log
+) -> None:
+    """Row 4: the cost of a run of every method (K-MaT's 50 epochs measured or projected)."""
+    g = torch.Generator().manual_seed(1)
+    test = {
+        m: torch.nn.functional.normalize(torch.randn(n, parts.backbone.embed_dim, generator=g), dim=-1).to(
+            parts.device
+        )
+        for m, n in zip(("hi", "lo"), CHEST_TEST, strict=True)
+    }
+    res.runs = run_costs(
+        parts,
+        METHODS,
+        tmp / "runs",
+        test,
+        reps=plan.step_reps,
+        eval_subset=plan.eval_subset,
+        sync=sync,
+        log=log,
+    )
+    if plan.full_kmat_run:
+        log("row 4: K-MaT's real 50-epoch training run")
+        res.kmat_projected_fit = res.runs["kmat"]["fit"]
+        res.runs["kmat"]["fit"] = full_fit(parts, tmp / "runs" / "kmat-full", sync)
+        res.kmat_fit_measured = True
+    res.descriptions = sum(len(texts) for per in parts.descriptions.values() for texts in per.values())
+    shots_per_seed = len(parts.task.class_names) * int(parts.cfg["train"]["shots"])
+    res.unique_images = sum(CHEST_TEST) + SEEDS * shots_per_seed
+
+
+def encoding_rows(
+    res: Results,
+    parts: Any,
+    plan: Plan,
+    tmp: Path,
+    model_dir: Path,
+    sync: Callable[[], None] | None,
+    log: Log,
+) -> Path:
+    """Rows 4-5: image encoding and predict on BiomedCLIP's image tower; returns the prompts file."""
     from predict_speed import predict_fns
 
     from kmat_cli.predict import load_classifier
-    from kmat_cli.train import Trainer
 
+    device = res.device
+    log(f"rows 4-5: image encoding and predict on {plan.images} PNGs (interleaved)")
+    files = png_images(tmp / "images", plan.images, 256)
+    prompts = prompts_file(tmp, "biomedclip", {"model": f"local-dir:{model_dir}"}, k=3)
+    clf = load_classifier(embeddings=prompts, device=device)
+    with open(os.devnull, "wb") as sink:
+        # one bare forward (the classifier's image tower; the same architecture as the full model's)
+        fns = {
+            **predict_fns(clf, files, batch_size=plan.image_batch, workers=[None], sink=sink),
+            "features": encoding_fns(parts.backbone, files, plan.image_batch, tmp / "cache")["features"],
+        }
+        times = interleave(fns, plan.image_reps, sync=sync)
+    res.encode_ratio = per_rep_ratio(times["bare"], times["features"])
+    res.encode_rate = len(files) / statistics.median(times["features"])
+    res.predict["biomedclip"] = per_rep_ratio(times["bare"], times["predict-auto"])
+    res.predict_rate["biomedclip"] = len(files) / statistics.median(times["predict-auto"])
+    res.predict_workers["biomedclip"] = auto_label(len(files), plan.image_batch, device)
+    return prompts
+
+
+def phantom_row(
+    res: Results, plan: Plan, tmp: Path, threads: int, sync: Callable[[], None] | None, log: Log
+) -> None:
+    """Row 5: predict on phantom (small images, one thread)."""
+    from predict_speed import predict_fns
+
+    from kmat_cli.predict import load_classifier
+
+    log(f"row 5: predict on phantom, {plan.phantom_images} PNGs of 32 px (interleaved, 1 thread)")
+    weights, _ = phantom_weights(tmp)
+    (tmp / "phantom").mkdir()
+    pfiles = png_images(tmp / "phantom" / "images", plan.phantom_images, 32)
+    pclf = load_classifier(
+        embeddings=prompts_file(tmp / "phantom", "phantom", {"weights": weights}), device=res.device
+    )
+    torch.set_num_threads(1)
+    try:
+        with open(os.devnull, "wb") as sink:
+            fns = predict_fns(pclf, pfiles, batch_size=64, workers=[None], sink=sink)
+            times = interleave(fns, plan.phantom_reps, sync=sync)
+            res.predict_workers["phantom"] = auto_label(len(pfiles), 64, res.device)
+    finally:
+        torch.set_num_threads(threads)
+    res.predict["phantom"] = per_rep_ratio(times["bare"], times["predict-auto"])
+    res.predict_rate["phantom"] = len(pfiles) / statistics.median(times["predict-auto"])
+
+
+def memory_row(res: Results, plan: Plan, tmp: Path, prompts: Path, threads: int, log: Log) -> None:
+    """Row 6: peak memory of a training run and of a predict run, each in a child process."""
+    log("row 6: peak RSS of a training run and of a predict run (child processes)")
+    common = ["--threads", str(threads), "--device", res.device]
+    res.rss_mb["train"] = in_child(["--child", "train", *common])["peak_rss_mb"]
+    pred = in_child(
+        ["--child", "predict", *common, "--prompts", str(prompts), "--images", str(tmp / "images"),
+         "--batch-size", str(plan.image_batch)]
+    )  # fmt: skip
+    res.rss_mb["predict"] = pred["peak_rss_mb"]
+    res.rss_mb["predict_worker"] = pred["worker_peak_rss_mb"]
+
+
+def measure(device: str, plan: Plan, threads: int, log: Log) -> Results:
+    """All rows for one device."""
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else None
     res = Results(device=device)
@@ -572,98 +693,13 @@ def measure(device: str, plan: Plan, threads: int, log: Callable[[str], None]) -
         tmp = Path(tmp_name)
         model_dir = biomedclip_dir(tmp / "model")
         log("building BiomedCLIP's architecture (random weights)")
-        backbone = biomedclip(model_dir, device=device)
-        parts = build_parts(backbone, dev)
-
-        # rows 1-3 -------------------------------------------------------------------------------
-        log("rows 1-3: naive step, kmat step, lower bound, FGW (interleaved)")
-        method = build_method(parts, "kmat")
-        feats, labels = shots(parts, dev)
-        trainer = Trainer(method, feats, labels, train_cfg(parts, 50), device=dev, progress=False)
-        batch = int(parts.cfg["train"]["batch_size"])
-        size = backbone.preprocess_spec["image_size"]
-        pixels = torch.randn(batch, 3, size, size, device=dev)
-        fns = step_fns(trainer, method, backbone, pixels, feats[:batch], labels[:batch])
-        step_results(time_steps(fns, plan.step_reps, sync=sync), res)
-        res.step_tokens = tokens_line(backbone, method)
-        log("row 1: K-MaT epochs with packed and unpacked text weights (interleaved)")
-        epochs = epoch_fns(trainer, backbone, feats[:batch], labels[:batch], len(trainer.batches(0)))
-        epoch_results(interleave(epochs, plan.epoch_reps, sync=sync), res)
-        del method, trainer
-
-        # row 4: runs of every method ------------------------------------------------------------
-        g = torch.Generator().manual_seed(1)
-        test = {
-            m: torch.nn.functional.normalize(torch.randn(n, backbone.embed_dim, generator=g), dim=-1).to(dev)
-            for m, n in zip(("hi", "lo"), CHEST_TEST, strict=True)
-        }
-        res.runs = run_costs(
-            parts,
-            METHODS,
-            tmp / "runs",
-            test,
-            reps=plan.step_reps,
-            eval_subset=plan.eval_subset,
-            sync=sync,
-            log=log,
-        )
-        if plan.full_kmat_run:
-            log("row 4: K-MaT's real 50-epoch training run")
-            res.kmat_projected_fit = res.runs["kmat"]["fit"]
-            res.runs["kmat"]["fit"] = full_fit(parts, tmp / "runs" / "kmat-full", sync)
-            res.kmat_fit_measured = True
-        res.descriptions = sum(len(texts) for per in parts.descriptions.values() for texts in per.values())
-        shots_per_seed = len(parts.task.class_names) * int(parts.cfg["train"]["shots"])
-        res.unique_images = sum(CHEST_TEST) + SEEDS * shots_per_seed
-
-        # rows 4-5: image encoding and predict on BiomedCLIP's image tower ----------------------------
-        log(f"rows 4-5: image encoding and predict on {plan.images} PNGs (interleaved)")
-        files = png_images(tmp / "images", plan.images, 256)
-        prompts = prompts_file(tmp, "biomedclip", {"model": f"local-dir:{model_dir}"}, k=3)
-        clf = load_classifier(embeddings=prompts, device=device)
-        with open(os.devnull, "wb") as sink:
-            # one bare forward (the classifier's image tower; the same architecture as the full model's)
-            fns = {
-                **predict_fns(clf, files, batch_size=plan.image_batch, workers=[None], sink=sink),
-                "features": encoding_fns(backbone, files, plan.image_batch, tmp / "cache")["features"],
-            }
-            times = interleave(fns, plan.image_reps, sync=sync)
-        res.encode_ratio = per_rep_ratio(times["bare"], times["features"])
-        res.encode_rate = len(files) / statistics.median(times["features"])
-        res.predict["biomedclip"] = per_rep_ratio(times["bare"], times["predict-auto"])
-        res.predict_rate["biomedclip"] = len(files) / statistics.median(times["predict-auto"])
-        res.predict_workers["biomedclip"] = auto_label(len(files), plan.image_batch, device)
-        del clf, backbone, parts
-
-        # row 5: predict on phantom ------------------------------------------------------------------
-        log(f"row 5: predict on phantom, {plan.phantom_images} PNGs of 32 px (interleaved, 1 thread)")
-        weights, _ = phantom_weights(tmp)
-        (tmp / "phantom").mkdir()
-        pfiles = png_images(tmp / "phantom" / "images", plan.phantom_images, 32)
-        pclf = load_classifier(
-            embeddings=prompts_file(tmp / "phantom", "phantom", {"weights": weights}), device=device
-        )
-        torch.set_num_threads(1)
-        try:
-            with open(os.devnull, "wb") as sink:
-                fns = predict_fns(pclf, pfiles, batch_size=64, workers=[None], sink=sink)
-                times = interleave(fns, plan.phantom_reps, sync=sync)
-                res.predict_workers["phantom"] = auto_label(len(pfiles), 64, device)
-        finally:
-            torch.set_num_threads(threads)
-        res.predict["phantom"] = per_rep_ratio(times["bare"], times["predict-auto"])
-        res.predict_rate["phantom"] = len(pfiles) / statistics.median(times["predict-auto"])
-
-        # row 6: peak memory, each in a child process ---------------------------------------------------
-        log("row 6: peak RSS of a training run and of a predict run (child processes)")
-        common = ["--threads", str(threads), "--device", device]
-        res.rss_mb["train"] = in_child(["--child", "train", *common])["peak_rss_mb"]
-        pred = in_child(
-            ["--child", "predict", *common, "--prompts", str(prompts), "--images", str(tmp / "images"),
-             "--batch-size", str(plan.image_batch)]
-        )  # fmt: skip
-        res.rss_mb["predict"] = pred["peak_rss_mb"]
-        res.rss_mb["predict_worker"] = pred["worker_peak_rss_mb"]
+        parts = build_parts(biomedclip(model_dir, device=device), dev)
+        step_rows(res, parts, plan, sync, log)
+        run_rows(res, parts, plan, tmp, sync, log)
+        prompts = encoding_rows(res, parts, plan, tmp, model_dir, sync, log)
+        del parts  # BiomedCLIP leaves memory before the phantom rows
+        phantom_row(res, plan, tmp, threads, sync, log)
+        memory_row(res, plan, tmp, prompts, threads, log)
     return res
 
 

@@ -35,7 +35,7 @@ def _inputs(K: int, D: int, dtype: torch.dtype, device: str, seed: int) -> tuple
     return H.to(dtype=dtype, device=device), L.to(dtype=dtype, device=device)
 
 
-def time_call(T, X_hi: torch.Tensor, X_lo: torch.Tensor, repeats: int) -> tuple[float, float, int]:  # noqa: ANN001
+def time_call(T, X_hi: torch.Tensor, X_lo: torch.Tensor, repeats: int) -> tuple[float, float, int]:
     """Median and best seconds of forward + backward over ``repeats`` calls (after one warm-up), and how
     many of those calls warned (did not converge)."""
     times, warned = [], 0

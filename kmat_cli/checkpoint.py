@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 
 from kmat_cli import atomic
 from kmat_cli.errors import UsageError
+from kmat_cli.runs import Run
 
 FORMAT = "kmat.checkpoint/v1"
-STATE_FILE = "checkpoint.json"
 
 
 @dataclass
@@ -123,21 +123,21 @@ def save(
         "rng": rng_plain,
         "history": history or [],
     }
-    atomic.write_json(folder / STATE_FILE, state)
+    atomic.write_json(folder / Run.CHECKPOINT, state)
     for old in folder.glob("checkpoint-*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
-    return folder / STATE_FILE
+    return folder / Run.CHECKPOINT
 
 
 def exists(folder: str | Path) -> bool:
-    return (Path(folder) / STATE_FILE).is_file()
+    return (Path(folder) / Run.CHECKPOINT).is_file()
 
 
 def load(folder: str | Path, *, restore_rng: bool = False) -> Checkpoint:
     """Read the checkpoint in ``folder``; ``restore_rng`` also restores the saved RNG states."""
     folder = Path(folder)
-    path = folder / STATE_FILE
+    path = folder / Run.CHECKPOINT
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

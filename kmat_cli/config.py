@@ -124,7 +124,7 @@ def plugin_options(obj: Any) -> dict[str, Any]:
     }
 
 
-def _type_ok(default: Any, value: Any) -> bool:
+def type_ok(default: Any, value: Any) -> bool:
     """``value`` fits a key whose default is ``default``: same type (int for float too); null only where the
     default is null (then any value)."""
     if value is None or default is None:
@@ -167,7 +167,7 @@ def _validate(section: str, values: Mapping[str, Any], schema: Mapping[str, Any]
             out[key] = _validate(where, value, default)
         elif _non_finite(value) and not _non_finite(default):
             raise UsageError(f"config key '{where}' must be a finite number, got {shown(value)}")
-        elif not _type_ok(default, value):
+        elif not type_ok(default, value):
             # "{...}" reads as a YAML mapping: a text key given one was meant as text
             hint = f" (quote it: --set '{where}=\"...\"')" if isinstance(default, str) else ""
             raise UsageError(

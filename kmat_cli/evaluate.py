@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from kmat_cli.api import MODALITIES
+from kmat_cli.runs import Run
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = Run.METRICS  # the old name of Run.METRICS, still read by the experiment modules
 METRICS_FORMAT = "kmat.metrics/v1"
 
 
@@ -77,7 +78,7 @@ class Evaluation:
         }
 
 
-def predict(method: Any, features: torch.Tensor, modality: str, batch_size: int = 256) -> torch.Tensor:
+def classify(method: Any, features: torch.Tensor, modality: str, batch_size: int = 256) -> torch.Tensor:
     """Class predictions (N,) of ``method`` for image ``features`` (N, D) of ``modality``, in batches."""
     out = []
     with torch.no_grad():
@@ -114,7 +115,7 @@ def evaluate_method(
         samples = list(splits[m])
         feats = image_features(backbone, [s.path for s in samples], batch_size=batch_size, progress=progress)
         result.labels[m] = torch.tensor([s.label for s in samples], dtype=torch.long)
-        result.preds[m] = predict(method, feats.to(device), m, batch_size)
+        result.preds[m] = classify(method, feats.to(device), m, batch_size)
     return result
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kmat_cli import registry
-from kmat_cli.config import _type_ok, plugin_options
+from kmat_cli.config import plugin_options, type_ok
 from kmat_cli.errors import UsageError
 
 _JSON_TYPES = (str, int, float, bool, type(None), list, dict)
@@ -84,7 +84,7 @@ def checked_section(section: Any, source: Path, key: str = "kmat.backbone_config
                 f"(options: {', '.join(sorted(options)) or 'none'})"
             )
         allowed = _hint_types(cls, option)
-        ok = _plain(value) and _type_ok(options[option], value) and (allowed is None or _fits(value, allowed))
+        ok = _plain(value) and type_ok(options[option], value) and (allowed is None or _fits(value, allowed))
         if not ok:
             raise UsageError(
                 f"{source}: {key} option {option!r} of backbone {name!r} has a value of the wrong type "

@@ -26,7 +26,8 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
-from kmat_cli.api import Backbone, UsageError
+from kmat_cli.api import Backbone
+from kmat_cli.errors import UsageError
 
 INIT_STD = 0.02
 _AMP: ContextVar[torch.dtype | None] = ContextVar("kmat_text_amp", default=None)

@@ -36,7 +36,9 @@ class PluginInfo:
     distribution: str
 
 
-def _check_kind(kind: str) -> str:
+def check_kind(kind: str) -> str:
+    """The plugin kind ``kind`` names (``transport`` is ``transports``); a UsageError suggesting the
+    nearest kind when it names none."""
     if kind in KINDS:
         return kind
     singular = {k[:-1]: k for k in KINDS}
@@ -60,12 +62,12 @@ def _entry_points(kind: str) -> dict[str, EntryPoint]:
 
 def names(kind: str) -> list[str]:
     """The registered names of one plugin kind, sorted."""
-    return sorted(_entry_points(_check_kind(kind)))
+    return sorted(_entry_points(check_kind(kind)))
 
 
 def infos(kind: str) -> list[PluginInfo]:
     """Name, entry-point value and providing distribution of every plugin of ``kind``."""
-    kind = _check_kind(kind)
+    kind = check_kind(kind)
     out = []
     for name, ep in sorted(_entry_points(kind).items()):
         dist = ep.dist.name if getattr(ep, "dist", None) is not None else "?"
@@ -100,7 +102,7 @@ def get(kind: str, name: str) -> Any:
     Raises ``UsageError`` (exit code 2) for an unknown name, listing the known ones and the closest match.
     A task name ending in ``.yaml``/``.yml`` is a custom task file, served by the ``yaml`` task plugin.
     """
-    kind = _check_kind(kind)
+    kind = check_kind(kind)
     known = _entry_points(kind)
     if name in known:
         return _load_cached(kind, name)
@@ -137,7 +139,7 @@ def static_summary(kind: str, name: str) -> str | None:
     import ast
     import importlib.util
 
-    ep = _entry_points(_check_kind(kind)).get(name)
+    ep = _entry_points(check_kind(kind)).get(name)
     if ep is None or ":" not in ep.value:
         return None
     module_name, _, attr = ep.value.partition(":")

@@ -30,8 +30,6 @@ try:
 except ImportError:  # Windows: no advisory locks; runs are not protected against a concurrent resume
     fcntl = None
 
-STATUS_FILE = "run.json"
-LOCK_FILE = ".lock"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -43,8 +41,8 @@ def _slug(text: str) -> str:
 class Run:
     """A run folder: every file name in it is one of these constants (``run.file(Run.CONFIG)``)."""
 
-    STATUS: ClassVar[str] = STATUS_FILE  # {"status": created | running | finished | failed, "time": ...}
-    LOCK: ClassVar[str] = LOCK_FILE  # flock'ed while a process trains or resumes the run
+    STATUS: ClassVar[str] = "run.json"  # {"status": created | running | finished | failed, "time": ...}
+    LOCK: ClassVar[str] = ".lock"  # flock'ed while a process trains or resumes the run
     CONFIG: ClassVar[str] = "config.yaml"  # the resolved config
     ENV: ClassVar[str] = "env.json"  # versions and machine
     HISTORY: ClassVar[str] = "metrics.jsonl"  # one record per epoch (training)
@@ -59,7 +57,7 @@ class Run:
     @property
     def status(self) -> dict[str, Any]:
         try:
-            return json.loads((self.path / STATUS_FILE).read_text(encoding="utf-8"))
+            return json.loads((self.path / self.STATUS).read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
             return {"status": "unknown"}
 
@@ -69,7 +67,7 @@ class Run:
 
     def mark(self, status: str, **extra: Any) -> None:
         """Atomically record the run's status (``running``, ``finished``, ``failed``)."""
-        atomic.write_json(self.path / STATUS_FILE, {"status": status, "time": time.time(), **extra})
+        atomic.write_json(self.path / self.STATUS, {"status": status, "time": time.time(), **extra})
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -82,7 +80,7 @@ class Run:
         with contextlib.ExitStack() as stack:
             if fcntl is not None:
                 try:
-                    fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                    fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
                 except OSError as exc:
                     raise UsageError(f"{self.path}: cannot lock the run folder ({exc.strerror})") from exc
                 stack.callback(os.close, fd)
@@ -98,6 +96,9 @@ class Run:
                 atomic.guard_folder(self.path, f"run folder {self.path} vanished during training")
             )
             yield
+
+
+STATUS_FILE = Run.STATUS  # the old name of Run.STATUS, still read by the experiment modules
 
 
 def create(out_root: str | Path, command: str, task: str, method: str, seed: int | None = None) -> Run:
@@ -138,8 +139,8 @@ def create(out_root: str | Path, command: str, task: str, method: str, seed: int
 def open_run(path: str | Path) -> Run:
     """An existing run folder; a one-line UsageError when it is not one."""
     path = Path(path)
-    if not (path / STATUS_FILE).is_file():
-        raise UsageError(f"{path}: not a kmat run folder (no {STATUS_FILE}); pass a folder made by kmat")
+    if not (path / Run.STATUS).is_file():
+        raise UsageError(f"{path}: not a kmat run folder (no {Run.STATUS}); pass a folder made by kmat")
     return Run(path)
 
 
@@ -149,7 +150,7 @@ def start(cfg: dict[str, Any], command: str) -> Run:
     from kmat_cli import envinfo
 
     run = create(cfg["out"], command, cfg["task"]["name"], cfg["method"]["name"], seed=cfg["train"]["seed"])
-    atomic.write_text(run.file("config.yaml"), config_mod.dump(cfg))
-    atomic.write_json(run.file("env.json"), envinfo.collect())
+    atomic.write_text(run.file(Run.CONFIG), config_mod.dump(cfg))
+    atomic.write_json(run.file(Run.ENV), envinfo.collect())
     run.mark("running")
     return run

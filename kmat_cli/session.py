@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kmat_cli import runs
 from kmat_cli.errors import UsageError
 
 __all__ = ["FLAGS", "Run", "evaluate", "export", "load_prompts", "predict", "train", "train_config"]
@@ -62,8 +63,6 @@ class Run:
     @property
     def status(self) -> str:
         """``running``, ``finished``, ``failed``, ``interrupted`` (from ``run.json``)."""
-        from kmat_cli import runs
-
         return str(runs.open_run(self.path).status.get("status", "unknown"))
 
     @property
@@ -71,14 +70,12 @@ class Run:
         """The run's resolved config (``config.yaml``)."""
         from kmat_cli.config import load_yaml
 
-        return load_yaml(self.path / "config.yaml")
+        return load_yaml(self.path / runs.Run.CONFIG)
 
     @property
     def metrics(self) -> dict[str, Any] | None:
         """The last evaluation (``metrics.json``), or None when the run was not evaluated."""
-        from kmat_cli.evaluate import METRICS_FILE
-
-        file = self.path / METRICS_FILE
+        file = self.path / runs.Run.METRICS
         return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
 
     def evaluate(self, *, progress: bool = False) -> dict[str, Any]:
@@ -132,7 +129,7 @@ def train(
     progress on stderr (bars on a terminal, one line per epoch otherwise); ``show``: the metrics table
     on stderr."""
     from kmat_cli import config as config_mod
-    from kmat_cli import runs, workflow
+    from kmat_cli import workflow
 
     sets = list(sets)
     if resume is not None:
@@ -142,15 +139,15 @@ def train(
             refused.append("--set")
         if refused:
             raise UsageError(
-                f"--resume continues {resume} with its saved config.yaml; drop {', '.join(refused)} (only "
+                f"--resume continues {resume} with its saved {runs.Run.CONFIG}; drop {', '.join(refused)} (only "
                 "--device, --threads and --evaluate/--no-evaluate go with --resume; start a new run to change it)"
             )
         run = runs.open_run(resume)
-        if not run.file("config.yaml").is_file():
+        if not run.file(runs.Run.CONFIG).is_file():
             raise UsageError(
-                f"{run.path}: stopped before its config.yaml was saved; nothing to resume, start anew"
+                f"{run.path}: stopped before its {runs.Run.CONFIG} was saved; nothing to resume, start anew"
             )
-        cfg = config_mod.load_yaml(run.file("config.yaml"))
+        cfg = config_mod.load_yaml(run.file(runs.Run.CONFIG))
         # where and how fast to continue; config.yaml keeps what the run started with
         cfg["train"] = {**cfg["train"], **{k: v for k, v in options.items() if v is not None}}
     else:

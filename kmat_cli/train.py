@@ -33,8 +33,8 @@ import torch
 from kmat_cli import atomic, checkpoint, limits
 from kmat_cli.errors import RuntimeFailure, UsageError
 from kmat_cli.prompts import mixed_precision
+from kmat_cli.runs import Run
 
-METRICS_FILE = "metrics.jsonl"
 OPTIMIZERS = limits.CHOICES["train.optimizer"]
 
 
@@ -165,7 +165,7 @@ class Trainer:
     def _write_metrics(self) -> None:
         if self.folder is not None:
             text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in self.history)
-            atomic.write_text(self.folder / METRICS_FILE, text)
+            atomic.write_text(self.folder / Run.HISTORY, text)
 
     # -------------------------------------------------------------------------------------- training
     def lr(self, epoch: int) -> float:

@@ -82,6 +82,6 @@ class WordTokenizer:
         n = int(context_length or self.context_length)
         out = torch.full((len(texts), n), self.pad_token_id, dtype=torch.long)
         for row, text in enumerate(texts):
-            ids = [self.sot_token_id, *self.encode(text)][: n - 1] + [self.eot_token_id]
+            ids = [*[self.sot_token_id, *self.encode(text)][: n - 1], self.eot_token_id]
             out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out

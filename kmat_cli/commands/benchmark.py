@@ -10,30 +10,13 @@ from pathlib import Path
 
 import typer
 
+from kmat_cli.commands import _options as options
 from kmat_cli.experiments.variants import METHODS
 
 app = typer.Typer(
     no_args_is_help=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def _split(text: str | None, what: str) -> list[str]:
-    from kmat_cli.errors import UsageError
-
-    items = [x.strip() for x in (text or "").split(",") if x.strip()]
-    if text is not None and not items:
-        raise UsageError(f"--{what} '{text}': give a comma-separated list")
-    return items
-
-
-def _seeds(text: str) -> list[int]:
-    from kmat_cli.errors import UsageError
-
-    try:
-        return [int(s) for s in _split(text, "seeds")]
-    except ValueError as exc:
-        raise UsageError(f"--seeds '{text}': expected integers like 1,2,3") from exc
 
 
 def _methods_section(markdown: str) -> str:
@@ -60,9 +43,9 @@ def _finish(markdown_path: Path, outcomes: list, *, summary: bool = False) -> No
 @app.callback(invoke_without_command=True)
 def benchmark_grid(
     ctx: typer.Context,
-    task: str = typer.Option(None, "--task", "-t", help="Task(s), comma-separated: chest,breast."),
-    methods: str = typer.Option(",".join(METHODS), "--methods", "-m", help="Methods, comma-separated."),
-    seeds: str = typer.Option("1,2,3", "--seeds", help="Seeds, comma-separated."),
+    task: str = options.task("Task(s), comma-separated: chest,breast."),
+    methods: str = options.methods(",".join(METHODS)),
+    seeds: str = options.seeds("1,2,3"),
     ablation: bool = typer.Option(
         False, "--ablation", help="Also the K-MaT ablation (Table 3): CE only, +CSC/MSC, +anchor, +transport."
     ),
@@ -72,26 +55,20 @@ def benchmark_grid(
         help="Also the candidates of K-MaT's defaults rule (alpha x center x normalize, docs/defaults.md) "
         "and the rule's outcome.",
     ),
-    transport: str = typer.Option(
-        None, "--transport", help="Transport of K-MaT: fgw, wasserstein, gw, none."
-    ),
-    backbone: str = typer.Option(None, "--backbone", "-b", help="Backbone name (kmat list backbones)."),
-    shots: int = typer.Option(None, "--shots", help="Labelled high-end images per class (default 16)."),
-    epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 50)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-    config: Path = typer.Option(None, "--config", "-c", help="YAML config file applied to every cell."),
-    sets: list[str] = typer.Option(
-        [], "--set", help="Override a config key in every cell: --set train.lr=0.002"
-    ),
-    out: Path = typer.Option(None, "--out", "-o", help="Benchmark folder (default runs/benchmark/<tasks>)."),
-    executor: str = typer.Option("local", "--executor", help="local, or ray (the 'distributed' extra)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster address, e.g. ray://head:10001."),
+    transport: str = options.transport("Transport of K-MaT: fgw, wasserstein, gw, none."),
+    backbone: str = options.backbone(),
+    shots: int = options.shots(),
+    epochs: int = options.epochs(),
+    device: str = options.device(),
+    config: Path = options.config("YAML config file applied to every cell."),
+    sets: list[str] = options.sets("Override a config key in every cell: --set train.lr=0.002"),
+    out: Path = options.out("Benchmark folder (default runs/benchmark/<tasks>)."),
+    executor: str = options.executor(),
+    address: str = options.address(),
     shard_index: int = typer.Option(0, "--shard-index", help="Run only this shard of the grid (0-based)."),
     num_shards: int = typer.Option(1, "--num-shards", help="Number of shards the grid is split into."),
-    jobs: int = typer.Option(
-        1, "--jobs", "-j", help="Cells run at once (worker processes; Ray: CPUs of a local Ray)."
-    ),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots (needs matplotlib)."),
+    jobs: int = options.jobs("Cells run at once (worker processes; Ray: CPUs of a local Ray)."),
+    plots: bool = options.plots(),
     summary: bool = typer.Option(
         False, "--summary", help="Print only the methods table (report.md is still written in full)."
     ),
@@ -111,7 +88,7 @@ def benchmark_grid(
     from kmat_cli.errors import UsageError
     from kmat_cli.experiments import benchmark
 
-    tasks = _split(task, "task")
+    tasks = options.comma_list(task, "task")
     if not tasks:
         raise UsageError("kmat benchmark needs --task, e.g. --task phantom")
     if executor == "ray":
@@ -129,8 +106,8 @@ def benchmark_grid(
     }
     request = benchmark.Request(
         tasks=tuple(tasks),
-        methods=tuple(_split(methods, "methods")),
-        seeds=tuple(_seeds(seeds)),
+        methods=tuple(options.comma_list(methods, "methods")),
+        seeds=tuple(options.parse_seeds(seeds)),
         ablation=ablation,
         defaults_rule=defaults_rule,
         flags=benchmark.common_flags(config, flags),
@@ -152,8 +129,8 @@ def benchmark_grid(
 @app.command("merge")
 def merge(
     shards: list[Path] = typer.Argument(..., help="Shard folders (each ran --shard-index i --num-shards n)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder of the merged report."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots (needs matplotlib)."),
+    out: Path = options.out("Folder of the merged report.", required=True),
+    plots: bool = options.plots(),
 ) -> None:
     """Build one report from the folders of a sharded benchmark.
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from kmat_cli.commands import _options as options
+
 app = typer.Typer(
     name="data",
     help="Prepare the public datasets of a task and check prepared data.\n\n"
@@ -50,10 +52,8 @@ def prepare(
     source_lo: Path = typer.Option(
         None, "--source-lo", help="Downloaded low-end dataset folder (chest: X-ray, breast: BUSI)."
     ),
-    out: Path = typer.Option(
-        None, "--out", "-o", help="Data root to write (default: $KMAT_DATA/<task> or the user data dir)."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split (and of CT slice sampling)."),
+    out: Path = options.out("Data root to write (default: $KMAT_DATA/<task> or the user data dir)."),
+    seed: int = options.seed("Seed of the split (and of CT slice sampling).", default=0),
     copy: bool = typer.Option(
         False, "--copy/--symlink", help="Copy the images instead of symlinking them to the download."
     ),

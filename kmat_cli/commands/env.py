@@ -6,9 +6,11 @@ import json
 
 import typer
 
+from kmat_cli.commands import _options as options
+
 
 def command(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = options.as_json("Print JSON instead of a table."),
 ) -> None:
     """Show kmat's environment: versions, device, cache folders, git commit.
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import typer
 
+from kmat_cli.commands import _options as options
+
 
 def command(
-    run: Path = typer.Argument(..., help="A run folder made by `kmat train`."),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print {run, metrics} as JSON (metrics: metrics.json) instead of the table."
+    run: Path = options.run_folder(),
+    as_json: bool = options.as_json(
+        "Print {run, metrics} as JSON (metrics: metrics.json) instead of the table."
     ),
 ) -> None:
     """Evaluate a trained run on the high-end and low-end test splits (table on stdout, metrics.json).

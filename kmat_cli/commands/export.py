@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from kmat_cli.commands import _options as options
+
 
 def command(
-    run: Path = typer.Argument(..., help="A run folder made by `kmat train`."),
-    out: Path = typer.Option(None, "--out", "-o", help="Write here instead of RUN/prompts.safetensors."),
+    run: Path = options.run_folder(),
+    out: Path = options.out("Write here instead of RUN/prompts.safetensors."),
 ) -> None:
     """Export a run's class embeddings (hi and lo, K x D) with metadata to a safetensors file.
 

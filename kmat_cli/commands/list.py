@@ -28,7 +28,7 @@ def command(
     from kmat_cli import registry
     from kmat_cli.errors import KmatError
 
-    kinds = [registry._check_kind(kind)] if kind else list(registry.KINDS)
+    kinds = [registry.check_kind(kind)] if kind else list(registry.KINDS)
     console = Console()
     for k in kinds:
         table = Table(title=k, title_justify="left", show_edge=False, header_style="bold")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from kmat_cli.commands import _options as options
+
 
 def command(
     paths: list[Path] = typer.Argument(..., help="Image files and folders (walked recursively)."),
@@ -15,7 +17,7 @@ def command(
     ),
     modality: str = typer.Option("lo", "--modality", help="Which class embeddings: lo or hi."),
     fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or jsonl."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write rows here (default: stdout)."),
+    output: Path = options.output("Write rows here (default: stdout)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per model batch."),
     workers: int = typer.Option(
         None,
@@ -24,11 +26,9 @@ def command(
         help="Decoding processes (default: on a GPU cores - 1, 1 to 8; on the CPU the cores torch leaves free; 0: none).",
     ),
     frames: str = typer.Option("all", "--frames", help="Multi-frame DICOM: all (a row each) or first."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    threads: int = typer.Option(
-        None,
-        "--threads",
-        help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores not busy with other processes).",
+    device: str = options.device(default="auto"),
+    threads: int = options.threads(
+        "torch CPU threads (default: $OMP_NUM_THREADS, else the cores not busy with other processes)."
     ),
     progress: bool = typer.Option(
         None, "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from kmat_cli.commands import _options as options
+
 EPILOG = (
     "K-MaT keys (--set KEY=VALUE; docs/method.md, defaults: docs/defaults.md):\n\n"
     "method.description_template: text through which descriptions become anchor prototypes; "
@@ -19,27 +21,19 @@ EPILOG = (
 
 
 def command(
-    task: str = typer.Option(None, "--task", "-t", help="Task name (kmat list tasks). Default: phantom."),
-    method: str = typer.Option(
-        None, "--method", "-m", help="Method name (kmat list methods). Default: kmat."
-    ),
-    transport: str = typer.Option(
-        None, "--transport", help="Transport loss: fgw, wasserstein, gw, none, ..."
-    ),
-    backbone: str = typer.Option(None, "--backbone", "-b", help="Backbone name (kmat list backbones)."),
-    shots: int = typer.Option(None, "--shots", help="Labelled high-end images per class (default 16)."),
-    seed: int = typer.Option(None, "--seed", help="Seed of the few-shot draw and the initialisation."),
-    epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 50)."),
-    device: str = typer.Option(
-        None, "--device", help="auto, cpu, cuda, cuda:N or mps (with --resume: where to continue)."
-    ),
+    task: str = options.task(),
+    method: str = options.method(),
+    transport: str = options.transport(),
+    backbone: str = options.backbone(),
+    shots: int = options.shots(),
+    seed: int = options.seed(),
+    epochs: int = options.epochs(),
+    device: str = options.device("auto, cpu, cuda, cuda:N or mps (with --resume: where to continue)."),
     descriptions: Path = typer.Option(None, "--descriptions", help="Descriptions JSON replacing the task's."),
-    config: Path = typer.Option(None, "--config", "-c", help="YAML config file (over the task's defaults)."),
-    sets: list[str] = typer.Option([], "--set", help="Override any config key: --set method.lambda1=2"),
-    out: Path = typer.Option(None, "--out", "-o", help="Root folder of run folders (default runs/)."),
-    threads: int = typer.Option(
-        None, "--threads", help="torch CPU threads (default: $OMP_NUM_THREADS, else the cores not busy)."
-    ),
+    config: Path = options.config(),
+    sets: list[str] = options.sets(),
+    out: Path = options.out("Root folder of run folders (default runs/)."),
+    threads: int = options.threads(),
     resume: Path = typer.Option(
         None,
         "--resume",
@@ -47,9 +41,7 @@ def command(
         "--threads and --evaluate/--no-evaluate may be given with it.",
     ),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate on both test splits."),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print {run, metrics} as JSON on stdout instead of the run folder."
-    ),
+    as_json: bool = options.as_json("Print {run, metrics} as JSON on stdout instead of the run folder."),
 ) -> None:
     """Train prompts with a method on a task and save the run (config, checkpoints, prompts, metrics).
 

@@ -6,21 +6,12 @@ from pathlib import Path
 
 import typer
 
-
-def _seeds(text: str) -> list[int]:
-    from kmat_cli.errors import UsageError
-
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError as exc:
-        raise UsageError(f"--seeds '{text}': expected integers like 1,2,3") from exc
+from kmat_cli.commands import _options as options
 
 
 def command(
-    task: str = typer.Option(None, "--task", "-t", help="Task name (kmat list tasks). Default: phantom."),
-    method: str = typer.Option(
-        None, "--method", "-m", help="Method name (kmat list methods). Default: kmat."
-    ),
+    task: str = options.task(),
+    method: str = options.method(),
     grid: list[str] = typer.Option(
         [],
         "--grid",
@@ -28,26 +19,19 @@ def command(
         help="KEY=V1,V2,... values of one config key (repeat for more keys; the grid is their product). "
         "Default: method.lambda1 and method.lambda2 each over 0.1,0.5,1,2,5.",
     ),
-    seeds: str = typer.Option("1", "--seeds", help="Comma-separated seeds; the score is their mean."),
+    seeds: str = options.seeds("1", "Comma-separated seeds; the score is their mean."),
     metric: str = typer.Option("accuracy", "--metric", help="accuracy or macro_f1 (high-end validation)."),
-    transport: str = typer.Option(
-        None, "--transport", help="Transport loss: fgw, wasserstein, gw, none, ..."
-    ),
-    shots: int = typer.Option(None, "--shots", help="Labelled high-end images per class (default 16)."),
-    epochs: int = typer.Option(None, "--epochs", help="Training epochs (default 50)."),
-    config: Path = typer.Option(None, "--config", "-c", help="YAML config file (over the task's defaults)."),
-    sets: list[str] = typer.Option([], "--set", help="Override any config key in every trial."),
-    out: Path = typer.Option(
-        None,
-        "--out",
-        "-o",
-        help="Folder of the trials, tune.csv and best.yaml (default runs/tune/TASK-METHOD).",
-    ),
-    executor: str = typer.Option("local", "--executor", help="local or ray."),
-    address: str = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
-    jobs: int = typer.Option(
-        1, "--jobs", "-j", help="Parallel workers (local process pool or Ray CPUs); 1 runs in this process."
-    ),
+    transport: str = options.transport(),
+    backbone: str = options.backbone(),
+    shots: int = options.shots(),
+    epochs: int = options.epochs(),
+    device: str = options.device(),
+    config: Path = options.config(),
+    sets: list[str] = options.sets("Override any config key in every trial."),
+    out: Path = options.out("Folder of the trials, tune.csv and best.yaml (default runs/tune/TASK-METHOD)."),
+    executor: str = options.executor(),
+    address: str = options.address(),
+    jobs: int = options.jobs("Parallel workers (local process pool or Ray CPUs); 1 runs in this process."),
     output: Path = typer.Option(None, "--output", help="Also write the best config to this YAML file."),
 ) -> None:
     """Tune config values on the high-end validation split only (low-end images are never read) and write
@@ -61,13 +45,15 @@ def command(
         "task.name": task,
         "method.name": method,
         "transport.name": transport,
+        "backbone.name": backbone,
         "train.shots": shots,
         "train.epochs": epochs,
+        "train.device": device,
     }
     result = tune.tune(
         flags=flags,
         grid=tune.parse_grid(grid),
-        seeds=_seeds(seeds),
+        seeds=options.parse_seeds(seeds),
         sets=sets,
         config_file=config,
         out=out,

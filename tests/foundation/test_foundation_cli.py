@@ -91,6 +91,39 @@ def test_every_command_has_help_with_an_example() -> None:
         assert result.returncode == 0 and "Example:" in result.stdout, name
 
 
+def test_every_command_module_is_registered() -> None:
+    """Each module of kmat_cli/commands (but the shared-options module) is a registered subcommand."""
+    from kmat_cli.commands import COMMANDS
+
+    modules = {p.stem for p in (REPO / "kmat_cli" / "commands").glob("*.py") if not p.stem.startswith("_")}
+    assert {module.__name__.rsplit(".", 1)[1] for _, module in COMMANDS} == modules
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--backbone", "nosuch"], "unknown backbone 'nosuch'"),
+        (["--device", "bogus"], "config key 'train.device' must be auto, cpu, cuda, cuda:N or mps"),
+        (["--seeds", "1,x"], "--seeds '1,x': expected integers like 1,2,3"),
+    ],
+)
+def test_tune_takes_the_shared_training_options(
+    tmp_path: Path, option: list[str], expected: str, capsys: pytest.CaptureFixture
+) -> None:
+    """`kmat tune` reads --backbone, --device and --seeds as train and benchmark do: into the config that
+    every trial is checked against before any runs (so a bad value is one line, exit 2, nothing written).
+    In this process (app.main), as the console script calls it, to stay fast."""
+    from kmat_cli import app
+
+    out = tmp_path / "tune"
+    with pytest.raises(SystemExit) as exc:
+        app.main(["tune", "--task", "phantom", "--out", str(out), *option])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"kmat: error: {expected}"), err
+    assert not out.exists()
+
+
 def test_example_plugin_package_is_discovered(tmp_path: Path) -> None:
     """Build and install examples/plugin-package into a folder, then `kmat list` finds its plugins."""
     source = tmp_path / "src"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -17,14 +18,14 @@ class FakeTransport:
 
 
 class FakeTask:
-    config = {"train": {"epochs": 7}}
+    config: ClassVar[dict] = {"train": {"epochs": 7}}
 
     def __init__(self, *, root: str | None = None) -> None:
         pass
 
 
 class OtherTask:
-    config = {"train": {"epochs": 3, "shots": 2}}
+    config: ClassVar[dict] = {"train": {"epochs": 3, "shots": 2}}
 
 
 class FakeMethod:

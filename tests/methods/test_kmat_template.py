@@ -52,7 +52,7 @@ def test_prototypes_are_the_encoded_templated_descriptions(template: str, option
     ],
 )
 def test_bad_template_is_a_usage_error_naming_the_key(template: str, says: str) -> None:
-    with pytest.raises(UsageError, match="method.description_template") as err:
+    with pytest.raises(UsageError, match=r"method\.description_template") as err:
         registry.get("methods", "kmat")(setup(), description_template=template)
     assert says in str(err.value)
 

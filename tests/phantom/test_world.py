@@ -138,7 +138,7 @@ def test_pretraining_corpus_shares_no_image_with_the_splits(generated: tuple[Pha
     assert len(split_hashes) == sum(sum(s.values()) for s in SIZES.values())  # no duplicate inside the task
     # the corpus stream is disjoint for any seed, even the task's own
     for seed in (0, 1234):
-        pixels, captions, labels, is_lo = Phantom.corpus(seed, 120, lo_fraction=0.5)
+        pixels, captions, _, is_lo = Phantom.corpus(seed, 120, lo_fraction=0.5)
         assert len(captions) == 120 and is_lo.any() and (~is_lo).any()
         corpus_hashes = {hashlib.sha256(p.tobytes()).hexdigest() for p in pixels}
         assert corpus_hashes.isdisjoint(split_hashes)
@@ -197,7 +197,7 @@ def test_low_end_captions_name_the_modality_and_use_the_descriptions_words() -> 
 
 def test_named_share_of_low_end_captions_follows_the_option() -> None:
     def named(share: float | None) -> float:
-        _, captions, _, is_lo = world.corpus(6, 400, lo_fraction=1.0, named_lo=share)
+        _, captions, _, _ = world.corpus(6, 400, lo_fraction=1.0, named_lo=share)
         return np.mean([any(n in c for n in world.CLASS_NAMES) for c in captions])
 
     assert named(0.0) == 0.0 and named(1.0) == 1.0

@@ -62,7 +62,7 @@ def chat_server() -> Iterator[ChatServer]:
     server_state = ChatServer(key="sk-kmat-test-" + os.urandom(8).hex())
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             status, payload = server_state.answer(self)
             data = json.dumps(payload).encode()
             self.send_response(status)
@@ -113,7 +113,7 @@ def read_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                 raise refuse(path)
             real_mkdir(path, *args, **kwargs)
 
-        def mkstemp(*args: Any, dir: Any = None, **kwargs: Any) -> tuple[int, str]:  # noqa: A002
+        def mkstemp(*args: Any, dir: Any = None, **kwargs: Any) -> tuple[int, str]:
             if dir is not None and denied(dir):
                 raise refuse(os.path.join(dir, "tmp"))
             return real_mkstemp(*args, dir=dir, **kwargs)

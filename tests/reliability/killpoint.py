@@ -44,65 +44,77 @@ class _Counter:
         return self.seen == self.n
 
 
+def _plant_replace(rest: str) -> None:
+    pattern, n, when = rest.rsplit(":", 2)
+    counter, real = _Counter(pattern, int(n)), os.replace
+
+    def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        if not counter.hit(dst):
+            return real(src, dst, *args, **kwargs)
+        if when == "torn":
+            data = Path(src).read_bytes()
+            Path(src).write_bytes(data[: len(data) // 2])
+        if when == "after":
+            real(src, dst, *args, **kwargs)
+        _die()
+        return None
+
+    os.replace = replace
+
+
+def _plant_unlink(rest: str) -> None:
+    pattern, n = rest.rsplit(":", 1)
+    counter, real_unlink = _Counter(pattern, int(n)), Path.unlink
+
+    def unlink(self: Path, *args: Any, **kwargs: Any) -> None:
+        if counter.hit(self):
+            _die()
+        real_unlink(self, *args, **kwargs)
+
+    Path.unlink = unlink  # type: ignore[method-assign]
+
+
+def _plant_step(rest: str) -> None:
+    from kmat_cli import train
+
+    target, real_step, seen = int(rest), train.Trainer.step, [0]
+
+    def step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen[0] += 1
+        if seen[0] == target:
+            _die()
+        return real_step(self, *args, **kwargs)
+
+    train.Trainer.step = step  # type: ignore[method-assign]
+
+
+def _plant_meet(rest: str) -> None:
+    import time
+
+    from kmat_cli import features
+
+    folder, n = rest.rsplit(":", 1)
+    real_compute = features._compute
+
+    def compute(*args: Any, **kwargs: Any) -> Any:
+        Path(folder, str(os.getpid())).touch()
+        deadline = time.monotonic() + 120
+        while len(list(Path(folder).iterdir())) < int(n) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real_compute(*args, **kwargs)
+
+    features._compute = compute
+
+
+PLANTS = {"replace": _plant_replace, "unlink": _plant_unlink, "step": _plant_step, "meet": _plant_meet}
+
+
 def plant(point: str) -> None:
     """Install the kill described by ``point`` (see the module docstring)."""
     kind, _, rest = point.partition(":")
-    if kind == "replace":
-        pattern, n, when = rest.rsplit(":", 2)
-        counter, real = _Counter(pattern, int(n)), os.replace
-
-        def replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-            if not counter.hit(dst):
-                return real(src, dst, *args, **kwargs)
-            if when == "torn":
-                data = Path(src).read_bytes()
-                Path(src).write_bytes(data[: len(data) // 2])
-            if when == "after":
-                real(src, dst, *args, **kwargs)
-            _die()
-            return None
-
-        os.replace = replace
-    elif kind == "unlink":
-        pattern, n = rest.rsplit(":", 1)
-        counter, real_unlink = _Counter(pattern, int(n)), Path.unlink
-
-        def unlink(self: Path, *args: Any, **kwargs: Any) -> None:
-            if counter.hit(self):
-                _die()
-            real_unlink(self, *args, **kwargs)
-
-        Path.unlink = unlink  # type: ignore[method-assign]
-    elif kind == "step":
-        from kmat_cli import train
-
-        target, real_step, seen = int(rest), train.Trainer.step, [0]
-
-        def step(self: Any, *args: Any, **kwargs: Any) -> Any:
-            seen[0] += 1
-            if seen[0] == target:
-                _die()
-            return real_step(self, *args, **kwargs)
-
-        train.Trainer.step = step  # type: ignore[method-assign]
-    elif kind == "meet":
-        import time
-
-        from kmat_cli import features
-
-        folder, n = rest.rsplit(":", 1)
-        real_compute = features._compute
-
-        def compute(*args: Any, **kwargs: Any) -> Any:
-            Path(folder, str(os.getpid())).touch()
-            deadline = time.monotonic() + 120
-            while len(list(Path(folder).iterdir())) < int(n) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            return real_compute(*args, **kwargs)
-
-        features._compute = compute
-    else:
+    if kind not in PLANTS:
         raise SystemExit(f"killpoint: unknown point {point!r}")
+    PLANTS[kind](rest)
 
 
 if __name__ == "__main__":

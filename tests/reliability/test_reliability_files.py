@@ -148,85 +148,75 @@ PICKLED = [
 ]
 
 
+def _pickle_place(target: str, tmp_path: Path, fresh_cache: Path, run: Path) -> Path:
+    """Where the pickle of ``target`` goes (the backbone weights: a local open_clip folder, made here)."""
+    places = {
+        "checkpoint-state": run / "checkpoint.json",
+        "prompts-run": run / "prompts.safetensors",
+        "prompts-file": run / "prompts.safetensors",
+        "run-config": run / "config.yaml",
+        "config-flag": tmp_path / "c.yaml",
+        "descriptions": tmp_path / "d.json",
+        "split-json": tmp_path / "task" / "splits.json",
+    }
+    if target in places:
+        return places[target]
+    if target == "checkpoint-tensors":
+        [bad] = run.glob("checkpoint-*.safetensors")
+        return bad
+    if target == "feature-cache":
+        return next((fresh_cache / "features").glob("*/*.safetensors"))
+    bad = tmp_path / "weights" / "open_clip_pytorch_model.bin"
+    bad.parent.mkdir()
+    sys.path.insert(0, str(REPO / "tests" / "backbones"))
+    try:
+        from folders import native_config  # the backbone tests' tiny open_clip config
+    finally:
+        sys.path.remove(str(REPO / "tests" / "backbones"))
+    (bad.parent / "open_clip_config.json").write_text(json.dumps(native_config()))
+    return bad
+
+
+def _read_pickled(
+    target: str, bad: Path, trained: tuple[Path, Path], tmp_path: Path
+) -> tuple[Any, list[Any]]:
+    """Run the command that reads ``bad``; its result and what its error must name."""
+    task, run = trained
+    out = tmp_path / "r2"
+    if target in ("checkpoint-tensors", "checkpoint-state", "run-config"):
+        return cli("evaluate", run), [bad]
+    if target in ("prompts-run", "prompts-file"):
+        source = ("--run", run) if target == "prompts-run" else ("--embeddings", bad)
+        return cli("predict", png(tmp_path / "x.png", 1), *source), [bad, "not a safetensors file"]
+    if target in ("config-flag", "descriptions"):
+        flag = "--config" if target == "config-flag" else "--descriptions"
+        return cli(*train_args(task, out, flag, bad)), [bad]
+    if target == "split-json":
+        spec = custom_task(tmp_path / "task2", per_split={"train": 1}, data="splits.json")
+        shutil.copy(bad, tmp_path / "task2" / "splits.json")
+        return cli(*train_args(spec, out)), [tmp_path / "task2" / "splits.json", "cannot read split file"]
+    if target == "feature-cache":
+        return cli(*train_args(task, out)), []
+    weights = ("--backbone", "open_clip", "--set", f"backbone.model=local-dir:{bad.parent}")
+    return cli(*train_args(task, out, *weights)), [f"local-dir:{bad.parent.name}", "Weights only load failed"]
+
+
 @pytest.mark.parametrize("target", PICKLED)
 def test_a_pickle_in_place_of_any_file_is_refused_never_run(
     tmp_path: Path, fresh_cache: Path, trained: tuple[Path, Path], target: str
 ) -> None:
     """A ``torch.save`` file whose unpickling would create a marker file, put where kmat reads a checkpoint,
     prompts, a config, descriptions, a split file, a cached feature shard or backbone weights."""
-    task, run = trained
     marker = tmp_path / "PICKLE-RAN"
-    image = png(tmp_path / "x.png", 1)
-    needles: list[Any] = []
-    if target == "checkpoint-tensors":
-        [bad] = run.glob("checkpoint-*.safetensors")
-    elif target == "checkpoint-state":
-        bad = run / "checkpoint.json"
-    elif target in ("prompts-run", "prompts-file"):
-        bad = run / "prompts.safetensors"
-    elif target == "run-config":
-        bad = run / "config.yaml"
-    elif target == "config-flag":
-        bad = tmp_path / "c.yaml"
-    elif target == "descriptions":
-        bad = tmp_path / "d.json"
-    elif target == "split-json":
-        bad = tmp_path / "task" / "splits.json"
-    elif target == "feature-cache":
-        bad = next((fresh_cache / "features").glob("*/*.safetensors"))
-    else:
-        bad = tmp_path / "weights" / "open_clip_pytorch_model.bin"
-        bad.parent.mkdir()
-        sys.path.insert(0, str(REPO / "tests" / "backbones"))
-        try:
-            from folders import native_config  # the backbone tests' tiny open_clip config
-        finally:
-            sys.path.remove(str(REPO / "tests" / "backbones"))
-        (bad.parent / "open_clip_config.json").write_text(json.dumps(native_config()))
+    bad = _pickle_place(target, tmp_path, fresh_cache, trained[1])
     pickle_bomb(bad, marker)
-    if target in ("checkpoint-tensors", "checkpoint-state"):
-        result = cli("evaluate", run)
-        needles = [bad]
-    elif target == "prompts-run":
-        result = cli("predict", image, "--run", run)
-        needles = [bad, "not a safetensors file"]
-    elif target == "prompts-file":
-        result = cli("predict", image, "--embeddings", bad)
-        needles = [bad, "not a safetensors file"]
-    elif target == "run-config":
-        result = cli("evaluate", run)
-        needles = [bad]
-    elif target == "config-flag":
-        result = cli(*train_args(task, tmp_path / "r2", "--config", bad))
-        needles = [bad]
-    elif target == "descriptions":
-        result = cli(*train_args(task, tmp_path / "r2", "--descriptions", bad))
-        needles = [bad]
-    elif target == "split-json":
-        spec = custom_task(tmp_path / "task2", per_split={"train": 1}, data="splits.json")
-        shutil.copy(bad, tmp_path / "task2" / "splits.json")
-        result = cli(*train_args(spec, tmp_path / "r2"))
-        needles = [tmp_path / "task2" / "splits.json", "cannot read split file"]
-    elif target == "feature-cache":  # a foreign file in the cache is ignored and the features recomputed
-        result = cli(*train_args(task, tmp_path / "r2"))
+    result, needles = _read_pickled(target, bad, trained, tmp_path)
+    if target == "feature-cache":  # a foreign file in the cache is ignored and the features recomputed
         assert result.code == 0, result.err
-        assert not marker.exists()
         [again] = run_folders(tmp_path / "r2")
         assert status(again) == "finished"
-        return
-    else:
-        result = cli(
-            *train_args(
-                task,
-                tmp_path / "r2",
-                "--backbone",
-                "open_clip",
-                "--set",
-                f"backbone.model=local-dir:{bad.parent}",
-            )
-        )
-        needles = [f"local-dir:{bad.parent.name}", "Weights only load failed"]  # torch refused to unpickle
-    assert_error(result, *needles, code=1 if target == "backbone-weights" else 2)
+    else:  # torch itself refuses to unpickle the backbone weights: a runtime failure, exit 1
+        assert_error(result, *needles, code=1 if target == "backbone-weights" else 2)
     assert not marker.exists(), "a pickle was executed"
 
 

@@ -9,7 +9,7 @@ import time
 import tracemalloc
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -200,7 +200,12 @@ class TinyTower:
 
     id = "tiny-tower-v1"
     embed_dim = 6
-    preprocess_spec = {"image_size": 8, "mean": [0.5] * 3, "std": [0.25] * 3, "resize": "squash"}
+    preprocess_spec: ClassVar[dict] = {
+        "image_size": 8,
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+        "resize": "squash",
+    }
 
     def __init__(self) -> None:
         import torch

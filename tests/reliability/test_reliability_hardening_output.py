@@ -117,7 +117,7 @@ def test_a_run_config_may_still_name_a_plugin_by_import_path(tmp_path: Path) -> 
     prompts_file(run / "prompts.safetensors", CLASSES, {"kmat.backbone_config": None})
     result = cli("predict", png(tmp_path / "x.png", 1), "--run", run, "--workers", "0")
     assert result.code == 0, result.err
-    assert list(csv.DictReader(io.StringIO(result.out)))[0]["label"] in CLASSES
+    assert next(csv.DictReader(io.StringIO(result.out)))["label"] in CLASSES
 
 
 @pytest.mark.parametrize(

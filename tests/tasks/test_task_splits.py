@@ -65,7 +65,7 @@ def test_good_entries_and_per_modality_files(tmp_path: Path) -> None:
     )
     task = Breast(root=str(root))
     assert [s.label for s in task.split("lo", "train")] == [0] and task.split("lo", "val") == []
-    with pytest.raises(UsageError, match="no splits.json with 'hi' splits"):
+    with pytest.raises(UsageError, match=r"no splits\.json with 'hi' splits"):
         task.split("hi", "train")
 
 

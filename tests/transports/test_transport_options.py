@@ -120,5 +120,5 @@ def test_options_are_config_keys_off_by_default(name) -> None:
 
 
 def test_non_boolean_option_is_a_usage_error_naming_the_key() -> None:
-    with pytest.raises(UsageError, match="transport.center"):
+    with pytest.raises(UsageError, match=r"transport\.center"):
         get("transports", "fgw")(center="yes")

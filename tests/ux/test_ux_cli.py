@@ -227,6 +227,19 @@ def test_short_options_mean_the_same_everywhere(capsys: pytest.CaptureFixture) -
     )
 
 
+def test_every_file_of_a_finished_run_is_named_by_run(phantom_run: Path) -> None:
+    """Run owns the run-folder file names: a trained and evaluated run holds only files that a ``Run``
+    constant names (and the checkpoint's tensor file, which checkpoint.json names)."""
+    from kmat_cli.runs import Run
+
+    names = {p.name for p in phantom_run.iterdir() if not p.name.startswith("checkpoint-")}
+    constants = {value for key, value in vars(Run).items() if key.isupper()}
+    assert names <= constants, names - constants
+    core = {Run.STATUS, Run.LOCK, Run.CONFIG, Run.ENV, Run.HISTORY, Run.METRICS, Run.CHECKPOINT, Run.PROMPTS}
+    assert core <= names, core - names
+    assert [p.name for p in phantom_run.glob("checkpoint-*")] == ["checkpoint-0001.safetensors"]
+
+
 def test_describe_doc_points_to_the_method_doc() -> None:
     text = (REPO / "docs" / "describe.md").read_text(encoding="utf-8")
     assert "METHOD.md" not in text and "(method.md)" in text

@@ -24,7 +24,7 @@ class PairedL2(Transport):
                 f"and {tuple(X_lo.shape)}"
             )
 
-    def plan(self, X_hi, X_lo, a=None, b=None):  # noqa: D102 - documented on the class
+    def plan(self, X_hi, X_lo, a=None, b=None):
         self._check(X_hi, X_lo)
         k = X_hi.shape[0]
         return torch.eye(k, dtype=X_lo.dtype, device=X_lo.device) / k

@@ -42,7 +42,7 @@ def test_ratios_come_from_the_measured_times() -> None:
     # step, then with the bound and FGW)
     fns = {
         "naive": clock.spend([9.0, 4.0, 6.0, 5.0]),
-        "kmat": clock.spend([9.0, 0.2, 0.25, 0.5] + [9.0, 0.2, 0.25, 0.5]),
+        "kmat": clock.spend([9.0, 0.2, 0.25, 0.5] * 2),
         "bound": clock.spend([9.0, 0.1, 0.2, 0.25]),
         "fgw": clock.spend([9.0, 0.002, 0.001, 0.005]),
     }
@@ -96,7 +96,7 @@ def test_table_rows_and_projection() -> None:
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def toy(tmp_path_factory: pytest.TempPathFactory):
     """A toy-size BiomedCLIP (ViT + BERT + MLP projection), the chest task's parts and a K-MaT trainer."""
     from kmat_cli.train import Trainer
 
@@ -111,7 +111,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return backbone, parts, method, trainer, feats[:4], labels[:4]
 
 
-def test_step_functions_run_the_real_paths(toy) -> None:  # noqa: ANN001
+def test_step_functions_run_the_real_paths(toy) -> None:
     backbone, _, method, trainer, feats, labels = toy
     size = backbone.preprocess_spec["image_size"]
     fns = speed.step_fns(trainer, method, backbone, torch.randn(4, 3, size, size), feats, labels)
@@ -133,7 +133,7 @@ def test_step_functions_run_the_real_paths(toy) -> None:  # noqa: ANN001
     assert "6 prompts" in speed.tokens_line(backbone, method)
 
 
-def test_bound_is_the_same_loss_as_the_step(toy, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_bound_is_the_same_loss_as_the_step(toy, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bound computes the method's own loss (same prompts, same features) and back-propagates it."""
     _, _, method, _, feats, labels = toy
     with torch.no_grad():
@@ -141,7 +141,7 @@ def test_bound_is_the_same_loss_as_the_step(toy, monkeypatch: pytest.MonkeyPatch
     got: list[float] = []
     original = method.loss_terms
 
-    def spy(text, *args):  # noqa: ANN001, ANN202
+    def spy(text, *args):
         got.append(next(iter(text.values())).requires_grad)
         terms = original(text, *args)
         got.append(float(sum(terms.values()).detach()))
@@ -152,7 +152,7 @@ def test_bound_is_the_same_loss_as_the_step(toy, monkeypatch: pytest.MonkeyPatch
     assert got[0] is True and got[1] == pytest.approx(float(want), rel=1e-5)
 
 
-def test_run_costs_of_methods(toy, tmp_path: Path) -> None:  # noqa: ANN001
+def test_run_costs_of_methods(toy, tmp_path: Path) -> None:
     backbone, parts, *_ = toy
     test = {"hi": torch.randn(10, backbone.embed_dim), "lo": torch.randn(6, backbone.embed_dim)}
     costs = speed.run_costs(parts, ["zeroshot", "coop", "cocoop"], tmp_path, test, reps=1, eval_subset=4)
