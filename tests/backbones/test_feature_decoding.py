@@ -1,29 +1,27 @@
-"""The feature cache decodes ahead in threads only where a core is free for them, and both ways give the
-same features (and the same error for an unreadable file)."""
+"""The feature cache decodes ahead in worker processes at once only where a core is free for them (else only
+when decoding is a real share of the work: adaptive), and both ways give the same features (and the same
+error for an unreadable file)."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
 from test_feature_cache import CountingBackbone, _direct, _write_images
 
-from kmat_cli import features
+from kmat_cli import features, threads
 from kmat_cli.api import UsageError
 
 
-@pytest.mark.parametrize(("cores", "threads", "threaded"), [(2, 2, False), (2, 1, True), (8, 4, True)])
+@pytest.mark.parametrize(("cores", "n_threads", "threaded"), [(2, 2, False), (2, 1, True), (8, 4, True)])
 def test_decoder_threads_only_with_a_free_core(
-    monkeypatch: pytest.MonkeyPatch, cores: int, threads: int, threaded: bool
+    monkeypatch: pytest.MonkeyPatch, cores: int, n_threads: int, threaded: bool
 ) -> None:
     monkeypatch.setattr(features.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
-    decoder = features._decoder(CountingBackbone())
-    assert isinstance(decoder, ThreadPoolExecutor) == threaded
-    with decoder:
-        pass
+    monkeypatch.setattr(torch, "get_num_threads", lambda: n_threads)
+    workers, adaptive = threads.decode_workers(1000, 10, CountingBackbone().device)
+    assert workers >= 1 and adaptive != threaded
 
 
 @pytest.mark.parametrize("threads", [1, 2])
