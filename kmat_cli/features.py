@@ -2,9 +2,11 @@
 
 ``image_features(backbone, paths)`` returns ``normalize(f(preprocess(load_image(p))))`` for every path,
 (N, D) float32, running the image tower only for images whose features are not cached yet. With
-``views = V > 0`` it returns (N, 1 + V, D): the plain view, then V augmented views (random resized crop,
-scale (0.08, 1), and horizontal flip, as in CoOp's recipe), each deterministic in (seed, file content,
-view index), so every run sees the same views and they can be cached too.
+``views = V > 0`` it returns (N, 1 + V, D): the plain view, then V augmented views (:mod:`kmat_cli.views`:
+random resized crop, scale (0.08, 1), and horizontal flip, as in CoOp's recipe), each deterministic in
+(seed, file content, view index), so every run sees the same views and they can be cached too. Missing
+features are computed through the image-file pipeline (:mod:`kmat_cli.imagefiles`), as ``kmat predict``
+computes its own.
 
 Layout under the cache dir (``$KMAT_CACHE`` or the user cache dir): ``features/<key>/`` with
 ``key = sha256({backbone id, preprocess spec, format})[:20]``, an ``info.json`` naming what the key stands

@@ -88,13 +88,14 @@ class Summary:
         )
 
     def count(self, files: Sequence[Path], rows: Sequence[tuple[int, int | None, str | None]]) -> int:
-        """Count one batch of pipeline rows ``(file index, frame, error)``; returns its number of ok rows."""
+        """Count one batch of pipeline rows ``(file index, frame, error)``; returns its number of files."""
         ok = sum(error is None for _, _, error in rows)
+        n_files = len({index for index, _, _ in rows})
         self.ok += ok
         self.failed += len(rows) - ok
-        self.files += len({index for index, _, _ in rows})
+        self.files += n_files
         self.failures += [(str(files[index]), error) for index, _, error in rows if error is not None]
-        return ok
+        return n_files
 
 
 def predict(
@@ -139,10 +140,9 @@ def predict(
                         for i, frame, error in rows
                     ]
                 )
-                before = summary.files
-                summary.count(files, rows)
+                n_files = summary.count(files, rows)
                 rate = summary.ok / max(time.perf_counter() - started, 1e-9)
-                advance(summary.files - before, speed=f"{rate:.1f} images/s")
+                advance(n_files, speed=f"{rate:.1f} images/s")
     except (KeyboardInterrupt, Terminated):
         summary.interrupted = True
         raise
@@ -181,7 +181,6 @@ def run_predict(
         outputs.check_output(output, paths, (), protected=[classifier.source])
         stream = outputs.open_output(output)
     summary = Summary(skipped=skipped)
-    show = sys.stderr.isatty() if progress is None else progress
     try:
         with terminate_as_interrupt():
             predict(
@@ -191,7 +190,7 @@ def run_predict(
                 batch_size=batch_size,
                 workers=workers,
                 frames=frames,
-                progress=show,
+                progress=progress is not False,  # None: when stderr is a terminal
                 summary=summary,
                 threads=threads,
             )

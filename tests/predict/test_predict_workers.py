@@ -36,12 +36,12 @@ def split() -> P.SplitPreprocess:
     return P.SplitPreprocess(files.preprocess_transform())
 
 
-def _batches(files: list[Path], split: P.SplitPreprocess, **options) -> object:  # noqa: ANN003
+def _batches(files: list[Path], split: P.SplitPreprocess, **options) -> object:
     """The pipeline's batches of predict's files (every frame)."""
     return P.batches(P.ImageFiles(files, FrameReader("all"), split), **options)
 
 
-def _collect(batches) -> tuple[list, torch.Tensor]:  # noqa: ANN001
+def _collect(batches) -> tuple[list, torch.Tensor]:
     rows, pixels = [], []
     for r, x in batches:
         rows += r
@@ -84,7 +84,7 @@ class _Spy:
         self.built = 0
         real = torch.utils.data.DataLoader
 
-        def build(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def build(*args, **kwargs):
             self.built += 1
             return real(*args, **kwargs)
 
