@@ -106,7 +106,7 @@ def _build_backbone(section: Mapping[str, Any], device: torch.device, source: Pa
     return backbone
 
 
-def check_match(prompts: Any, backbone: Backbone, source: Path) -> None:
+def check_match(prompts: Prompts, backbone: Backbone, source: Path) -> None:
     """Raise a one-line ``UsageError`` unless the embeddings were made with this backbone: same
     ``kmat.embed_dim`` and embedding width, same ``kmat.backbone`` id, same preprocessing."""
     meta = prompts.metadata
