@@ -34,7 +34,7 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from contextlib import suppress
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -397,7 +397,7 @@ def _compute(
     files_per_batch = max(1, batch_size // max(1, max(len(w) for w in per_file.values())))
     read = ViewReader(backbone.preprocess_spec, seed)
     stream = imagefiles.encoded(backbone, jobs, read, batch_size=files_per_batch, chunk=batch_size)
-    with bar("image features", len(missing), enabled=progress) as advance:
+    with closing(stream), bar("image features", len(missing), enabled=progress) as advance:
         for rows, raw in stream:
             for i, _, error in rows:
                 if error is not None:
