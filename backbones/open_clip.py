@@ -24,7 +24,6 @@ import copy
 import difflib
 import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from torch import nn
 from backbones import hub
 from backbones.openclip_adapter import OpenClipBackbone
 from kmat_cli.api import RuntimeFailure, UsageError
+from kmat_cli.progress import warn
 
 __all__ = ["BIOMEDCLIP", "BiomedCLIP", "OpenCLIP", "build_open_clip", "weights_sha256"]
 
@@ -145,11 +145,9 @@ def _resolve_builtin(name: str, pretrained: str | None, cache_dir: str | None) -
             f"or to 'none' for random weights on purpose (e.g. --set backbone.pretrained={tags[0] if tags else 'none'})"
         )
     if pretrained.lower() == RANDOM:
-        print(
-            f"kmat: warning: open_clip model '{arch}' with random weights (backbone.pretrained: none): "
-            f"expect chance-level accuracy",
-            file=sys.stderr,
-            flush=True,
+        warn(
+            f"open_clip model '{arch}' with random weights (backbone.pretrained: none): "
+            "expect chance-level accuracy"
         )
         return Source(f"open_clip:{arch}:random-seed{INIT_SEED}", model_cfg, {}, None, builtin=arch)
     if Path(pretrained).expanduser().is_file():

@@ -94,7 +94,7 @@ def ideal_decoding(files: list[Path], preprocess: Any) -> Iterator[None]:
     block and inherit it."""
     from torchvision.io import ImageReadMode, decode_png
 
-    from kmat_cli.predict import ImageFiles, SplitPreprocess
+    from kmat_cli.predict import FrameReader, ImageFiles, SplitPreprocess
 
     def decode(self: Any, i: int) -> list[tuple[int, None, torch.Tensor, None]]:
         data = bytearray(Path(self.files[i]).read_bytes())
@@ -103,7 +103,7 @@ def ideal_decoding(files: list[Path], preprocess: Any) -> Iterator[None]:
         ]
 
     real = ImageFiles._decode
-    dataset = ImageFiles(files[:1], SplitPreprocess(preprocess), "all")
+    dataset = ImageFiles(files[:1], FrameReader("all"), SplitPreprocess(preprocess))
     if not torch.equal(decode(dataset, 0)[0][2], real(dataset, 0)[0][2]):
         raise SystemExit(
             "--ideal-decoding: the PNGs are not RGB at the model's size; pick --size accordingly"

@@ -24,13 +24,23 @@ def _options(section: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k != "name"}
 
 
-def _construct(kind: str, section: Mapping[str, Any], *args: Any, **runtime: Any) -> Any:
-    """``registry.get(kind, name)(*args, **options, **runtime)``; runtime args only where accepted."""
-    cls = registry.get(kind, section["name"])
+def _parameters(cls: Any) -> Mapping[str, Any]:
     try:
-        params = inspect.signature(cls).parameters
+        return inspect.signature(cls).parameters
     except (TypeError, ValueError):
-        params = {}
+        return {}
+
+
+def accepts(kind: str, section: Mapping[str, Any], option: str) -> bool:
+    """Whether the plugin ``section["name"]`` of ``kind`` takes the keyword ``option``."""
+    return option in _parameters(registry.get(kind, section["name"]))
+
+
+def construct(kind: str, section: Mapping[str, Any], *args: Any, **runtime: Any) -> Any:
+    """``registry.get(kind, name)(*args, **options, **runtime)``; runtime args only where accepted (a
+    plugin without e.g. ``vision_only`` or ``device`` is built without them)."""
+    cls = registry.get(kind, section["name"])
+    params = _parameters(cls)
     accepted = {k: v for k, v in runtime.items() if k in params}
     return cls(*args, **_options(section), **accepted)
 
@@ -48,14 +58,14 @@ class Parts:
 
 
 def build_task(cfg: Mapping[str, Any]) -> Task:
-    return _construct("tasks", cfg["task"])
+    return construct("tasks", cfg["task"])
 
 
 def build_parts(cfg: Mapping[str, Any], device: torch.device, *, task: Task | None = None) -> Parts:
     """Backbone (moved to ``device``), task, descriptions (``cfg["descriptions"]`` file, else the
     task's own; None when the task has none) and transport (None for ``transport.name: none``)."""
     task = task if task is not None else build_task(cfg)
-    backbone = _construct("backbones", cfg["backbone"], device=str(device))
+    backbone = construct("backbones", cfg["backbone"], device=str(device))
     backbone.to(device)
     if cfg.get("descriptions"):
         descriptions = load_descriptions(cfg["descriptions"], task.class_names)
@@ -77,7 +87,7 @@ def build_parts(cfg: Mapping[str, Any], device: torch.device, *, task: Task | No
 def build_transport(cfg: Mapping[str, Any]) -> Transport | None:
     """The configured transport loss (None for ``transport.name: none``)."""
     section = cfg["transport"]
-    return None if section["name"] == NO_PLUGIN else _construct("transports", section)
+    return None if section["name"] == NO_PLUGIN else construct("transports", section)
 
 
 def build_method(parts: Parts) -> Method:
@@ -90,7 +100,7 @@ def build_method(parts: Parts) -> Method:
         descriptions=parts.descriptions,
         transport=parts.transport,
     )
-    method = _construct("methods", parts.cfg["method"], setup)
+    method = construct("methods", parts.cfg["method"], setup)
     if not isinstance(method, Method):
         raise UsageError(f"method '{parts.cfg['method']['name']}' is not a kmat Method subclass")
     return method.to(parts.device)

@@ -2,9 +2,11 @@
 
 ``image_features(backbone, paths)`` returns ``normalize(f(preprocess(load_image(p))))`` for every path,
 (N, D) float32, running the image tower only for images whose features are not cached yet. With
-``views = V > 0`` it returns (N, 1 + V, D): the plain view, then V augmented views (random resized crop,
-scale (0.08, 1), and horizontal flip, as in CoOp's recipe), each deterministic in (seed, file content,
-view index), so every run sees the same views and they can be cached too.
+``views = V > 0`` it returns (N, 1 + V, D): the plain view, then V augmented views (:mod:`kmat_cli.views`:
+random resized crop, scale (0.08, 1), and horizontal flip, as in CoOp's recipe), each deterministic in
+(seed, file content, view index), so every run sees the same views and they can be cached too. Missing
+features are computed through the image-file pipeline (:mod:`kmat_cli.imagefiles`), as ``kmat predict``
+computes its own.
 
 Layout under the cache dir (``$KMAT_CACHE`` or the user cache dir): ``features/<key>/`` with
 ``key = sha256({backbone id, preprocess spec, format})[:20]``, an ``info.json`` naming what the key stands
@@ -29,31 +31,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from collections.abc import Sequence
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from kmat_cli import imagefiles
 from kmat_cli.api import Backbone
 from kmat_cli.atomic import write_json, write_with
 from kmat_cli.envinfo import cache_dir as default_cache_dir
 from kmat_cli.envinfo import make_cache_folder
 from kmat_cli.errors import KmatError, UsageError
 from kmat_cli.images import load_image
+from kmat_cli.progress import bar, warn
+from kmat_cli.views import AUGMENT, augmented
 
 __all__ = ["AUGMENT", "FORMAT", "cache_key", "content_hash", "image_features"]
 
 FORMAT = "kmat.features/v1"
-AUGMENT = {"kind": "random_resized_crop+hflip", "scale": [0.08, 1.0], "ratio": [0.75, 4 / 3], "flip": 0.5}
 HASH_MEMO = "file-hashes.json"
-_DECODE_WORKERS = 4
 SHARD_ROWS = 4096
 NORM_TOLERANCE = 1e-3  # a cached row's norm may differ from 1 by this much
 _warned: set[str] = set()
@@ -81,7 +82,7 @@ def _warn(message: str) -> None:
     """One ``kmat: warning: ...`` line on stderr, each message at most once per process."""
     if message not in _warned:
         _warned.add(message)
-        print(f"kmat: warning: {message}", file=sys.stderr, flush=True)
+        warn(message)
 
 
 def _aug_id() -> str:
@@ -269,105 +270,22 @@ def shard_problem(table: torch.Tensor, n_keys: int, dim: int | None) -> str | No
 
 
 # -------------------------------------------------------------------------------------------- computing
-def _rrc_params(
-    width: int, height: int, g: torch.Generator, scale: Sequence[float], ratio: Sequence[float]
-) -> tuple[int, int, int, int]:
-    """torchvision's RandomResizedCrop box sampling with an explicit generator: (top, left, h, w)."""
-    import math
+class ViewReader:
+    """The ``read`` of the feature cache's pipeline: one file decoded once (:func:`load_image`) into the views
+    it is asked for, ``(path, [(content hash, view index)])`` -> ``[((hash, view), pixels)]``; view 0 is the
+    plain preprocessed image, view v > 0 an augmented one (:func:`kmat_cli.views.augmented`)."""
 
-    area = width * height
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        target = area * (scale[0] + (scale[1] - scale[0]) * float(torch.rand(1, generator=g)))
-        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * float(torch.rand(1, generator=g)))
-        w = round(math.sqrt(target * aspect))
-        h = round(math.sqrt(target / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (1,), generator=g))
-            left = int(torch.randint(0, width - w + 1, (1,), generator=g))
-            return top, left, h, w
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w, h = width, round(width / min(ratio))
-    elif in_ratio > max(ratio):
-        h, w = height, round(height * max(ratio))
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
+    def __init__(self, spec: dict[str, Any], seed: int) -> None:
+        self.spec = spec
+        self.seed = seed
 
-
-def _augmented(img: Any, spec: dict[str, Any], seed: int, h: str, v: int) -> torch.Tensor:
-    """View ``v`` of an image: random resized crop + flip, then resize/normalise as ``spec`` says."""
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode
-
-    g = torch.Generator().manual_seed(int(hashlib.sha256(f"{seed}:{h}:{v}".encode()).hexdigest()[:15], 16))
-    size = spec.get("image_size", 224)
-    size = [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
-    top, left, hh, ww = _rrc_params(img.width, img.height, g, AUGMENT["scale"], AUGMENT["ratio"])
-    mode = getattr(
-        InterpolationMode, str(spec.get("interpolation", "bicubic")).upper(), InterpolationMode.BICUBIC
-    )
-    out = TF.resized_crop(img, top, left, hh, ww, size, interpolation=mode)
-    if float(torch.rand(1, generator=g)) < AUGMENT["flip"]:
-        out = TF.hflip(out)
-    x = TF.to_tensor(out)
-    return TF.normalize(x, spec.get("mean", [0.0, 0.0, 0.0]), spec.get("std", [1.0, 1.0, 1.0]))
-
-
-def _pixels(backbone: Backbone, path: Path, wants: list[tuple[str, int]], seed: int) -> list[torch.Tensor]:
-    """Decode ``path`` once and make the requested views [(content hash, view index)]."""
-    img = load_image(path)
-    return [
-        backbone.preprocess(img) if v == 0 else _augmented(img, backbone.preprocess_spec, seed, h, v)
-        for h, v in wants
-    ]
-
-
-class _Inline:
-    """An executor whose jobs run in the calling thread when their result is asked for."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        class _Job:
-            def result(self) -> Any:
-                return fn(*args)
-
-        return _Job()
-
-
-def _decoder(backbone: Backbone) -> Any:
-    """Threads that decode the next batch while the image tower runs: ``_DECODE_WORKERS`` of them when the
-    tower runs on a GPU or torch's threads leave a CPU core free; none (decoding in turn, in this thread)
-    when torch's threads take every core, where decoding threads only take cores from the tower (measured
-    on BiomedCLIP's ViT-B/16 with 2 threads on 2 cores: 95.7% of the bare tower's throughput with 4
-    decoding threads, 99.3% decoding in turn)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    on_cpu = torch.device(getattr(backbone, "device", "cpu")).type == "cpu"
-    if on_cpu and torch.get_num_threads() >= cores:
-        return _Inline()
-    return ThreadPoolExecutor(max_workers=_DECODE_WORKERS)
-
-
-def _progress(enabled: bool, total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """A rich progress bar on stderr; a no-op when disabled, with KMAT_NO_PROGRESS or off a terminal."""
-    if not enabled or total == 0 or os.environ.get("KMAT_NO_PROGRESS"):
-        return (lambda n: None), (lambda: None)
-    from rich.console import Console
-    from rich.progress import Progress
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        return (lambda n: None), (lambda: None)
-    bar = Progress(console=console, transient=True)
-    task = bar.add_task("image features", total=total)
-    bar.start()
-    return (lambda n: bar.advance(task, n)), bar.stop
+    def __call__(self, job: tuple[Path, list[tuple[str, int]]], preprocess: Any) -> list[tuple[Any, Any]]:
+        path, wants = job
+        img = load_image(path)
+        return [
+            ((h, v), preprocess(img) if v == 0 else augmented(img, self.spec, self.seed, h, v))
+            for h, v in wants
+        ]
 
 
 def image_features(
@@ -454,9 +372,12 @@ def _compute(
     seed: int,
     progress: bool,
 ) -> dict[str, str]:
-    """Run the image tower on the missing (hash, view) pairs, in batches, one shard per ``SHARD_ROWS`` rows.
+    """Run the image tower on the missing (hash, view) pairs through the image-file pipeline
+    (:func:`kmat_cli.imagefiles.encoded`: each file decoded once, at most ``batch_size`` views per batch),
+    one shard per ``SHARD_ROWS`` rows.
 
-    Returns {content hash: error message} for files that could not be decoded."""
+    Returns {content hash: error message} for files that could not be decoded or whose features are not
+    finite unit vectors (never cached: such a file is reported like an unreadable one)."""
     first_path: dict[str, Path] = {}
     for p, h in zip(paths, hashes, strict=True):
         if h is not None:
@@ -464,54 +385,47 @@ def _compute(
     per_file: dict[str, list[tuple[str, int]]] = {}
     for h, v in missing:
         per_file.setdefault(h, []).append((h, v))
-    files = list(per_file)
+    jobs = [(first_path[h], wants) for h, wants in per_file.items()]
     meta = {
         "kmat.format": FORMAT,
         "kmat.backbone": backbone.id,
         "kmat.preprocess": json.dumps(backbone.preprocess_spec),
     }
-    advance, stop = _progress(progress, len(missing))
     bad: dict[str, str] = {}
     pend_keys: list[str] = []
     pend_feats: list[torch.Tensor] = []
     files_per_batch = max(1, batch_size // max(1, max(len(w) for w in per_file.values())))
-    chunks = [files[i : i + files_per_batch] for i in range(0, len(files), files_per_batch)]
-    try:
-        with _decoder(backbone) as pool:
-
-            def submit(chunk: list[str]) -> list[Any]:
-                return [pool.submit(_pixels, backbone, first_path[h], per_file[h], seed) for h in chunk]
-
-            jobs = submit(chunks[0]) if chunks else []
-            for n, chunk in enumerate(chunks):
-                current, jobs = jobs, (submit(chunks[n + 1]) if n + 1 < len(chunks) else [])  # decode ahead
-                keys, pixels = [], []
-                for h, job in zip(chunk, current, strict=True):
-                    try:
-                        views_px = job.result()
-                    except UsageError as exc:
-                        bad[h] = str(exc)
-                        continue
-                    keys += [_view_key(hh, seed, v) for hh, v in per_file[h]]
-                    pixels += views_px
-                if pixels:
-                    feats = F.normalize(backbone.encode_image(torch.stack(pixels)).float(), dim=-1).cpu()
-                    finite = torch.isfinite(feats).all(dim=-1).tolist()
-                    unit = ((feats.norm(dim=-1) - 1.0).abs() <= NORM_TOLERANCE).tolist()
-                    for key, ok, ok_norm in zip(keys, finite, unit, strict=True):
-                        h = key.split("/", 1)[0]  # never cached: the file is reported like an unreadable one
-                        if not ok:
-                            bad[h] = f"{first_path[h]}: the image tower gave NaN or inf features for it"
-                        elif not ok_norm:
-                            bad[h] = f"{first_path[h]}: the image tower gave all-zero features for it"
-                    keep = [i for i, key in enumerate(keys) if key.split("/", 1)[0] not in bad]
-                    pend_keys += [keys[i] for i in keep]
-                    pend_feats.append(feats[keep])
-                advance(sum(len(per_file[h]) for h in chunk))
-                if len(pend_keys) >= SHARD_ROWS:
-                    store.add(pend_keys, torch.cat(pend_feats), meta)
-                    pend_keys, pend_feats = [], []
-        store.add(pend_keys, torch.cat(pend_feats) if pend_feats else torch.zeros(0), meta)
-    finally:
-        stop()
+    read = ViewReader(backbone.preprocess_spec, seed)
+    stream = imagefiles.encoded(backbone, jobs, read, batch_size=files_per_batch, chunk=batch_size)
+    with closing(stream), bar("image features", len(missing), enabled=progress) as advance:
+        for rows, raw in stream:
+            for i, _, error in rows:
+                if error is not None:
+                    bad[jobs[i][1][0][0]] = f"{jobs[i][0]}: {error}"
+            keys = [_view_key(tag[0], seed, tag[1]) for _, tag, error in rows if error is None]
+            if raw is not None:
+                feats = F.normalize(raw, dim=-1).cpu()
+                _check_features(keys, feats, first_path, bad)
+                keep = [n for n, key in enumerate(keys) if key.split("/", 1)[0] not in bad]
+                pend_keys += [keys[n] for n in keep]
+                pend_feats.append(feats[keep])
+            advance(sum(len(jobs[i][1]) for i in {i for i, _, _ in rows}))
+            if len(pend_keys) >= SHARD_ROWS:
+                store.add(pend_keys, torch.cat(pend_feats), meta)
+                pend_keys, pend_feats = [], []
+    store.add(pend_keys, torch.cat(pend_feats) if pend_feats else torch.zeros(0), meta)
     return bad
+
+
+def _check_features(
+    keys: Sequence[str], feats: torch.Tensor, first_path: dict[str, Path], bad: dict[str, str]
+) -> None:
+    """Mark in ``bad`` the files of ``keys`` whose normalised features are not finite or not unit vectors."""
+    finite = torch.isfinite(feats).all(dim=-1).tolist()
+    unit = ((feats.norm(dim=-1) - 1.0).abs() <= NORM_TOLERANCE).tolist()
+    for key, ok, ok_norm in zip(keys, finite, unit, strict=True):
+        h = key.split("/", 1)[0]
+        if not ok:
+            bad[h] = f"{first_path[h]}: the image tower gave NaN or inf features for it"
+        elif not ok_norm:
+            bad[h] = f"{first_path[h]}: the image tower gave all-zero features for it"

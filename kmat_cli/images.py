@@ -47,6 +47,7 @@ __all__ = [
     "DICOM_SUFFIXES",
     "IMAGE_SUFFIXES",
     "ImageError",
+    "check_frames",
     "dicom_sample_limit",
     "is_dicom",
     "load_frames",
@@ -64,6 +65,7 @@ _DEFLATED_SLACK = 1 << 20  # bytes allowed after the pixel data the header decla
 _DEFER_BYTES = 1 << 20  # values larger than this stay in the file until decoded
 
 Frames = Literal["all", "first"]
+FRAMES = ("all", "first")
 
 
 class ImageError(UsageError):
@@ -332,6 +334,14 @@ def _dicom_frames(path: Path, frames: Frames) -> list[tuple[int | None, Image]]:
 
 
 # ---------------------------------------------------------------------------------------------- public
+def check_frames(frames: str) -> Frames:
+    """``frames`` when it is ``all`` or ``first`` (which frames of a multi-frame DICOM to decode), else a
+    one-line ``UsageError``."""
+    if frames not in FRAMES:
+        raise UsageError(f"--frames '{frames}' is not known; use all or first")
+    return frames  # type: ignore[return-value]
+
+
 def load_frames(path: str | Path, frames: Frames = "all") -> list[tuple[int | None, Image]]:
     """Decode ``path`` into ``[(frame, RGB image)]``: ``frame`` is None for a single image, the 0-based frame
     index for each frame of a multi-frame DICOM (all of them, or only the first with ``frames="first"``).
@@ -339,8 +349,7 @@ def load_frames(path: str | Path, frames: Frames = "all") -> list[tuple[int | No
     Raises :class:`ImageError` with a one-line reason: missing, empty, not a regular file, not an image,
     truncated, too large for Pillow's decompression-bomb limit, or a missing DICOM decoder.
     """
-    if frames not in ("all", "first"):
-        raise UsageError(f"frames must be 'all' or 'first', got {frames!r}")
+    check_frames(frames)
     from PIL import UnidentifiedImageError
 
     path = Path(path)

@@ -15,6 +15,9 @@ several times slower than with one thread). The policy, in order:
 them (hyper-threads share one core's arithmetic units) and the cgroup CPU quota (containers, SLURM).
 "Busy on right now" is read from ``/proc/stat`` over :data:`SAMPLE_S` seconds (Linux; elsewhere nothing
 is subtracted).
+
+The same module owns the rule for the processes that decode image files beside the model
+(:func:`decode_workers`, used by the feature cache and ``kmat predict`` through :mod:`kmat_cli.imagefiles`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import time
 from pathlib import Path
 
+MAX_DECODE_WORKERS = 8
 SAMPLE_S = 0.05  # how long the CPUs' activity is sampled before choosing the thread count
 _CPU_DIR = Path("/sys/devices/system/cpu")
 _CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -122,3 +126,29 @@ def apply(requested: int = 0, *, reserved: int = 0) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def decode_workers(n_files: int, batch_size: int, device: object) -> tuple[int, bool]:
+    """(decoding processes, adaptive) for ``n_files`` image files read in batches of ``batch_size`` for a
+    model on ``device``, when the caller leaves the number open.
+
+    On a GPU (any device but the CPU): one process per CPU of the affinity mask but one (left to the main
+    process), at least 1, at most :data:`MAX_DECODE_WORKERS`. On the CPU: the CPUs torch's threads leave
+    free (``CPUs - torch threads``, at most 8), started at once; when torch's threads take every CPU,
+    ``CPUs - 1`` (at least 1, at most 8) but adaptive: started only if decoding is a real share of the work
+    (:func:`kmat_cli.imagefiles.batches`). Never more processes than batches; none in a daemonic process
+    (which may not start children)."""
+    import multiprocessing
+
+    import torch
+
+    if multiprocessing.current_process().daemon:
+        return 0, False
+    cpus = len(_affinity())
+    n_batches = math.ceil(n_files / max(1, batch_size))
+    on_cpu = torch.device(device).type == "cpu"  # type: ignore[arg-type]
+    spare = cpus - torch.get_num_threads()
+    if on_cpu and spare < 1:
+        return max(0, min(MAX_DECODE_WORKERS, max(1, cpus - 1), n_batches)), True
+    free = spare if on_cpu else cpus - 1
+    return max(0, min(MAX_DECODE_WORKERS, max(1, free), n_batches)), False

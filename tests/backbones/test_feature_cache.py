@@ -165,7 +165,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
     paths = _write_images(tmp_path / "img", 2)
     bad = tmp_path / "img" / "broken.png"
     bad.write_bytes(b"not an image")
-    with pytest.raises(UsageError, match="broken.png"):
+    with pytest.raises(UsageError, match=r"broken\.png"):
         image_features(CountingBackbone(), [*paths, bad], cache_dir=tmp_path / "c", progress=False)
     failures: dict[int, str] = {}
     out = image_features(

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backbones"))  # tests/backbones/folders.py
 
-from folders import native_config  # noqa: E402
+from folders import native_config
 
 __all__ = ["CLASSES", "WEIGHTS", "Model", "make_zoo", "native_config", "write_prompts"]
 

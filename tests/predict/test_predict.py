@@ -137,7 +137,7 @@ def test_first_frame_only_and_hi_modality(
 
 def test_text_tower_is_never_built(
     model: Model, zoo: tuple[Path, dict[str, Any]], monkeypatch, tmp_path: Path
-) -> None:  # noqa: ANN001
+) -> None:
     import open_clip.model
     import open_clip.transformer
 
@@ -169,7 +169,7 @@ def _main(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str
     return code, out, err
 
 
-def test_exit_codes(model: Model, zoo: tuple[Path, dict[str, Any]], tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_exit_codes(model: Model, zoo: tuple[Path, dict[str, Any]], tmp_path: Path, capsys) -> None:
     root, info = zoo
     p = str(model.prompts)
     plain = str(root / info["plain"][0])
@@ -213,7 +213,7 @@ def _prompts_like(model: Model, dest: Path, **change: Any) -> Path:
 
 def test_mismatched_embeddings_exit_2_with_one_line(
     model: Model, zoo: tuple[Path, dict[str, Any]], tmp_path: Path, capsys
-) -> None:  # noqa: ANN001
+) -> None:
     root, info = zoo
     plain = str(root / info["plain"][0])
     other_id = _prompts_like(model, tmp_path / "id.safetensors", backbone_id="open_clip:ViT-B-32:openai")
@@ -262,7 +262,7 @@ def test_run_folder_gives_config_and_prompts(
 
 
 # ------------------------------------------------------------------------------------------ interrupts
-def test_interrupted_predict_keeps_complete_rows(model: Model, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_interrupted_predict_keeps_complete_rows(model: Model, tmp_path: Path, capsys) -> None:
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (700, 700, 3), dtype=np.uint8)).save(
         tmp_path / "src.png", compress_level=1
@@ -297,14 +297,14 @@ def test_interrupted_predict_keeps_complete_rows(model: Model, tmp_path: Path, c
 
 def test_docs_snippet_classifies_like_predict(
     model: Model, zoo: tuple[Path, dict[str, Any]], zoo_csv: Path, tmp_path: Path, monkeypatch, capsys
-) -> None:  # noqa: ANN001
+) -> None:
     """The plain-torch snippet of docs/predict.md gives predict's label and probabilities."""
     import re
     import shutil
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "predict.md").read_text()
     snippet = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "safe_open" in b)
-    root, info = zoo
+    root, _ = zoo
     shutil.copy(model.prompts, tmp_path / "prompts.safetensors")
     shutil.copy(root / "plain" / "a.png", tmp_path / "scan.png")
     monkeypatch.chdir(tmp_path)

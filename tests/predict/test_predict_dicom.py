@@ -18,7 +18,7 @@ def _u8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(np.round((x - lo) / (hi - lo) * 255.0), 0, 255).astype(np.uint8)
 
 
-def _grey(img) -> np.ndarray:  # noqa: ANN001
+def _grey(img) -> np.ndarray:
     arr = np.asarray(img)
     assert arr.ndim == 3 and arr.shape[-1] == 3 and (arr[..., 0] == arr[..., 2]).all()
     return arr[..., 0]

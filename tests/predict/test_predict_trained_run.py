@@ -13,14 +13,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "methods"))  # toyworld
 
-import toyworld  # noqa: E402
+import toyworld
 
-from kmat_cli import config, evaluate, export, workflow  # noqa: E402
-from kmat_cli.errors import UsageError  # noqa: E402
-from kmat_cli.predict import run_predict  # noqa: E402
+from kmat_cli import config, evaluate, export, workflow
+from kmat_cli.errors import UsageError
+from kmat_cli.predict import run_predict
 
 
-def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys) -> None:
     flags = {
         "task.name": "toyworld:ToyTask",
         "backbone.name": "toyworld:ToyBackbone",
@@ -46,7 +46,7 @@ def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys) -> Non
     with open(out, newline="") as handle:
         rows = {Path(r["path"]).name: r["label"] for r in csv.DictReader(handle)}
     assert [rows[s.path.name] for s in split] == want
-    with pytest.raises(UsageError, match="unknown backbone 'toyworld:ToyBackbone'.*--run RUN"):
+    with pytest.raises(UsageError, match=r"unknown backbone 'toyworld:ToyBackbone'.*--run RUN"):
         run_predict([folder], embeddings=run.file(export.PROMPTS_FILE), output=tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
     assert "no vision_only option" in capsys.readouterr().err  # the toy backbone is built whole, said so

@@ -11,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from kmat_cli import predict as P
+from kmat_cli import imagefiles as P
+from kmat_cli import threads as policy
+from kmat_cli.predict import FrameReader
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,12 @@ def split() -> P.SplitPreprocess:
     return P.SplitPreprocess(files.preprocess_transform())
 
 
-def _collect(batches) -> tuple[list, torch.Tensor]:  # noqa: ANN001
+def _batches(files: list[Path], split: P.SplitPreprocess, **options) -> object:
+    """The pipeline's batches of predict's files (every frame)."""
+    return P.batches(P.ImageFiles(files, FrameReader("all"), split), **options)
+
+
+def _collect(batches) -> tuple[list, torch.Tensor]:
     rows, pixels = [], []
     for r, x in batches:
         rows += r
@@ -53,20 +60,20 @@ def _collect(batches) -> tuple[list, torch.Tensor]:  # noqa: ANN001
 def test_auto_workers(
     monkeypatch: pytest.MonkeyPatch, cores: int, threads: int, device: str, want: tuple
 ) -> None:
-    monkeypatch.setattr(P.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(policy.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
-    assert P.auto_workers(1000, 10, device) == want
-    assert P.auto_workers(25, 10, device)[0] <= 3  # never more workers than batches
+    assert policy.decode_workers(1000, 10, device) == want
+    assert policy.decode_workers(25, 10, device)[0] <= 3  # never more workers than batches
 
 
 def test_batches_are_the_same_with_and_without_workers(pngs: list[Path], split: P.SplitPreprocess) -> None:
-    want_rows, want = _collect(P.batches(pngs, split, batch_size=4, workers=0))
+    want_rows, want = _collect(_batches(pngs, split, batch_size=4, workers=0))
     assert [i for i, _, _ in want_rows] == list(range(len(pngs)))
     assert sum(err is not None for _, _, err in want_rows) == 1 and want.dtype == torch.float32
     for workers in (1, 2):
-        rows, got = _collect(P.batches(pngs, split, batch_size=4, workers=workers))
+        rows, got = _collect(_batches(pngs, split, batch_size=4, workers=workers))
         assert rows == want_rows and torch.equal(got, want)
-    rows, got = _collect(P.batches(pngs, split, batch_size=4, workers=1, finish=False))
+    rows, got = _collect(_batches(pngs, split, batch_size=4, workers=1, finish=False))
     assert rows == want_rows and got.dtype == torch.uint8 and torch.equal(split.finish(got), want)
 
 
@@ -77,7 +84,7 @@ class _Spy:
         self.built = 0
         real = torch.utils.data.DataLoader
 
-        def build(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def build(*args, **kwargs):
             self.built += 1
             return real(*args, **kwargs)
 
@@ -89,9 +96,9 @@ def test_adaptive_workers_start_only_when_decoding_matters(
     pngs: list[Path], split: P.SplitPreprocess, monkeypatch: pytest.MonkeyPatch, slow_consumer: bool
 ) -> None:
     spy = _Spy(monkeypatch)
-    want_rows, want = _collect(P.batches(pngs, split, batch_size=4, workers=0))
+    want_rows, want = _collect(_batches(pngs, split, batch_size=4, workers=0))
     rows, pixels = [], []
-    for r, x in P.batches(pngs, split, batch_size=4, workers=1, adaptive=True):
+    for r, x in _batches(pngs, split, batch_size=4, workers=1, adaptive=True):
         rows += r
         pixels.append(x)
         if slow_consumer:  # a model far slower than decoding: stay in this process
@@ -104,12 +111,12 @@ def test_adaptive_with_few_batches_decodes_here(
     pngs: list[Path], split: P.SplitPreprocess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spy = _Spy(monkeypatch)
-    rows, _ = _collect(P.batches(pngs[:8], split, batch_size=4, workers=1, adaptive=True))
+    rows, _ = _collect(_batches(pngs[:8], split, batch_size=4, workers=1, adaptive=True))
     assert len(rows) == 8 and spy.built == 0
 
 
 def test_consumer_stopping_early_shuts_the_workers_down(pngs: list[Path], split: P.SplitPreprocess) -> None:
-    gen = P.batches(pngs, split, batch_size=2, workers=1)
+    gen = _batches(pngs, split, batch_size=2, workers=1)
     next(gen)
     next(gen)
     gen.close()  # GeneratorExit inside: the DataLoader iterator is released, its worker joined
