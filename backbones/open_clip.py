@@ -33,8 +33,7 @@ from torch import nn
 
 from backbones import hub
 from backbones.openclip_adapter import OpenClipBackbone
-from kmat_cli.api import RuntimeFailure, UsageError
-from kmat_cli.progress import warn
+from kmat_cli.api import RuntimeFailure, UsageError, warn
 
 __all__ = ["BIOMEDCLIP", "BiomedCLIP", "OpenCLIP", "build_open_clip", "weights_sha256"]
 

@@ -12,7 +12,8 @@ What each kind needs:
 - a method: :class:`Method` and :class:`MethodSetup` (:mod:`kmat_cli.methods.base`) and
   :class:`PromptLearner` (:mod:`kmat_cli.prompts`); these three import torch, so they are loaded on
   first use and ``import kmat_cli.api`` stays cheap;
-- every kind: :class:`UsageError` (bad input, exit code 2), :class:`RuntimeFailure`, :class:`KmatError`.
+- every kind: :class:`UsageError` (bad input, exit code 2), :class:`RuntimeFailure`, :class:`KmatError`,
+  :func:`warn` (one ``kmat: warning: ...`` line on stderr).
 
 Configuration as data: a plugin's options are the keyword-only arguments of its constructor, with their
 defaults. They appear in the run config as a section ``{name: <plugin>, <option>: <value>, ...}``
@@ -29,6 +30,7 @@ from kmat_cli.contracts import MODALITIES, SPLITS, Backbone, Sample, Task, Trans
 from kmat_cli.descriptions import DESCRIPTIONS_FORMAT, load_descriptions
 from kmat_cli.envinfo import make_cache_folder
 from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
+from kmat_cli.progress import warn
 from kmat_cli.safeyaml import load as parse_yaml
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ __all__ = [
     "load_descriptions",
     "make_cache_folder",
     "parse_yaml",
+    "warn",
 ]
 
 _ON_FIRST_USE = {  # name -> module: the exports that import torch

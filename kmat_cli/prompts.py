@@ -26,7 +26,7 @@ from contextvars import ContextVar
 import torch
 from torch import nn
 
-from kmat_cli.api import Backbone
+from kmat_cli.contracts import Backbone
 from kmat_cli.errors import UsageError
 
 INIT_STD = 0.02

@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/backbones/folders.py
 
-from folders import write_biomedclip_dir, write_native_dir  # noqa: E402
+from folders import write_biomedclip_dir, write_native_dir
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -28,7 +28,7 @@ def tiny_biomedclip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def biomedclip_full(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def biomedclip_full(tmp_path_factory: pytest.TempPathFactory):
     """The full BiomedCLIP architecture (ViT-B/16 + BERT-base, context 256) with random weights."""
     from backbones.open_clip import BiomedCLIP
 
@@ -37,7 +37,7 @@ def biomedclip_full(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
-def tiny_biomedclip(tiny_biomedclip_dir: Path):  # noqa: ANN201
+def tiny_biomedclip(tiny_biomedclip_dir: Path):
     from backbones.open_clip import BiomedCLIP
 
     return BiomedCLIP(model=f"local-dir:{tiny_biomedclip_dir}")

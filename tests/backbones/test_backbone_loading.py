@@ -114,7 +114,7 @@ def test_unknown_names_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="folder not found"):
         OpenCLIP(model=f"local-dir:{tmp_path / 'nope'}")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UsageError, match="no open_clip_config.json"):
+    with pytest.raises(UsageError, match=r"no open_clip_config\.json"):
         OpenCLIP(model=f"local-dir:{tmp_path / 'empty'}")
     (tmp_path / "empty" / "open_clip_config.json").write_text(json.dumps({"model_cfg": {"x": 1}}))
     with pytest.raises(UsageError, match="open_clip format"):

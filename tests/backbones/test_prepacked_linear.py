@@ -115,7 +115,7 @@ def test_two_row_counts_kept_the_oldest_dropped() -> None:
     made = []
     for _ in range(3):  # a method alternating two prompt batches: each packed once, then reused
         for x in (a, b):
-            y, g = _value_and_grad(layer, x)
+            y, _ = _value_and_grad(layer, x)
             torch.testing.assert_close(y, F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
             made.append(id(_newest(layer)))
     assert [k[0] for k in layer._packs] == [16, 9] and len(set(made)) == 2
