@@ -34,7 +34,6 @@ REQUEST_FILE = "benchmark.json"
 REQUEST_FORMAT = "kmat.benchmark/v1"
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
-PLOTS_DIR = "plots"
 __all__ = ["METHODS", "Plan", "Request", "Variant", "common_flags", "flatten", "merge", "run", "write_report"]
 _OFF = ("method.anchor=false", *WITHOUT_TRANSPORT)
 # Table 3: (label, --set overrides of K-MaT); the first row is the baseline of the relative improvement.
@@ -391,7 +390,7 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
     if timing:
         parts += ["## Wall time", "", timing]
     if plots:
-        section = report_plots.section(plan.results(outcomes), out / PLOTS_DIR, out)
+        section = report_plots.section(plan.results(outcomes), out)
         if section:
             parts += [section]
     parts += [report.failures_markdown(failed, missing, other)]

@@ -150,3 +150,21 @@ def test_defaults_rule_needs_a_transport_with_shape_options() -> None:
     )
     with pytest.raises(benchmark.UsageError, match="--defaults-rule"):
         benchmark.Plan(request)
+
+
+def test_benchmark_report_with_plots_through_the_cli(tmp_path: Path, kmat_main, monkeypatch) -> None:
+    """The report's plot section is rendered by the real command (plots on, the default), PNGs on disk."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.syspath_prepend(TOY_METHODS)
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--task", "toyworld:ToyTask", "--backbone", "toyworld:ToyBackbone", "--seeds", "1"]
+    argv += ["--epochs", "1", "--shots", "2", "--methods", "zeroshot,kmat", "--out", str(out)]
+    argv += ["--set", f"task.root={tmp_path / 'data'}"]
+    got = kmat_main(argv)
+    assert got.code == 0, got.err
+    markdown = (out / "report.md").read_text()
+    section = markdown.split("## Plots")[1]
+    assert "No plots" not in section
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert pngs and all(f"plots/{p.name}" in section for p in pngs)
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
