@@ -25,11 +25,13 @@ TOY_METHODS = str(Path(__file__).resolve().parent.parent / "methods")
 # ------------------------------------------------------------------------------------ cell identity
 def test_two_spellings_of_one_configuration_share_a_cell() -> None:
     plan = benchmark.Plan(benchmark.Request(tasks=("phantom",), methods=("kmat",), seeds=(1,)))
-    alpha = config.build(flags={"task.name": "phantom", "method.name": "kmat", "out": "."})["transport"][
-        "alpha"
-    ]
+    transport = config.build(flags={"task.name": "phantom", "method.name": "kmat", "out": "."})["transport"]
+    spelling = (
+        f"transport.alpha={transport['alpha']}",
+        f"transport.center={str(transport['center']).lower()}",
+    )
     plain = benchmark.Variant("K-MaT", "kmat")
-    spelt = benchmark.Variant("spelt out", "kmat", (f"transport.alpha={alpha}", "transport.center=false"))
+    spelt = benchmark.Variant("spelt out", "kmat", spelling)
     other = benchmark.Variant("other alpha", "kmat", ("transport.alpha=0.3",))
     assert plan.cell("phantom", plain, 1).key == plan.cell("phantom", spelt, 1).key
     assert plan.cell("phantom", plain, 1).key != plan.cell("phantom", other, 1).key

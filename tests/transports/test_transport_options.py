@@ -66,7 +66,7 @@ def test_center_makes_a_translation_of_the_low_end_free(name, make_embeddings) -
     shift = 0.7 * torch.randn(32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     on = _transport(name, alpha=0.5, epsilon=0.1, center=True)
     assert _value(on, H, L + shift) == pytest.approx(_value(on, H, L), rel=1e-9)
-    off = _transport(name, alpha=0.5, epsilon=0.1)
+    off = _transport(name, alpha=0.5, epsilon=0.1, center=False)
     assert abs(_value(off, H, L + shift) - _value(off, H, L)) > 1e-2  # the option is what makes it free
 
 
@@ -109,9 +109,9 @@ def test_zero_mean_costs_are_left_as_they_are() -> None:
 
 
 @pytest.mark.parametrize("name", ["fgw", "wasserstein", "gw"])
-def test_options_are_config_keys_off_by_default(name) -> None:
-    cfg = config.build(flags={"transport.name": name})
-    assert cfg["transport"]["center"] is False and cfg["transport"]["normalize"] is False
+def test_options_are_config_keys_with_the_rules_defaults(name) -> None:
+    cfg = config.build(flags={"transport.name": name})  # docs/defaults.md: centred, not normalised
+    assert cfg["transport"]["center"] is True and cfg["transport"]["normalize"] is False
     cfg = config.build(
         flags={"transport.name": name}, sets=["transport.center=true", "transport.normalize=true"]
     )

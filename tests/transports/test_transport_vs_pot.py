@@ -6,7 +6,7 @@ import numpy as np
 import ot
 import pytest
 import torch
-from transport_truth import TIGHT
+from transport_truth import PLAIN, TIGHT
 
 from kmat_cli.registry import get
 
@@ -44,7 +44,7 @@ def _check_close(ours_value: float, ours_plan: torch.Tensor, truth, K: int) -> N
 @pytest.mark.parametrize("K, D, normalised, alpha, epsilon, cost", CASES)
 def test_fgw_equals_pot(K, D, normalised, alpha, epsilon, cost, pot_truth, make_embeddings) -> None:
     H, L = make_embeddings(K, D, normalised=normalised, seed=K * 1000 + D)
-    T = get("transports", "fgw")(alpha=alpha, epsilon=epsilon, cost=cost, **TIGHT)
+    T = get("transports", "fgw")(alpha=alpha, epsilon=epsilon, cost=cost, **TIGHT, **PLAIN)
     result = T.solve(H, L)
     truth = pot_truth(H.numpy(), L.numpy(), alpha=alpha, epsilon=epsilon, cost=cost)
     _check_close(float(result.value), result.plan, truth, K)
@@ -60,7 +60,7 @@ def test_wasserstein_equals_sinkhorn2(K, D, normalised, epsilon, make_embeddings
     value = float(ot.sinkhorn2(ot.unif(K), ot.unif(K), M, epsilon, numItermax=20000, stopThr=1e-12))
     plan = ot.sinkhorn(ot.unif(K), ot.unif(K), M, epsilon, numItermax=20000, stopThr=1e-12)
     assert np.abs(plan.sum(0) - 1 / K).sum() < 1e-11, "POT did not converge; pick another case"
-    ours = get("transports", "wasserstein")(epsilon=epsilon, **TIGHT).solve(H, L)
+    ours = get("transports", "wasserstein")(epsilon=epsilon, **TIGHT, **PLAIN).solve(H, L)
     assert float(ours.value) == pytest.approx(value, rel=1e-6)
     np.testing.assert_allclose(ours.plan.numpy(), plan, rtol=1e-6, atol=1e-6 / K**2)
 
@@ -73,7 +73,7 @@ def test_gw_equals_entropic_gromov_wasserstein2(
     K, D, normalised, epsilon, pot_truth, make_embeddings
 ) -> None:
     H, L = make_embeddings(K, D, normalised=normalised, seed=7 * K + D)
-    ours = get("transports", "gw")(epsilon=epsilon, **TIGHT).solve(H, L)
+    ours = get("transports", "gw")(epsilon=epsilon, **TIGHT, **PLAIN).solve(H, L)
     _check_close(float(ours.value), ours.plan, pot_truth(H.numpy(), L.numpy(), alpha=1.0, epsilon=epsilon), K)
 
 
@@ -84,7 +84,7 @@ def test_given_marginals_equal_pot(alpha, pot_truth, make_embeddings) -> None:
     g = np.random.default_rng(0)
     a, b = g.uniform(0.5, 2, K_hi), g.uniform(0.5, 2, K_lo)
     a, b = a / a.sum(), b / b.sum()
-    T = get("transports", "fgw")(alpha=alpha, epsilon=0.1, **TIGHT)
+    T = get("transports", "fgw")(alpha=alpha, epsilon=0.1, **TIGHT, **PLAIN)
     result = T.solve(H, L, torch.from_numpy(a), torch.from_numpy(b))
     np.testing.assert_allclose(result.plan.sum(1).numpy(), a, rtol=1e-12)
     _check_close(
@@ -103,7 +103,7 @@ def test_pot_reference_transports_agree_with_ours(name, make_embeddings) -> None
     for full in (name, f"pot-{name}"):
         X = L.clone().requires_grad_()
         options = dict(max_iter=2000, tol=1e-11, inner_max_iter=20000, inner_tol=1e-12)
-        result = get("transports", full)(epsilon=0.5, **options).solve(H, X)
+        result = get("transports", full)(epsilon=0.5, **options, **PLAIN).solve(H, X)
         result.value.backward()
         answers.append((result.value.item(), result.plan, X.grad))
     (v0, p0, g0), (v1, p1, g1) = answers

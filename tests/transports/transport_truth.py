@@ -13,6 +13,8 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 #: Tight tolerances for both solvers when their answers are compared.
 TIGHT = dict(max_iter=20000, tol=1e-13, inner_max_iter=20000, inner_tol=1e-15)
+# The problem exactly as POT states it (kmat's fgw centres the feature cost by default).
+PLAIN = dict(center=False, normalize=False)
 
 
 @dataclass
