@@ -124,6 +124,8 @@ def _pair(
     acc, f1 = st[(task, row, modality, "accuracy")], st[(task, row, modality, "macro_f1")]
     if acc.n == 0:
         return "—"
+    if acc.n == f1.n == 1:  # one seed: no spread, said once per cell
+        return f"{acc.mean:.1f} ({f1.mean:.1f}) (n=1)" + (" †" if planned > 1 else "")
     return f"{_fmt(acc, planned)} ({_fmt(f1, planned)})"
 
 

@@ -130,7 +130,7 @@ def test_ties_are_all_bold_and_failures_are_listed() -> None:
     )
     md = report.methods_markdown(report.Layout(["t"], [1], [table]), table, outcomes)
     hi_row = next(line for line in md.splitlines() if line.startswith("| Hi "))
-    assert re.findall(r"\*\*[^*]+\*\*", hi_row) == ["**50.0 (n=1) (50.0 (n=1))**"] * 2  # one seed: no std
+    assert re.findall(r"\*\*[^*]+\*\*", hi_row) == ["**50.0 (50.0) (n=1)**"] * 2  # one seed: no std
     failed = Outcome(Cell({"task.name": "t", "method.name": "coop"}), "failed", None, "RuntimeFailure: boom")
     text = report.failures_markdown([failed], [], other_shards=2)
     assert (
