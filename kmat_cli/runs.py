@@ -33,7 +33,9 @@ except ImportError:  # Windows: no advisory locks; runs are not protected agains
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """``text`` as a file-name part: a task file's path becomes its stem; runs of characters other than
+    letters, digits and ``._-`` become ``_``."""
     return _SAFE.sub("_", Path(text).stem if "/" in text or text.endswith((".yaml", ".yml")) else text)
 
 
@@ -113,7 +115,7 @@ def create(out_root: str | Path, command: str, task: str, method: str, seed: int
         ) from exc
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{parent}: output folder is not writable; pass another --out")
-    prefix = f"{_slug(task)}-{_slug(method)}-" + (f"s{seed}-" if seed is not None else "")
+    prefix = f"{slug(task)}-{slug(method)}-" + (f"s{seed}-" if seed is not None else "")
     taken = [p.name[len(prefix) :] for p in parent.glob(f"{prefix}*")]
     n = max([int(t) for t in taken if t.isdigit()], default=0) + 1
     while True:

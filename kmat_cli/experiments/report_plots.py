@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,9 @@ from typing import Any
 
 from kmat_cli.experiments.plots import confusion_matrices, per_class_accuracy, prompt_map
 from kmat_cli.experiments.variants import Result, Variant, method_label
-from kmat_cli.runs import Run
+from kmat_cli.runs import Run, slug
 
 PLOTS_DIR = "plots"
-
-
-def slug(text: str) -> str:
-    """``text`` as a file-name part: runs of characters other than letters, digits and ``._-`` become ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 @dataclass(frozen=True)

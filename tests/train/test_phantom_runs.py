@@ -31,7 +31,9 @@ def test_defaults_are_the_phantom_world_and_the_protocol() -> None:
         "phantom",
         "kmat",
     )
-    assert cfg["transport"]["name"] == "fgw" and cfg["transport"]["alpha"] == 0.9  # docs/defaults.md
+    assert (
+        cfg["transport"]["name"] == "fgw" and cfg["transport"]["alpha"] == 0.1 and cfg["transport"]["center"]
+    )  # docs/defaults.md
     t = cfg["train"]
     assert (t["shots"], t["epochs"], t["batch_size"], t["lr"], t["momentum"], t["weight_decay"]) == (
         16,
