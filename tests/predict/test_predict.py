@@ -282,10 +282,18 @@ def test_interrupted_predict_keeps_complete_rows(model: Model, tmp_path: Path, c
             time.sleep(0.005)
 
     watcher = threading.Thread(target=interrupt_after_rows, daemon=True)
-    watcher.start()
-    with pytest.raises(KeyboardInterrupt):
-        run_predict([folder], embeddings=model.prompts, output=out, batch_size=1, workers=1, progress=False)
-    watcher.join()
+    # Ctrl-C as a user's shell delivers it: Python's own handler, whatever an earlier test in this process
+    # (e.g. an in-process Ray) installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        watcher.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_predict(
+                [folder], embeddings=model.prompts, output=out, batch_size=1, workers=1, progress=False
+            )
+        watcher.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     text = out.read_text()
     assert text.endswith("\n")
     rows = list(csv.reader(io.StringIO(text)))
