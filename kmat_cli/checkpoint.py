@@ -1,7 +1,7 @@
 """Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
 A checkpoint of epoch e is ``checkpoint-<e>.safetensors`` (method parameters ``method.*``, optimizer
-tensors ``optim.<param index>.<key>``, RNG states ``rng.*``) plus ``checkpoint.json`` (epoch, optimizer
+tensors ``optim.<param index>.<key>``, RNG states ``rng.*``, the method's solver state ``solver.*``) plus ``checkpoint.json`` (epoch, optimizer
 hyper-parameters and non-tensor state, scheduler state, numpy/python RNG states, the per-epoch history).
 The tensor file is written first and ``checkpoint.json`` (which names it) second, both atomically; the
 previous tensor file is removed only after that, so a process killed at any instant leaves a consistent
@@ -38,6 +38,7 @@ class Checkpoint:
     scheduler: dict[str, Any] = field(default_factory=dict)
     rng: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    solver: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _optimizer_split(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -101,10 +102,13 @@ def save(
     scaler: dict[str, Any] | None = None,
     scheduler: dict[str, Any] | None = None,
     history: list[dict[str, Any]] | None = None,
+    solver: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the checkpoint of ``epoch`` into ``folder`` (see the module docstring); returns the JSON path."""
+    """Write the checkpoint of ``epoch`` into ``folder`` (see the module docstring); returns the JSON path.
+    ``solver``: state a method carries between steps outside its parameters (``Method.solver_state``)."""
     folder = Path(folder)
     tensors = {f"method.{k}": v.detach().cpu().contiguous().clone() for k, v in method.items()}
+    tensors.update({f"solver.{k}": v.detach().cpu().contiguous().clone() for k, v in (solver or {}).items()})
     optim_meta = None
     if optimizer is not None:
         optim_tensors, optim_meta = _optimizer_split(optimizer)
@@ -180,4 +184,5 @@ def load(folder: str | Path, *, restore_rng: bool = False) -> Checkpoint:
         scheduler=state.get("scheduler", {}),
         rng=state.get("rng", {}),
         history=state.get("history", []),
+        solver={k[len("solver.") :]: v for k, v in tensors.items() if k.startswith("solver.")},
     )

@@ -47,6 +47,14 @@ class Transport:
     ) -> torch.Tensor:
         raise NotImplementedError
 
+    def solver_state(self) -> dict[str, torch.Tensor]:
+        """What the solver carries from one call to the next (e.g. a warm start), as named tensors; ``{}``
+        for a stateless transport. Training checkpoints save it, so that a resumed run continues exactly."""
+        return {}
+
+    def load_solver_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from what :meth:`solver_state` returned (a stateless transport ignores it)."""
+
 
 # ---------------------------------------------------------------------------------------------- backbones
 class Backbone:

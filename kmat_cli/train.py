@@ -134,11 +134,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- checkpoints
     def resume(self) -> int:
-        """Load the folder's checkpoint (method, optimizer, scaler, RNG, history); returns its epoch."""
+        """Load the folder's checkpoint (method, its solver state, optimizer, scaler, RNG, history); returns
+        its epoch."""
         if self.folder is None or not checkpoint.exists(self.folder):
             return 0
         ckpt = checkpoint.load(self.folder, restore_rng=True)
         self.method.load_state_dict(ckpt.method)
+        if hasattr(self.method, "load_solver_state"):
+            self.method.load_solver_state(ckpt.solver)
         if self.optimizer is not None and ckpt.optimizer is not None:
             self.optimizer.load_state_dict(ckpt.optimizer)
         if ckpt.scaler and self.scaler.is_enabled():
@@ -159,6 +162,7 @@ class Trainer:
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
             scheduler={"epoch": self.epoch, "kind": self.cfg["scheduler"]},
             history=self.history,
+            solver=self.method.solver_state() if hasattr(self.method, "solver_state") else None,
         )
         self._write_metrics()
 

@@ -60,7 +60,7 @@ def check_options(owner: str, **opts: Any) -> None:
             f"transport '{owner}': option 'alpha' (config key transport.alpha) must be in [0, 1], "
             f"got {opts['alpha']!r}"
         )
-    for key in ("center", "normalize"):
+    for key in ("center", "normalize", "warm_start"):
         if key in opts and not isinstance(opts[key], bool):
             raise UsageError(
                 f"transport '{owner}': option '{key}' (config key transport.{key}) must be true or false, "

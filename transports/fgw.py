@@ -15,9 +15,20 @@ divided by its mean) change the costs only; see :class:`FGW`. The ``pot-*`` refe
 
 Gradients reach ``X_lo`` only (``X_hi`` is detached). ``grad="envelope"`` (default): the plan is computed
 without autograd and the loss is differentiated through the costs at the fixed plan, which by the envelope
-(Danskin) theorem is the gradient of the entropic optimum ``FGW_eps`` w.r.t. ``X_lo``; it costs one small
-backward pass. ``grad="unrolled"``: autograd through every iteration, the exact derivative of the reported
-value as computed (more memory and time).
+(Danskin) theorem is the gradient of the entropic optimum ``FGW_eps`` w.r.t. ``X_lo`` (the reported value
+omits the entropy, so this is not the derivative of the reported value itself; :mod:`transports.envelope`).
+The whole solve, value and gradient run on the CPU whatever the inputs' device (K x D is tiny: a GPU would
+spend the time launching kernels), in the same call, and the value comes back on the inputs' device with
+its gradient attached. ``grad="unrolled"``: autograd through every iteration on the inputs' device, the
+exact derivative of the reported value as computed (more memory and time).
+
+``warm_start`` (default on): each solve starts from where the previous solve of the same shape ended (its
+plan and Sinkhorn potential, :class:`~transports.gromov.WarmStart`) instead of from ``a b^T``: in training
+consecutive problems differ little, so one or two iterations meet the same tolerances. Where the fixed
+point is unique (Wasserstein always; FGW and GW for ``epsilon`` large enough against the structure costs)
+the answer is the cold solve's within those tolerances; where GW has several fixed points, a warm start
+follows the one training is on. :meth:`FGW.solver_state` and :meth:`FGW.load_solver_state` carry the warm
+start through checkpoints, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -33,7 +44,10 @@ from kmat_cli.api import Transport, UsageError
 
 from .checks import SolveInfo, check_costs, check_embeddings, check_options, check_solution, marginals
 from .costs import pairwise_cost
-from .gromov import Costs, fgw_value, solve_fgw
+from .envelope import attach_gradient
+from .gromov import Costs, WarmStart, fgw_value, solve_fgw
+
+CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,8 @@ class FGW(Transport):
     ``inner_max_iter``, ``inner_tol``: Sinkhorn iterations and stop on the L1 marginal error;
     ``marginal_tol``: largest L1 marginal error accepted (else ``RuntimeFailure``); ``cost``: ground cost
     ``sqeuclidean | euclidean | cosine``; ``grad``: ``envelope | unrolled``; ``on_fail``: ``warn | raise``
-    when a tolerance is not met.
+    when a tolerance is not met; ``warm_start``: start each solve where the previous one ended (module
+    docstring; off: every solve starts from ``a b^T``).
 
     Two options change the costs (``center`` is on by default, chosen by the rule of docs/defaults.md;
     with both off the problem is exactly the one above, as POT states it):
@@ -94,6 +109,7 @@ class FGW(Transport):
         on_fail: str = "warn",
         center: bool = True,
         normalize: bool = False,
+        warm_start: bool = True,
     ) -> None:
         options = dict(
             epsilon=epsilon,
@@ -108,6 +124,7 @@ class FGW(Transport):
             on_fail=on_fail,
             center=center,
             normalize=normalize,
+            warm_start=warm_start,
         )
         check_options(self.name, **options)
         self.alpha = float(alpha)
@@ -122,17 +139,22 @@ class FGW(Transport):
         self.on_fail = on_fail
         self.center = center
         self.normalize = normalize
+        self.warm_start = warm_start
+        self._warm: WarmStart | None = None
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(alpha={self.alpha}, epsilon={self.epsilon}, max_iter={self.max_iter}, "
             f"tol={self.tol}, cost={self.cost!r}, grad={self.grad!r}, center={self.center}, "
-            f"normalize={self.normalize})"
+            f"normalize={self.normalize}, warm_start={self.warm_start})"
         )
 
     # ------------------------------------------------------------------------------- engine (overridable)
-    def _solve_plan(self, costs: Costs, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, SolveInfo]:
-        """The plan for ``costs = (M, C_hi, C_lo)``; differentiable when grad mode is on (unrolled)."""
+    def _solve_plan(
+        self, costs: Costs, a: torch.Tensor, b: torch.Tensor, start: WarmStart | None
+    ) -> tuple[torch.Tensor, SolveInfo, WarmStart]:
+        """The plan for ``costs = (M, C_hi, C_lo)`` from ``start`` (None: cold), how the solve went and
+        where it ended; differentiable when grad mode is on (unrolled)."""
         return solve_fgw(
             costs,
             a,
@@ -143,6 +165,7 @@ class FGW(Transport):
             tol=self.tol,
             inner_max_iter=self.inner_max_iter,
             inner_tol=self.inner_tol,
+            start=start,
         )
 
     def _value(self, costs: Costs, plan: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -173,16 +196,31 @@ class FGW(Transport):
         a: torch.Tensor | None = None,
         b: torch.Tensor | None = None,
     ) -> TransportResult:
-        """Solve once: the loss (scalar, differentiable w.r.t. ``X_lo``), the plan and the solve info.
+        """Solve once: the loss (scalar, differentiable w.r.t. ``X_lo``), the plan and the solve info, on
+        ``X_lo``'s device (solved on the CPU unless ``grad="unrolled"`` and a gradient is wanted).
 
         Raises ``UsageError`` for bad shapes or marginals, ``RuntimeFailure`` for non-finite inputs or a
         plan that misses its marginals; warns with ``ConvergenceWarning`` when a tolerance is not met
         (or raises, with ``on_fail="raise"``). Half-precision inputs (e.g. under autocast) are solved in
         float32, with autocast off: the value and plan are then float32."""
         check_embeddings(self.name, X_hi, X_lo)
-        with torch.autocast(X_lo.device.type, enabled=False):
+        device = X_lo.device
+        want_grad = torch.is_grad_enabled() and X_lo.requires_grad
+        with torch.autocast(device.type, enabled=False):
             work = torch.promote_types(X_lo.dtype, torch.float32)
-            return self._solve(X_hi.to(work), X_lo.to(work), a, b)
+            if want_grad and self.grad == "unrolled":
+                return self._solve(X_hi.to(work), X_lo.to(work), a, b)
+            hi = X_hi.detach().to(device=CPU, dtype=work)
+            lo = X_lo.detach().to(device=CPU, dtype=work).requires_grad_(want_grad)
+            with torch.enable_grad() if want_grad else torch.no_grad():
+                result = self._solve(hi, lo, a, b)
+        value = result.value.detach()
+        if want_grad:
+            (grad,) = torch.autograd.grad(result.value, lo)
+            value = attach_gradient(X_lo, value.to(device), grad)
+        else:
+            value = value.to(device)
+        return TransportResult(value, result.plan.to(device), result.info)
 
     def _solve(
         self, X_hi: torch.Tensor, X_lo: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None
@@ -190,13 +228,18 @@ class FGW(Transport):
         a, b = marginals(self.name, a, b, X_hi.shape[0], X_lo.shape[0], X_hi)
         costs = self._costs(X_hi, X_lo)
         check_costs(self.name, X_hi, X_lo, *costs)
+        start = (
+            self._warm.to(a.device, a.dtype)
+            if self._warm is not None and self._warm.fits(len(a), len(b))
+            else None
+        )
         unrolled = self.grad == "unrolled" and torch.is_grad_enabled() and X_lo.requires_grad
         if unrolled:
-            plan, info = self._solve_plan(costs, a, b)
+            plan, info, end = self._solve_plan(costs, a, b, start)
         else:
             with torch.no_grad():
                 detached = tuple(None if c is None else c.detach() for c in costs)
-                plan, info = self._solve_plan(detached, a, b)  # type: ignore[arg-type]
+                plan, info, end = self._solve_plan(detached, a, b, start)  # type: ignore[arg-type]
         check_solution(
             self.name,
             plan,
@@ -206,7 +249,39 @@ class FGW(Transport):
             marginal_tol=self.marginal_tol,
             on_fail=self.on_fail,
         )
+        if self.warm_start:
+            self._warm = end.to(CPU)
         return TransportResult(self._value(costs, plan, a, b), plan.detach(), info)
+
+    # ------------------------------------------------------------------------------------- warm start
+    def solver_state(self) -> dict[str, torch.Tensor]:
+        """The warm start for the next solve (``plan`` and, when known, ``g``); ``{}`` before any solve
+        or with ``warm_start`` off."""
+        if self._warm is None:
+            return {}
+        state = {"plan": self._warm.plan}
+        if self._warm.g is not None:
+            state["g"] = self._warm.g
+        return state
+
+    def load_solver_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Start the next solve from ``state`` (as :meth:`solver_state` returned it). A state that is not
+        a finite 2-D plan with a matching potential is dropped: the next solve then starts cold."""
+        plan, g = state.get("plan"), state.get("g")
+        fits = (
+            self.warm_start
+            and isinstance(plan, torch.Tensor)
+            and plan.dim() == 2
+            and plan.is_floating_point()
+            and (
+                g is None
+                or (isinstance(g, torch.Tensor) and g.shape == plan.shape[1:] and g.is_floating_point())
+            )
+        )
+        warm = WarmStart(plan, g) if fits else None  # type: ignore[arg-type]
+        if warm is not None and not all(bool(torch.isfinite(x).all()) for x in (plan, g) if x is not None):
+            warm = None
+        self._warm = None if warm is None else warm.to(CPU)
 
     def __call__(
         self,

@@ -7,6 +7,7 @@ backend: ``ot.gromov.entropic_fused_gromov_wasserstein`` (``0 < alpha < 1``),
 
 Gradients: ``grad="envelope"`` takes POT's plan on detached costs and differentiates the value through
 the costs at that plan; ``grad="unrolled"`` lets autograd run through POT's own iterations.
+``warm_start`` passes the previous plan as POT's ``G0`` (fgw and gw; POT's Sinkhorn starts cold).
 
 Differences to the built-in solver that users should know: POT's Sinkhorn works on the kernel
 ``exp(-C / eps)``, which underflows for ``C / eps`` above ~700 (float64) or ~85 (float32), giving zero or
@@ -23,6 +24,7 @@ import torch
 
 from .checks import SolveInfo
 from .fgw import FGW, Costs, fixed_alpha_init
+from .gromov import WarmStart
 from .sinkhorn import marginal_floor
 
 
@@ -39,7 +41,9 @@ class PotFGW(FGW):
 
     name = "pot-fgw"
 
-    def _solve_plan(self, costs: Costs, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, SolveInfo]:
+    def _solve_plan(
+        self, costs: Costs, a: torch.Tensor, b: torch.Tensor, start: WarmStart | None
+    ) -> tuple[torch.Tensor, SolveInfo, WarmStart]:
         M, C1, C2 = costs
         floor = marginal_floor(a.dtype, a.shape[0], b.shape[0])  # as the built-in solver does
         inner_tol, tol = max(self.inner_tol, floor), max(self.tol, floor)
@@ -61,6 +65,7 @@ class PotFGW(FGW):
                     log=True,
                     numItermax=self.inner_max_iter,
                     stopThr=inner_tol,
+                    G0=None if start is None else start.plan,
                 )
                 if self.alpha == 1.0:
                     T, log = ot.gromov.entropic_gromov_wasserstein(C1, C2, a, b, **common)
@@ -74,7 +79,7 @@ class PotFGW(FGW):
                 n_iter = 10 * (len(log["err"]) - 1) + 1 if converged else self.max_iter
         err = _marginal_error(T.detach(), a, b)
         col_l2 = float(torch.linalg.vector_norm(T.detach().sum(0) - b))
-        return T, SolveInfo(n_iter, -1, resid, err, converged, col_l2 <= inner_tol)
+        return T, SolveInfo(n_iter, -1, resid, err, converged, col_l2 <= inner_tol), WarmStart(T)
 
     def _value(self, costs: Costs, plan: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         M, C1, C2 = costs

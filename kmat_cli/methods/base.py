@@ -88,6 +88,17 @@ class Method(nn.Module):
         """Weighted loss terms of one batch of high-end image features (B, D) with labels (B,)."""
         raise NotImplementedError(f"{type(self).__name__} is not trainable")
 
+    def solver_state(self) -> dict[str, torch.Tensor]:
+        """State carried from one training step to the next outside the parameters (the transport's warm
+        start), as named tensors; a checkpoint saves it and :meth:`load_solver_state` restores it."""
+        transport = self.setup.transport
+        return {} if transport is None else transport.solver_state()
+
+    def load_solver_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from what :meth:`solver_state` returned."""
+        if self.setup.transport is not None:
+            self.setup.transport.load_solver_state(state)
+
     # ------------------------------------------------------------------------------------------ helpers
     def descriptions_for(self, modality: str) -> list[list[str]]:
         """The descriptions of every class under ``modality`` (K lists); a UsageError when missing."""

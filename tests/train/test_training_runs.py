@@ -81,9 +81,11 @@ def test_run_folder_contents_and_metrics_files(tmp_path: Path) -> None:
     assert metrics["run"]["method"] == "kmat" and metrics["timing"]["steps"] == 18
 
 
-def test_in_process_resume_continues_exactly(tmp_path: Path) -> None:
-    """A run interrupted after epoch 2 and resumed ends bit-for-bit where an uninterrupted run ends."""
-    cfg = toy_cfg(tmp_path, "train.batch_size=3", epochs=5)
+@pytest.mark.parametrize("transport", ["fgw", "gw"])
+def test_in_process_resume_continues_exactly(tmp_path: Path, transport: str) -> None:
+    """A run interrupted after epoch 2 and resumed ends bit-for-bit where an uninterrupted run ends: the
+    checkpoint carries the transport's warm start (with gw, a cold restart would find another plan)."""
+    cfg = toy_cfg(tmp_path, "train.batch_size=3", f"transport.name={transport}", epochs=5)
     full = workflow.run_training(cfg, scores=(), progress=False)
 
     from kmat_cli import train
@@ -102,7 +104,9 @@ def test_in_process_resume_continues_exactly(tmp_path: Path) -> None:
     finally:
         train.Trainer.save = original
     cut = open_run(tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-s1-2")
-    assert cut.status["status"] == "interrupted" and checkpoint.load(cut.path).epoch == 2
+    saved = checkpoint.load(cut.path)
+    assert cut.status["status"] == "interrupted" and saved.epoch == 2
+    assert set(saved.solver) == {"plan", "g"} and saved.solver["plan"].shape == (3, 3)
     workflow.run_training(config.load_yaml(cut.file("config.yaml")), run=cut, scores=(), progress=False)
     a, b = load_file(full.file("prompts.safetensors")), load_file(cut.file("prompts.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -26,6 +26,7 @@ OPTIONS = {
     "on_fail",
     "center",
     "normalize",
+    "warm_start",
 }
 
 
