@@ -11,6 +11,8 @@ matrix ``d(x_i, y_j)`` for
 - ``"cosine"``:      ``1 - <x, y> / (||x|| ||y||)``.
 
 All three are symmetric, so ``C = pairwise_cost(X, X)`` is a symmetric structure matrix.
+:func:`pairwise_cost_grad` is their vector-Jacobian product in closed form (the gradients of ``<G, C>``),
+for gradients taken without autograd.
 """
 
 from __future__ import annotations
@@ -50,3 +52,31 @@ def pairwise_cost(X: torch.Tensor, Y: torch.Tensor, cost: str = "sqeuclidean") -
     except KeyError:
         raise ValueError(f"unknown cost '{cost}'; known: {', '.join(COSTS)}") from None
     return func(X, Y)
+
+
+def pairwise_cost_grad(
+    X: torch.Tensor, Y: torch.Tensor, C: torch.Tensor, G: torch.Tensor, cost: str = "sqeuclidean"
+) -> torch.Tensor:
+    """The gradient w.r.t. ``Y`` of ``<G, C>`` for ``C = pairwise_cost(X, Y, cost)`` (given), one (m, D)
+    matrix product:
+
+    - sqeuclidean: ``2 (diag(G^T 1) Y - G^T X)``;
+    - euclidean: the same with ``G / (2 C)`` where ``C > 0`` and 0 where ``C = 0`` (as the cost's own
+      gradient there);
+    - cosine: ``-G^T Xn`` for the normalised rows, through the normalisation
+      ``dy = (dyn - yn <yn, dyn>) / ||y||``.
+
+    For a structure matrix ``C = pairwise_cost(X, X)`` the gradient w.r.t. ``X`` is this with ``G + G^T``.
+    """
+    if cost == "euclidean":
+        positive = C > 0
+        G = torch.where(positive, G / torch.where(positive, 2.0 * C, 1.0), 0.0)
+    if cost in ("sqeuclidean", "euclidean"):
+        return 2.0 * torch.addmm(G.sum(0)[:, None] * Y, G.T, X, alpha=-1.0)
+    if cost == "cosine":
+        Xn = torch.nn.functional.normalize(X, dim=-1)
+        ny = Y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        Yn = Y / ny
+        gyn = -(G.T @ Xn)
+        return (gyn - Yn * (Yn * gyn).sum(-1, keepdim=True)) / ny
+    raise ValueError(f"unknown cost '{cost}'; known: {', '.join(COSTS)}")

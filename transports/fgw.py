@@ -43,9 +43,9 @@ import torch
 from kmat_cli.api import Transport, UsageError
 
 from .checks import SolveInfo, check_costs, check_embeddings, check_options, check_solution, marginals
-from .costs import pairwise_cost
+from .costs import pairwise_cost, pairwise_cost_grad
 from .envelope import attach_gradient
-from .gromov import Costs, WarmStart, fgw_value, solve_fgw
+from .gromov import Costs, WarmStart, fgw_value, fgw_value_grads, solve_fgw
 
 CPU = torch.device("cpu")
 
@@ -173,21 +173,51 @@ class FGW(Transport):
         return fgw_value(costs, plan, a, b, self.alpha)
 
     # ------------------------------------------------------------------------------------------ contract
-    def _costs(self, X_hi: torch.Tensor, X_lo: torch.Tensor) -> Costs:
-        """``(M, C_hi, C_lo)`` with ``center`` and ``normalize`` applied (class docstring); ``X_hi`` detached."""
-        H = X_hi.detach()
-        M = None
+    def _raw_costs(self, H: torch.Tensor, X_lo: torch.Tensor) -> Costs:
+        """``(M, C_hi, C_lo)`` with ``center`` applied, before ``normalize``."""
+        M = C_hi = C_lo = None
         if self.alpha < 1.0:
-            if self.center:
-                M = pairwise_cost(H - H.mean(0), X_lo - X_lo.mean(0), self.cost)
-            else:
-                M = pairwise_cost(H, X_lo, self.cost)
-        C_hi = C_lo = None
+            M = pairwise_cost(H - H.mean(0), X_lo - X_lo.mean(0), self.cost) if self.center else None
+            M = pairwise_cost(H, X_lo, self.cost) if M is None else M
         if self.alpha > 0.0:
             C_hi, C_lo = pairwise_cost(H, H, self.cost), pairwise_cost(X_lo, X_lo, self.cost)
-        if self.normalize:
-            M, C_hi, C_lo = (None if c is None else _by_mean(c) for c in (M, C_hi, C_lo))
         return M, C_hi, C_lo
+
+    def _costs(self, X_hi: torch.Tensor, X_lo: torch.Tensor) -> Costs:
+        """``(M, C_hi, C_lo)`` with ``center`` and ``normalize`` applied (class docstring); ``X_hi`` detached."""
+        raw = self._raw_costs(X_hi.detach(), X_lo)
+        return tuple(None if c is None else _by_mean(c) for c in raw) if self.normalize else raw  # type: ignore[return-value]
+
+    def _envelope_grad(
+        self,
+        H: torch.Tensor,
+        X_lo: torch.Tensor,
+        raw: Costs,
+        costs: Costs,
+        plan: torch.Tensor,
+        b: torch.Tensor,
+    ) -> torch.Tensor:
+        """d value / d ``X_lo`` at the fixed ``plan``, in closed form: :func:`fgw_value_grads` through
+        ``normalize`` (``(G - mean(G * C')) / mean(C)`` for ``C' = C / mean(C)``), the ground cost
+        (:func:`pairwise_cost_grad`) and ``center`` (minus the mean over rows)."""
+        G_M, G_C = fgw_value_grads(costs, plan, b, self.alpha)
+        grad = torch.zeros_like(X_lo)
+        if G_M is not None:
+            assert raw[0] is not None and costs[0] is not None
+            G_M = _by_mean_grad(raw[0], costs[0], G_M) if self.normalize else G_M
+            if self.center:
+                grad = pairwise_cost_grad(H - H.mean(0), X_lo - X_lo.mean(0), raw[0], G_M, self.cost)
+                grad = grad - grad.mean(0)
+            else:
+                grad = pairwise_cost_grad(H, X_lo, raw[0], G_M, self.cost)
+        if G_C is not None:
+            assert raw[2] is not None and costs[2] is not None
+            G_C = _by_mean_grad(raw[2], costs[2], G_C) if self.normalize else G_C
+            grad = grad + pairwise_cost_grad(X_lo, X_lo, raw[2], G_C + G_C.T, self.cost)
+        return grad
+
+    #: Envelope gradients in closed form (``False``: autograd through ``_costs`` and ``_value``).
+    closed_form_grad = True
 
     def solve(
         self,
@@ -208,38 +238,46 @@ class FGW(Transport):
         want_grad = torch.is_grad_enabled() and X_lo.requires_grad
         with torch.autocast(device.type, enabled=False):
             work = torch.promote_types(X_lo.dtype, torch.float32)
-            if want_grad and self.grad == "unrolled":
-                return self._solve(X_hi.to(work), X_lo.to(work), a, b)
+            if want_grad and self.grad == "unrolled":  # autograd through the iterations, on the device
+                hi, lo = X_hi.detach().to(work), X_lo.to(work)
+                a, b = marginals(self.name, a, b, hi.shape[0], lo.shape[0], hi)
+                costs = self._costs(hi, lo)
+                plan, info = self._plan(hi, lo, costs, a, b)
+                return TransportResult(self._value(costs, plan, a, b), plan.detach(), info)
             hi = X_hi.detach().to(device=CPU, dtype=work)
-            lo = X_lo.detach().to(device=CPU, dtype=work).requires_grad_(want_grad)
-            with torch.enable_grad() if want_grad else torch.no_grad():
-                result = self._solve(hi, lo, a, b)
-        value = result.value.detach()
-        if want_grad:
-            (grad,) = torch.autograd.grad(result.value, lo)
-            value = attach_gradient(X_lo, value.to(device), grad)
-        else:
-            value = value.to(device)
-        return TransportResult(value, result.plan.to(device), result.info)
+            lo = X_lo.detach().to(device=CPU, dtype=work)
+            a, b = marginals(self.name, a, b, hi.shape[0], lo.shape[0], hi)
+            if want_grad and not self.closed_form_grad:
+                with torch.enable_grad():
+                    lo.requires_grad_()
+                    costs = self._costs(hi, lo)
+                    with torch.no_grad():
+                        plan, info = self._plan(
+                            hi, lo, tuple(c if c is None else c.detach() for c in costs), a, b
+                        )  # type: ignore[arg-type]
+                    value = self._value(costs, plan, a, b)
+                (grad,) = torch.autograd.grad(value, lo)
+            else:
+                with torch.no_grad():
+                    raw = self._raw_costs(hi, lo)
+                    costs = tuple(None if c is None else _by_mean(c) for c in raw) if self.normalize else raw
+                    plan, info = self._plan(hi, lo, costs, a, b)  # type: ignore[arg-type]
+                    value = self._value(costs, plan, a, b)  # type: ignore[arg-type]
+                    grad = self._envelope_grad(hi, lo, raw, costs, plan, b) if want_grad else None  # type: ignore[arg-type]
+        value = value.detach().to(device)
+        if grad is not None:
+            value = attach_gradient(X_lo, value, grad)
+        return TransportResult(value, plan.to(device), info)
 
-    def _solve(
-        self, X_hi: torch.Tensor, X_lo: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None
-    ) -> TransportResult:
-        a, b = marginals(self.name, a, b, X_hi.shape[0], X_lo.shape[0], X_hi)
-        costs = self._costs(X_hi, X_lo)
+    def _plan(
+        self, X_hi: torch.Tensor, X_lo: torch.Tensor, costs: Costs, a: torch.Tensor, b: torch.Tensor
+    ) -> tuple[torch.Tensor, SolveInfo]:
+        """The checked plan of ``costs`` from the warm start (kept for the next solve); differentiable
+        when the costs carry a graph and grad mode is on (unrolled)."""
         check_costs(self.name, X_hi, X_lo, *costs)
-        start = (
-            self._warm.to(a.device, a.dtype)
-            if self._warm is not None and self._warm.fits(len(a), len(b))
-            else None
-        )
-        unrolled = self.grad == "unrolled" and torch.is_grad_enabled() and X_lo.requires_grad
-        if unrolled:
-            plan, info, end = self._solve_plan(costs, a, b, start)
-        else:
-            with torch.no_grad():
-                detached = tuple(None if c is None else c.detach() for c in costs)
-                plan, info, end = self._solve_plan(detached, a, b, start)  # type: ignore[arg-type]
+        warm = self._warm
+        start = warm.to(a.device, a.dtype) if warm is not None and warm.fits(len(a), len(b)) else None
+        plan, info, end = self._solve_plan(costs, a, b, start)
         check_solution(
             self.name,
             plan,
@@ -251,7 +289,7 @@ class FGW(Transport):
         )
         if self.warm_start:
             self._warm = end.to(CPU)
-        return TransportResult(self._value(costs, plan, a, b), plan.detach(), info)
+        return plan, info
 
     # ------------------------------------------------------------------------------------- warm start
     def solver_state(self) -> dict[str, torch.Tensor]:
@@ -312,6 +350,12 @@ def _by_mean(C: torch.Tensor) -> torch.Tensor:
     """``C / mean(C)``; ``C`` itself when its mean is below :data:`MEAN_FLOOR` (e.g. all rows equal)."""
     mean = C.mean()
     return C / mean if float(mean.detach()) > MEAN_FLOOR else C
+
+
+def _by_mean_grad(C: torch.Tensor, normalised: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """The gradient w.r.t. ``C`` of ``<G, normalised>`` for ``normalised = _by_mean(C)``."""
+    mean = float(C.mean())
+    return (G - (G * normalised).mean()) / mean if mean > MEAN_FLOOR else G
 
 
 def fixed_alpha_init(base_init: Callable[..., None], alpha: float) -> Callable[..., None]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from .checks import SolveInfo
-from .sinkhorn import SinkhornState, marginal_floor, sinkhorn_potentials
+from .sinkhorn import Marginals, SinkhornState, marginal_floor, sinkhorn_potentials
 
 Costs = tuple["torch.Tensor | None", "torch.Tensor | None", "torch.Tensor | None"]  # (M, C1, C2)
 
@@ -84,6 +84,20 @@ def fgw_value(costs: Costs, T: torch.Tensor, a: torch.Tensor, b: torch.Tensor, a
     return value
 
 
+def fgw_value_grads(
+    costs: Costs, T: torch.Tensor, b: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of :func:`fgw_value` w.r.t. ``M`` and ``C2`` at a fixed plan ``T`` (None for a term of
+    zero weight): ``(1 - alpha) T`` and ``2 alpha (diag(T^T 1) C2 diag(b) - T^T C1 T)``."""
+    _, C1, C2 = costs
+    G_M = (1.0 - alpha) * T if alpha < 1.0 else None
+    G_C2 = None
+    if alpha > 0.0:
+        assert C1 is not None and C2 is not None
+        G_C2 = (2.0 * alpha) * (T.sum(0)[:, None] * C2 * b[None, :] - T.T @ C1 @ T)
+    return G_M, G_C2
+
+
 def solve_fgw(
     costs: Costs,
     a: torch.Tensor,
@@ -123,6 +137,7 @@ def solve_fgw(
     C1s = C1 * (4.0 * alpha / epsilon)
     C2t = C2.T
     T = a[:, None] * b[None, :] if start is None else start.plan
+    marg = Marginals.of(a, b)
     inner = 0
     resid = math.inf
     err = math.inf
@@ -130,7 +145,7 @@ def solve_fgw(
     while it < max_iter:
         it += 1
         logK = torch.addmm(base, C1s @ T, C2t)
-        state, T_new, n, err = sinkhorn_potentials(logK, a, b, state, inner_max_iter, inner_tol)
+        state, T_new, n, err = sinkhorn_potentials(logK, marg, None, state, inner_max_iter, inner_tol)
         inner += n
         resid = torch.dist(T_new, T).item()
         T = T_new

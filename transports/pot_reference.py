@@ -40,6 +40,7 @@ class PotFGW(FGW):
     """
 
     name = "pot-fgw"
+    closed_form_grad = False  # autograd through POT's own value: an independent reference for ours
 
     def _solve_plan(
         self, costs: Costs, a: torch.Tensor, b: torch.Tensor, start: WarmStart | None

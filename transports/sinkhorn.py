@@ -110,15 +110,35 @@ def _newton_step(
     return None, lam, MAX_TRIALS
 
 
+@dataclass(frozen=True)
+class Marginals:
+    """The marginals ``a`` (n), ``b`` (m) with what every solve on them uses, computed once: their logs,
+    the mean column mass ``sum(a) / m``, the (m, m) identity and its complement ``1 - I``."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    log_a: torch.Tensor
+    log_b: torch.Tensor
+    c_mean: float
+    eye: torch.Tensor
+    off: torch.Tensor
+
+    @classmethod
+    def of(cls, a: torch.Tensor, b: torch.Tensor) -> Marginals:
+        eye = torch.eye(b.shape[0], dtype=b.dtype, device=b.device)
+        return cls(a, b, a.log(), b.log(), float(a.detach().sum()) / b.shape[0], eye, 1.0 - eye)
+
+
 def sinkhorn_potentials(
     logK: torch.Tensor,
-    a: torch.Tensor,
-    b: torch.Tensor,
+    a: torch.Tensor | Marginals,
+    b: torch.Tensor | None,
     state: SinkhornState | None,
     max_iter: int,
     tol: float,
 ) -> tuple[SinkhornState, torch.Tensor, int, float]:
-    """Solve from ``state`` (warm start; ``None``: zero potentials) until the L1 column-marginal error is
+    """Solve from ``state`` (warm start; ``None``: zero potentials), for marginals ``a``, ``b`` (or ``a``
+    a :class:`Marginals` and ``b`` None), until the L1 column-marginal error is
     within ``tol``, or ``max_iter`` steps (Newton trials and Sinkhorn steps both count) are done, or
     :data:`STALL` steps in a row brought no progress (round-off floor: the caller sees ``err > tol``).
 
@@ -126,20 +146,16 @@ def sinkhorn_potentials(
     column error (``nan`` or ``inf`` when the problem is not finite). Differentiable through the steps
     when grad mode is on.
     """
-    log_a, log_b = a.log(), b.log()
+    marg = a if isinstance(a, Marginals) else Marginals.of(a, b)  # type: ignore[arg-type]
+    a, b, log_a, log_b = marg.a, marg.b, marg.log_a, marg.log_b
     g = torch.zeros_like(b) if state is None else state.g
     x = _Point(logK, log_a, b, g)
     n = 0
     lam = 1.0
     best, since_best = x.err, 0
     near_floor = 1e3 * marginal_floor(a.dtype, a.shape[0], b.shape[0])
-    c_mean, eye, off = 0.0, None, None
     while x.err > tol and n < max_iter and math.isfinite(x.err) and since_best < STALL:
-        if eye is None or off is None:
-            c_mean = float(a.detach().sum()) / b.shape[0]
-            eye = torch.eye(b.shape[0], dtype=b.dtype, device=b.device)
-            off = 1.0 - eye
-        y, lam, trials = _newton_step(a, log_a, b, x, lam, c_mean, eye, off)
+        y, lam, trials = _newton_step(a, log_a, b, x, lam, marg.c_mean, marg.eye, marg.off)
         n += trials
         if y is None:  # Newton failed: one Sinkhorn column update instead
             y = _Point(x.log_plan, log_a, b, log_b - torch.logsumexp(x.log_plan, dim=0))
