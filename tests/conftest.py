@@ -17,6 +17,18 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["KMAT_CACHE"] = str(REPO / ".kmat-cache")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped where torch sees no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on one)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def kmat_exe() -> str:
     """The installed `kmat` console script of the interpreter running the tests."""

@@ -141,7 +141,7 @@ def test_a_single_class_transports_all_mass() -> None:
     assert T(X_hi, X_lo).item() == pytest.approx(0.5 * float(((X_hi - X_lo) ** 2).sum()))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", ["fgw", "wasserstein", "gw", "pot-fgw"])
 def test_cuda_matches_cpu(name: str) -> None:
     torch.manual_seed(4)
