@@ -317,11 +317,9 @@ def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) 
 
     run, cfg, parts, method = load_trained(path)
     metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
-    old = run.file(Run.METRICS)
-    if old.is_file():  # keep the training timings of the run
-        timing = json.loads(old.read_text(encoding="utf-8")).get("timing")
-        if timing:
-            metrics["timing"] = timing
+    timing = _training_timing(run)
+    if timing:  # keep the training timings of the run
+        metrics["timing"] = timing
     atomic.write_json(run.file(Run.METRICS), metrics)
     if show:
         render(metrics, title=str(run.path))
@@ -350,6 +348,16 @@ def _validation(parts: Any, method: Any, cfg: Mapping[str, Any], *, progress: bo
     }
 
 
+def _training_timing(run: runs.Run) -> Any:
+    """The ``timing`` of the run's current ``metrics.json`` (None where it is missing, damaged or not the
+    run's own file: a planted link is never read, :func:`kmat_cli.atomic.read_owned`)."""
+    try:
+        old = json.loads(atomic.read_owned(run.file(Run.METRICS)).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return old.get("timing") if isinstance(old, dict) else None
+
+
 def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Accuracy and macro-F1 of a trained run on the **high-end validation split only** (what ``kmat tune``
     and the grid's ``hi-val`` cells score); the low-end data are never opened. Written to the run's
@@ -371,4 +379,5 @@ def export_run(path: str | Path, out: str | Path | None = None) -> Path:
         parts.backbone,
         task=parts.task,
         backbone_config=cfg["backbone"],
+        user_named=out is not None,
     )

@@ -157,16 +157,20 @@ def request_key(endpoint: Endpoint, body: dict[str, Any], repeat: int = 0) -> st
 
 
 class RequestCache:
-    """Answers stored as ``root/<key>.json`` (``{"request": body, "host": ..., "response": {...}}``)."""
+    """Answers stored as ``root/<key>.json`` (``{"request": body, "host": ..., "response": {...}}``), a
+    folder kmat owns: an entry that is a symbolic link is a miss and is replaced, a linked ``root`` (or
+    folder above it, up to the cache root) is refused (:mod:`kmat_cli.atomic`)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        atomic.own(self.root)
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.root / f"{key}.json"
+        atomic.check_owned(self.root)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            record = json.loads(atomic.read_owned(path).decode("utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             return None
         response = record.get("response") if isinstance(record, dict) else None
         return response if isinstance(response, dict) and isinstance(response.get("content"), str) else None

@@ -285,6 +285,7 @@ def merge(shards: Sequence[Path], out: Path) -> tuple[Plan, list[Outcome]]:
     plan = Plan(requests[0])
     found = read_cells([Path(s) for s in shards], failed=True)
     outcomes = [found.get(c.key) or Outcome(c, "missing") for c in plan.cells()]
+    atomic.own(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / REQUEST_FILE, requests[0].to_dict())
     return plan, outcomes

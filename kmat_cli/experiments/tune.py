@@ -302,7 +302,7 @@ def tune(
     atomic.write_text(csv_path, csv_text(trials, list(grid), seeds, metric))
     atomic.write_text(best_path, _yaml_text(cfg, header))
     if output is not None:
-        atomic.write_text(output, _yaml_text(cfg, header))
+        atomic.write_text(output, _yaml_text(cfg, header), user_named=True)
     return TuneResult(metric, list(grid), seeds, trials, best, cfg, csv_path, best_path)
 
 
