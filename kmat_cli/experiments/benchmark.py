@@ -271,7 +271,23 @@ def load_request(folder: Path) -> Request:
         raise UsageError(f"{path}: unreadable ({exc})") from exc
     if data.get("format") != REQUEST_FORMAT:
         raise UsageError(f"{path}: not a {REQUEST_FORMAT} file")
-    return Request.from_dict(data)
+    request = Request.from_dict(data)
+    _check_plugins(request, path)
+    return request
+
+
+def _check_plugins(request: Request, path: Path) -> None:
+    """The plugin names of a request read from ``path`` follow the rule for files
+    (:func:`kmat_cli.registry.check_from_file`): no ``module:attr`` without the user's opt-in."""
+    from kmat_cli import registry
+
+    for kind, values in (("tasks", request.tasks), ("methods", request.methods)):
+        for value in values:
+            registry.check_from_file(kind, value, path, kind)
+    for key, value in request.flags.items():
+        section, _, option = str(key).partition(".")
+        if section in config.PLUGIN_SECTIONS and option in ("", "name"):
+            registry.check_from_file(config.PLUGIN_SECTIONS[section], value, path, f"flags.{key}")
 
 
 def merge(shards: Sequence[Path], out: Path) -> tuple[Plan, list[Outcome]]:

@@ -103,11 +103,14 @@ def test_a_prompts_file_cannot_run_code(
     assert_error(result, evil if case == "local-dir-with-python" else named)  # open_clip names its folder
 
 
-def test_a_run_config_may_still_name_a_plugin_by_import_path(tmp_path: Path) -> None:
-    """``module:attr`` stays available from the user's own config: a run folder's config.yaml (``--run``).
-    (A guard that the check above is confined to files that come with the prompts; it passes before too.)"""
+def test_a_run_config_may_name_a_plugin_by_import_path_with_the_opt_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``module:attr`` in a run folder's config.yaml (``--run``) is imported once the user opts in with
+    KMAT_TRUST_CODE=1 (tests/reliability/test_plugin_names_from_files.py: refused without it)."""
     import yaml
 
+    monkeypatch.setenv("KMAT_TRUST_CODE", "1")
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"status": "finished"}))
