@@ -27,6 +27,7 @@ from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
 from kmat_cli.progress import say
 from kmat_cli.runs import Run
+from kmat_cli.signals import Terminated
 
 CHECKS_FILE = Run.CHECKS  # the name tests and docs use
 
@@ -273,11 +274,14 @@ def _started(prepared: Prepared, run: runs.Run, *, resume: bool, talk: bool) -> 
 
 @contextlib.contextmanager
 def _marking(run: runs.Run) -> Iterator[None]:
-    """Mark the run finished when the body ends, interrupted or failed when it raises."""
+    """Mark the run finished when the body ends, interrupted or failed when it raises. An interrupt
+    (Ctrl-C, or SIGTERM as :class:`~kmat_cli.signals.Terminated`) also says how to continue the run."""
     try:
         yield
-    except KeyboardInterrupt:
-        run.mark("interrupted")
+    except (KeyboardInterrupt, Terminated):
+        with contextlib.suppress(Exception):  # best effort, as below
+            run.mark("interrupted")
+        say(f"{run.path} stopped; continue it with: kmat train --resume {run.path}")
         raise
     except BaseException as exc:
         with contextlib.suppress(Exception):  # best effort (e.g. a full disk): the cause is what to report
