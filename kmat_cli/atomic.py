@@ -151,12 +151,19 @@ def guard_folder(folder: str | os.PathLike, message: str) -> Iterator[None]:
     """While active, writes into ``folder`` never create it and raise ``RuntimeFailure(message)`` once it
     is gone or is no longer the folder it was on entry (deleted, or replaced by another one)."""
     key = os.path.abspath(folder)
-    st = os.stat(key)
+    try:
+        st = os.stat(key)
+    except OSError:
+        raise RuntimeFailure(message) from None
+    previous = _GUARDED.get(key)
     _GUARDED[key] = (st.st_dev, st.st_ino, message)
     try:
         yield
     finally:
-        _GUARDED.pop(key, None)
+        if previous is None:
+            _GUARDED.pop(key, None)
+        else:  # nested: the outer guard holds again
+            _GUARDED[key] = previous
 
 
 def _guarded(folder: Path) -> bool:

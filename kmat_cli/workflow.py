@@ -320,11 +320,12 @@ def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) 
     from kmat_cli.evaluate import render
 
     run, cfg, parts, method = load_trained(path)
-    metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
-    timing = _training_timing(run)
-    if timing:  # keep the training timings of the run
-        metrics["timing"] = timing
-    atomic.write_json(run.file(Run.METRICS), metrics)
+    with _kept(run, "evaluation"):
+        metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
+        timing = _training_timing(run)
+        if timing:  # keep the training timings of the run
+            metrics["timing"] = timing
+        atomic.write_json(run.file(Run.METRICS), metrics)
     if show:
         render(metrics, title=str(run.path))
     return metrics
@@ -367,8 +368,9 @@ def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
     and the grid's ``hi-val`` cells score); the low-end data are never opened. Written to the run's
     ``metrics-val.json`` and returned (:func:`_validation`)."""
     run, cfg, parts, method = load_trained(path)
-    metrics = _validation(parts, method, cfg, progress=progress)
-    atomic.write_json(run.file(Run.VAL_METRICS), metrics)
+    with _kept(run, "validation"):
+        metrics = _validation(parts, method, cfg, progress=progress)
+        atomic.write_json(run.file(Run.VAL_METRICS), metrics)
     return metrics
 
 
@@ -377,11 +379,18 @@ def export_run(path: str | Path, out: str | Path | None = None) -> Path:
     from kmat_cli import export
 
     run, cfg, parts, method = load_trained(path)
-    return export.write_prompts(
-        out or run.file(Run.PROMPTS),
-        method,
-        parts.backbone,
-        task=parts.task,
-        backbone_config=cfg["backbone"],
-        user_named=out is not None,
-    )
+    with _kept(run, "export"):
+        return export.write_prompts(
+            out or run.file(Run.PROMPTS),
+            method,
+            parts.backbone,
+            task=parts.task,
+            backbone_config=cfg["backbone"],
+            user_named=out is not None,
+        )
+
+
+def _kept(run: runs.Run, doing: str) -> contextlib.AbstractContextManager[None]:
+    """While a command reads and writes a finished run: a write into its folder after the folder was
+    deleted or replaced fails (RuntimeFailure) instead of recreating it (:func:`kmat_cli.atomic.guard_folder`)."""
+    return atomic.guard_folder(run.path, f"run folder {run.path} vanished during {doing}")
