@@ -375,9 +375,13 @@ def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
 
 
 def export_run(path: str | Path, out: str | Path | None = None) -> Path:
-    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``) from the run's learned state."""
-    from kmat_cli import export
+    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``, never another file of the run)
+    from the run's learned state."""
+    from kmat_cli import export, outputs
 
+    if out is not None:
+        run = runs.open_run(path)
+        outputs.check_run_files(out, run.path, "--out", allowed=[run.file(Run.PROMPTS)])
     run, cfg, parts, method = load_trained(path)
     with _kept(run, "export"):
         return export.write_prompts(
