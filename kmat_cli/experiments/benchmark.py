@@ -26,7 +26,7 @@ from kmat_cli import atomic, config
 from kmat_cli.errors import UsageError
 from kmat_cli.experiments import report, report_plots, rule
 from kmat_cli.experiments.cells import Cell, Outcome, read_cells
-from kmat_cli.experiments.flags import common_flags, flatten
+from kmat_cli.experiments.flags import common_flags, flatten, task_slug
 from kmat_cli.experiments.runner import run_cells
 from kmat_cli.experiments.variants import METHODS, WITHOUT_TRANSPORT, Result, Variant, method_label
 
@@ -247,7 +247,8 @@ class Plan:
 
 # ------------------------------------------------------------------------------------------- running
 def default_out(tasks: Sequence[str]) -> Path:
-    return Path("runs") / "benchmark" / "-".join(tasks)
+    """``runs/benchmark/<task>-<task>...``, each task by its name (:func:`~.flags.task_slug`)."""
+    return Path("runs") / "benchmark" / "-".join(task_slug(t) for t in tasks)
 
 
 def run(request: Request, out: Path, **options: Any) -> tuple[Plan, list[Outcome]]:
