@@ -12,8 +12,8 @@ Who named the destination decides how it is written, the same for every writer:
   by someone sharing the folder) is replaced by kmat's file, with one ``kmat: warning:`` line; a symbolic
   link in a folder between the owning root (declared with :func:`own`) and the file would redirect the
   write, so it is refused (a :class:`~kmat_cli.errors.UsageError` naming the link, exit code 2). Readers of
-  owned files use :func:`read_owned` / :func:`planted`, which never follow a link either, so a planted entry
-  reads as missing (a cache miss) and is then replaced.
+  cache entries (and of a run's old ``metrics.json``) use :func:`read_owned` / :func:`planted`, which never
+  follow a link either, so a planted entry reads as missing (a cache miss) and is then replaced.
 * a file the **user named** (``--output``, ``-o``; ``user_named=True``), see :func:`target`: missing or a
   regular file is replaced as above; a symbolic link has the file it points to written that way (the link
   stays a link; a dangling link's target is created); a FIFO, a character or block device or a socket
