@@ -2,7 +2,7 @@
 
 Errors: a :class:`~kmat_cli.errors.KmatError` becomes one line on stderr and its exit code (2 for bad usage
 or input, 1 for runtime failures); any other exception becomes one line and exit code 1. Ctrl-C exits with
-130; SIGTERM, where a command turns it into an interrupt (:mod:`kmat_cli.signals`), with 143. ``KMAT_DEBUG=1``
+130; SIGTERM stops every command the same way (:mod:`kmat_cli.signals`) and exits with 143. ``KMAT_DEBUG=1``
 shows the traceback instead. Results go to stdout, progress and messages to stderr.
 """
 
@@ -17,7 +17,7 @@ import typer
 from kmat_cli import __version__
 from kmat_cli.commands import load_commands
 from kmat_cli.errors import KmatError
-from kmat_cli.signals import TERMINATED_EXIT_CODE, Terminated
+from kmat_cli.signals import TERMINATED_EXIT_CODE, Terminated, terminate_as_interrupt
 
 app = typer.Typer(
     name="kmat",
@@ -79,7 +79,8 @@ def _one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (also raised as SystemExit by the script)."""
     try:
-        code = app(args=argv, prog_name="kmat", standalone_mode=False)
+        with terminate_as_interrupt():  # every command stops on SIGTERM as on Ctrl-C
+            code = app(args=argv, prog_name="kmat", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except KmatError as exc:

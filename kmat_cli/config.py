@@ -55,7 +55,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise UsageError(f"{path}: a config file must be a mapping of keys, got {type(data).__name__}")
+    check_file_plugins(data, path)
     return data
+
+
+def check_file_plugins(layer: Mapping[str, Any], source: str | Path) -> None:
+    """Apply :func:`kmat_cli.registry.check_from_file` to every plugin name of a config layer read from
+    ``source`` (its ``task``, ``backbone``, ``method`` and ``transport`` sections), before any is loaded."""
+    from kmat_cli import registry
+
+    for section, kind in PLUGIN_SECTIONS.items():
+        value = layer.get(section)
+        name = value.get("name") if isinstance(value, Mapping) else value
+        registry.check_from_file(kind, name, source, f"{section}.name")
 
 
 def parse_set(items: Iterable[str]) -> dict[str, Any]:
@@ -260,4 +272,6 @@ def build(
         elif isinstance(section, str):
             task_name = section
     task_layer = getattr(plugin_lookup("tasks", task_name), "config", {}) or {}
+    if isinstance(task_name, str) and task_name.lower().endswith((".yaml", ".yml")):
+        check_file_plugins(task_layer, task_name)  # a task file's config section is data too
     return resolve([task_layer, *upper], plugin_lookup)

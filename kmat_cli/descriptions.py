@@ -169,6 +169,7 @@ def merge_documents(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str
     return {"format": DESCRIPTIONS_FORMAT, "provenance": provenance, "classes": classes}
 
 
-def write_document(path: str | Path, document: Mapping[str, Any]) -> None:
-    """Write a descriptions document as JSON, atomically."""
-    atomic.write_json(path, dict(document))
+def write_document(path: str | Path, document: Mapping[str, Any], *, user_named: bool = True) -> None:
+    """Write a descriptions document as JSON, atomically; ``user_named``: the path is the user's choice
+    (a link there is written through, see :mod:`kmat_cli.atomic`)."""
+    atomic.write_json(path, dict(document), user_named=user_named)

@@ -55,22 +55,32 @@ def device_info() -> dict[str, Any]:
 
 
 def cache_dir() -> Path:
-    """kmat's cache root: ``$KMAT_CACHE``, else the user cache dir (e.g. ``~/.cache/kmat``)."""
+    """kmat's cache root: ``$KMAT_CACHE``, else the user cache dir (e.g. ``~/.cache/kmat``); a folder kmat
+    owns (:func:`kmat_cli.atomic.own`: no link below it is written or read through)."""
+    from kmat_cli import atomic
+
     env = os.environ.get("KMAT_CACHE")
     if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
+        root = Path(env).expanduser()
+    else:
+        from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("kmat"))
+        root = Path(user_cache_dir("kmat"))
+    atomic.own(root)
+    return root
 
 
 def make_cache_folder(path: str | Path) -> Path:
     """Create the cache folder ``path`` if missing; a one-line UsageError naming it when it cannot be made
     (e.g. under an unwritable HOME), saying to set ``KMAT_CACHE``. An existing read-only folder is returned
-    as it is: its users decide what they can do without writing."""
+    as it is: its users decide what they can do without writing. A folder under the cache root that is,
+    or lies under, a symbolic link is refused (UsageError naming the link)."""
+    from kmat_cli import atomic
     from kmat_cli.errors import UsageError
 
     path = Path(path)
+    cache_dir()  # declares the cache root as kmat's own
+    atomic.check_owned(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -94,9 +94,11 @@ def write_prompts(
     *,
     task: Any,
     backbone_config: Mapping[str, Any] | None = None,
+    user_named: bool = False,
 ) -> Path:
     """Write ``prompts.safetensors`` for ``method`` trained on ``task`` (atomically); returns the path.
-    ``backbone_config``: the run config's ``backbone`` section, stored as ``kmat.backbone_config``."""
+    ``backbone_config``: the run config's ``backbone`` section, stored as ``kmat.backbone_config``;
+    ``user_named``: ``path`` is the user's ``-o`` rather than the run's own file (:mod:`kmat_cli.atomic`)."""
     tensors, metadata = prompt_file_content(
         method,
         backbone,
@@ -105,7 +107,9 @@ def write_prompts(
         modalities=task.modalities,
         backbone_config=backbone_config,
     )
-    atomic.write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic.write_with(
+        path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata), user_named=user_named
+    )
     return Path(path)
 
 

@@ -21,7 +21,10 @@ Nothing in the cache is trusted blindly: a shard whose ``features`` are not floa
 with D the backbone's ``embed_dim``, not finite, or hold a row that is not a unit vector (the image tower's
 features are normalised and never all zero) is reported in one ``kmat: warning:`` line naming it, removed
 where possible, and its features are computed again. A memo that is not a JSON object of
-``[size, mtime_ns, sha256]`` entries is ignored (wrong entries one by one). A cache that cannot be written
+``[size, mtime_ns, sha256]`` entries is ignored (wrong entries one by one). Nothing in the cache is read or
+written through a symbolic link (:mod:`kmat_cli.atomic`): a planted link, FIFO or device in place of the
+memo, a shard or ``info.json`` is ignored and replaced (one warning), and a linked folder under the cache
+root is refused (exit code 2). A cache that cannot be written
 (read-only, full) never fails a run: the memo is skipped and missing features are computed in memory, with
 one warning line per cause.
 """
@@ -41,7 +44,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kmat_cli import imagefiles
+from kmat_cli import atomic, imagefiles
 from kmat_cli.api import Backbone
 from kmat_cli.atomic import write_json, write_with
 from kmat_cli.envinfo import cache_dir as default_cache_dir
@@ -134,7 +137,7 @@ def read_memo(file: Path) -> dict[str, list[Any]]:
     unreadable or damaged file, or one holding anything but a JSON object, reads as empty; entries of the
     wrong shape are dropped (the memo is an optimisation: a dropped entry only means hashing the file)."""
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = json.loads(atomic.read_owned(file).decode("utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
@@ -173,6 +176,9 @@ class _Store:
             return
         for shard in sorted(self.folder.glob("*.safetensors")):
             if shard in self._keys or shard in self._skipped:
+                continue
+            if atomic.planted(shard):  # a link or FIFO someone put in a shared cache: never read
+                self._skipped.add(shard)
                 continue
             try:
                 with safe_open(str(shard), framework="pt") as f:
@@ -310,7 +316,9 @@ def image_features(
         raise UsageError(f"views must be >= 0, got {views}")
     paths = [Path(p) for p in paths]
     root = Path(cache_dir) if cache_dir is not None else make_cache_folder(default_cache_dir())
+    atomic.own(root)
     folder = root / "features" / cache_key(backbone)
+    atomic.check_owned(folder)  # a linked folder in a shared cache would feed or receive foreign shards
     memo = _HashMemo(root)
     hashes: list[str | None] = []
     for i, p in enumerate(paths):
@@ -355,7 +363,7 @@ def image_features(
 def _ensure_info(folder: Path, backbone: Backbone) -> None:
     """Write ``info.json`` (what the key stands for, for people) if missing; skipped where it cannot be."""
     info = folder / "info.json"
-    if not info.is_file():
+    if atomic.planted(info) or not info.is_file():
         with suppress(OSError, KmatError):  # not writable: the shard write says so
             write_json(
                 info, {"format": FORMAT, "backbone": backbone.id, "preprocess": backbone.preprocess_spec}

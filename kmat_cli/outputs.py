@@ -5,7 +5,8 @@ Rows are written in place (never through a temporary file) so that each finished
 at once and stays there after a crash, a kill or Ctrl-C. So that this cannot go wrong:
 
 * an output that is one of the inputs, the prompts file, or a file inside a walked folder named like an
-  image (the next run would classify it) is refused before anything is opened (:func:`check_output`);
+  image (the next run would classify it) is refused before anything is opened (:func:`check_output`), and
+  so is any file of the run in use (:func:`check_run_files`, also for ``kmat export -o``);
 * a regular file (or a new one) is locked (``flock``) before it is emptied: a second ``kmat predict`` with
   the same output at the same time is refused with exit code 2 and leaves the first one's file alone, so
   the file is always one run's complete rows, never two runs interleaved (:func:`open_output`);
@@ -78,6 +79,27 @@ def check_output(
                 f"{output}: --output lies in the input folder {folder} and is named like an image, so it "
                 "would be read as an input; choose another name or folder"
             )
+
+
+def check_run_files(
+    output: str | os.PathLike, run: str | os.PathLike, option: str, allowed: Iterable[Path] = ()
+) -> None:
+    """Refuse (``UsageError``, nothing opened yet) an existing ``output`` that is one of the files of the
+    run folder ``run`` (any file in it or below it, compared as files, so a link, a hard link or a ``..``
+    spelling counts), except the ``allowed`` ones: writing it would break the run."""
+    try:
+        mine = os.stat(output)
+    except OSError:
+        return  # not there yet: it cannot be a file of the run
+    if any(_same(Path(a), mine) for a in allowed):
+        return
+    for folder, _, names in os.walk(run):
+        for name in names:
+            if _same(Path(folder, name), mine):
+                raise UsageError(
+                    f"{output}: {option} is {Path(folder, name)}, a file of the run in use, which it would "
+                    "break; choose another file"
+                )
 
 
 def _lock(fd: int, output: Path) -> None:

@@ -5,6 +5,12 @@ Every built-in is declared in ``pyproject.toml`` under the groups ``kmat.backbon
 loaded lazily, on first use of a name. ``package.module:attr`` is accepted wherever a name is, as an
 escape hatch for plugins that are not installed as a distribution.
 
+Files are data, never code (:func:`check_from_file`): a plugin name read from a file (a task file's
+``config``, a ``--config`` file, a run folder's ``config.yaml``, a benchmark request) may name an installed
+plugin, but ``module:attr`` there is refused before anything is imported, unless the user opts in with
+``KMAT_TRUST_CODE=1``. The command line's own names (``--method pkg.mod:Attr``, ``--set``) are the user's
+and always accepted; a prompts file may only name an installed backbone (:mod:`kmat_cli.file_backbone`).
+
     >>> from kmat_cli.registry import get
     >>> FGW = get("transports", "fgw")
     >>> loss = FGW(epsilon=0.1, alpha=0.1, max_iter=100)(X_hi, X_lo)
@@ -15,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -24,6 +31,7 @@ from typing import Any
 from kmat_cli.errors import UsageError
 
 KINDS = ("backbones", "transports", "tasks", "methods")
+TRUST_CODE = "KMAT_TRUST_CODE"  # =1: plugin names in files may import code (module:attr)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,23 @@ def _is_import_path(name: str) -> bool:
     module_name, sep, attr = name.partition(":")
     parts = module_name.split(".") + attr.split(".")
     return bool(sep) and all(part.isidentifier() for part in parts)
+
+
+def check_from_file(kind: str, name: Any, source: str | os.PathLike, key: str) -> None:
+    """The rule for a plugin name that ``source`` (a file) gives as ``key``: an installed plugin, a task
+    file or anything that is not ``module:attr`` passes (an unknown name fails later, like one typed); a
+    ``module:attr`` that is not an installed plugin raises a UsageError naming the file and
+    ``KMAT_TRUST_CODE``, unless that is set to 1. Imports nothing."""
+    kind = check_kind(kind)
+    if not isinstance(name, str) or not _is_import_path(name) or name in _entry_points(kind):
+        return
+    if os.environ.get(TRUST_CODE) == "1":
+        return
+    raise UsageError(
+        f"{source}: {key} '{name}' would import Python code from module '{name.partition(':')[0]}'; a file "
+        f"may only name an installed {kind[:-1]} ({', '.join(names(kind))}); if you trust this file, run "
+        f"again with {TRUST_CODE}=1"
+    )
 
 
 def _load_path(path: str) -> Any:

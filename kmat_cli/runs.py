@@ -56,6 +56,9 @@ class Run:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        atomic.own(self.path)  # its files are written by replacing them, never through a link
+
     @property
     def status(self) -> dict[str, Any]:
         try:
@@ -82,7 +85,7 @@ class Run:
         with contextlib.ExitStack() as stack:
             if fcntl is not None:
                 try:
-                    fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+                    fd = atomic.open_owned(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
                 except OSError as exc:
                     raise UsageError(f"{self.path}: cannot lock the run folder ({exc.strerror})") from exc
                 stack.callback(os.close, fd)

@@ -27,6 +27,7 @@ from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
 from kmat_cli.progress import say
 from kmat_cli.runs import Run
+from kmat_cli.signals import Terminated
 
 CHECKS_FILE = Run.CHECKS  # the name tests and docs use
 
@@ -273,11 +274,14 @@ def _started(prepared: Prepared, run: runs.Run, *, resume: bool, talk: bool) -> 
 
 @contextlib.contextmanager
 def _marking(run: runs.Run) -> Iterator[None]:
-    """Mark the run finished when the body ends, interrupted or failed when it raises."""
+    """Mark the run finished when the body ends, interrupted or failed when it raises. An interrupt
+    (Ctrl-C, or SIGTERM as :class:`~kmat_cli.signals.Terminated`) also says how to continue the run."""
     try:
         yield
-    except KeyboardInterrupt:
-        run.mark("interrupted")
+    except (KeyboardInterrupt, Terminated):
+        with contextlib.suppress(Exception):  # best effort, as below
+            run.mark("interrupted")
+        say(f"{run.path} stopped; continue it with: kmat train --resume {run.path}")
         raise
     except BaseException as exc:
         with contextlib.suppress(Exception):  # best effort (e.g. a full disk): the cause is what to report
@@ -316,13 +320,12 @@ def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) 
     from kmat_cli.evaluate import render
 
     run, cfg, parts, method = load_trained(path)
-    metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
-    old = run.file(Run.METRICS)
-    if old.is_file():  # keep the training timings of the run
-        timing = json.loads(old.read_text(encoding="utf-8")).get("timing")
-        if timing:
+    with _kept(run, "evaluation"):
+        metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
+        timing = _training_timing(run)
+        if timing:  # keep the training timings of the run
             metrics["timing"] = timing
-    atomic.write_json(run.file(Run.METRICS), metrics)
+        atomic.write_json(run.file(Run.METRICS), metrics)
     if show:
         render(metrics, title=str(run.path))
     return metrics
@@ -350,25 +353,48 @@ def _validation(parts: Any, method: Any, cfg: Mapping[str, Any], *, progress: bo
     }
 
 
+def _training_timing(run: runs.Run) -> Any:
+    """The ``timing`` of the run's current ``metrics.json`` (None where it is missing, damaged or not the
+    run's own file: a planted link is never read, :func:`kmat_cli.atomic.read_owned`)."""
+    try:
+        old = json.loads(atomic.read_owned(run.file(Run.METRICS)).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return old.get("timing") if isinstance(old, dict) else None
+
+
 def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Accuracy and macro-F1 of a trained run on the **high-end validation split only** (what ``kmat tune``
     and the grid's ``hi-val`` cells score); the low-end data are never opened. Written to the run's
     ``metrics-val.json`` and returned (:func:`_validation`)."""
     run, cfg, parts, method = load_trained(path)
-    metrics = _validation(parts, method, cfg, progress=progress)
-    atomic.write_json(run.file(Run.VAL_METRICS), metrics)
+    with _kept(run, "validation"):
+        metrics = _validation(parts, method, cfg, progress=progress)
+        atomic.write_json(run.file(Run.VAL_METRICS), metrics)
     return metrics
 
 
 def export_run(path: str | Path, out: str | Path | None = None) -> Path:
-    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``) from the run's learned state."""
-    from kmat_cli import export
+    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``, never another file of the run)
+    from the run's learned state."""
+    from kmat_cli import export, outputs
 
+    if out is not None:
+        run = runs.open_run(path)
+        outputs.check_run_files(out, run.path, "--out", allowed=[run.file(Run.PROMPTS)])
     run, cfg, parts, method = load_trained(path)
-    return export.write_prompts(
-        out or run.file(Run.PROMPTS),
-        method,
-        parts.backbone,
-        task=parts.task,
-        backbone_config=cfg["backbone"],
-    )
+    with _kept(run, "export"):
+        return export.write_prompts(
+            out or run.file(Run.PROMPTS),
+            method,
+            parts.backbone,
+            task=parts.task,
+            backbone_config=cfg["backbone"],
+            user_named=out is not None,
+        )
+
+
+def _kept(run: runs.Run, doing: str) -> contextlib.AbstractContextManager[None]:
+    """While a command reads and writes a finished run: a write into its folder after the folder was
+    deleted or replaced fails (RuntimeFailure) instead of recreating it (:func:`kmat_cli.atomic.guard_folder`)."""
+    return atomic.guard_folder(run.path, f"run folder {run.path} vanished during {doing}")

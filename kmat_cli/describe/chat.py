@@ -8,9 +8,9 @@ Contract of :meth:`ChatClient.complete`:
   up to ``max_retries`` times. The wait before retry ``r`` (0-based) is the server's ``Retry-After``
   (seconds or an HTTP date; ``retry-after-ms`` too) when it sends one, else ``backoff * 2**r`` plus up to
   10% jitter; either is capped at ``max_wait`` seconds.
-- Deadline and size: ``timeout`` bounds the whole answer, not each read: a server that trickles bytes is
-  cut off once ``timeout`` seconds have passed since the request was sent (checked as bytes arrive; one
-  that falls silent also times out after ``timeout`` seconds), and counts as a timeout (retried). An
+- Deadline and size: ``timeout`` bounds the whole exchange, connect to last byte, not each read: a server
+  that trickles its headers or body, or falls silent, is cut off once ``timeout`` seconds have passed since
+  the request was made (:mod:`kmat_cli.describe.deadline`), and counts as a timeout (retried). An
   answer larger than ``MAX_ANSWER_BYTES`` (8 MiB; by its Content-Length or as it arrives) is refused at
   once, never retried nor cached.
 - Errors (one line each): 401/403 and other 4xx are :class:`UsageError` (exit code 2: the key, the model
@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from kmat_cli import atomic
+from kmat_cli.describe.deadline import Cutoff
 from kmat_cli.errors import RuntimeFailure, UsageError
 
 log = logging.getLogger(__name__)
@@ -157,16 +158,20 @@ def request_key(endpoint: Endpoint, body: dict[str, Any], repeat: int = 0) -> st
 
 
 class RequestCache:
-    """Answers stored as ``root/<key>.json`` (``{"request": body, "host": ..., "response": {...}}``)."""
+    """Answers stored as ``root/<key>.json`` (``{"request": body, "host": ..., "response": {...}}``), a
+    folder kmat owns: an entry that is a symbolic link is a miss and is replaced, a linked ``root`` (or
+    folder above it, up to the cache root) is refused (:mod:`kmat_cli.atomic`)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        atomic.own(self.root)
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.root / f"{key}.json"
+        atomic.check_owned(self.root)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            record = json.loads(atomic.read_owned(path).decode("utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             return None
         response = record.get("response") if isinstance(record, dict) else None
         return response if isinstance(response, dict) and isinstance(response.get("content"), str) else None
@@ -260,7 +265,10 @@ class ChatClient:
         self.cache = cache
         self.notify = notify or log.warning
         connect = min(10.0, endpoint.timeout)
-        self._http = http or httpx.Client(timeout=httpx.Timeout(endpoint.timeout, connect=connect))
+        self._http = http or httpx.Client(
+            timeout=httpx.Timeout(endpoint.timeout, connect=connect),
+            limits=httpx.Limits(max_keepalive_connections=0),  # a fresh socket per exchange: see Cutoff
+        )
         self._own_http = http is None
 
     def close(self) -> None:
@@ -339,21 +347,36 @@ class ChatClient:
 
     def _request(self, body: dict[str, Any]) -> _Answer:
         """POST ``body`` and read the answer whole within ``timeout`` seconds and ``MAX_ANSWER_BYTES``."""
+        import httpx
+
         ep = self.endpoint
         deadline = time.monotonic() + ep.timeout
-        with self._http.stream("POST", ep.url, json=body, headers=ep.headers()) as response:
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
-                raise self._too_large()
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
+        cutoff = Cutoff(ep.timeout)
+        extensions = {"trace": cutoff.trace}
+        try:
+            with self._http.stream(
+                "POST", ep.url, json=body, headers=ep.headers(), extensions=extensions
+            ) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
                     raise self._too_large()
-                chunks.append(chunk)
-                if time.monotonic() > deadline:
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise self._too_large()
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise _Deadline
+                if cutoff.fired:  # the answer was cut short
                     raise _Deadline
-            return _Answer(response.status_code, response.headers, b"".join(chunks))
+                return _Answer(response.status_code, response.headers, b"".join(chunks))
+        except httpx.TransportError:
+            if cutoff.fired:
+                raise _Deadline from None
+            raise
+        finally:
+            cutoff.cancel()
 
     def _too_large(self) -> UsageError:
         return UsageError(

@@ -26,7 +26,7 @@ from kmat_cli import atomic, config
 from kmat_cli.errors import UsageError
 from kmat_cli.experiments import report, report_plots, rule
 from kmat_cli.experiments.cells import Cell, Outcome, read_cells
-from kmat_cli.experiments.flags import common_flags, flatten
+from kmat_cli.experiments.flags import common_flags, flatten, task_slug
 from kmat_cli.experiments.runner import run_cells
 from kmat_cli.experiments.variants import METHODS, WITHOUT_TRANSPORT, Result, Variant, method_label
 
@@ -247,7 +247,8 @@ class Plan:
 
 # ------------------------------------------------------------------------------------------- running
 def default_out(tasks: Sequence[str]) -> Path:
-    return Path("runs") / "benchmark" / "-".join(tasks)
+    """``runs/benchmark/<task>-<task>...``, each task by its name (:func:`~.flags.task_slug`)."""
+    return Path("runs") / "benchmark" / "-".join(task_slug(t) for t in tasks)
 
 
 def run(request: Request, out: Path, **options: Any) -> tuple[Plan, list[Outcome]]:
@@ -271,7 +272,23 @@ def load_request(folder: Path) -> Request:
         raise UsageError(f"{path}: unreadable ({exc})") from exc
     if data.get("format") != REQUEST_FORMAT:
         raise UsageError(f"{path}: not a {REQUEST_FORMAT} file")
-    return Request.from_dict(data)
+    request = Request.from_dict(data)
+    _check_plugins(request, path)
+    return request
+
+
+def _check_plugins(request: Request, path: Path) -> None:
+    """The plugin names of a request read from ``path`` follow the rule for files
+    (:func:`kmat_cli.registry.check_from_file`): no ``module:attr`` without the user's opt-in."""
+    from kmat_cli import registry
+
+    for kind, values in (("tasks", request.tasks), ("methods", request.methods)):
+        for value in values:
+            registry.check_from_file(kind, value, path, kind)
+    for key, value in request.flags.items():
+        section, _, option = str(key).partition(".")
+        if section in config.PLUGIN_SECTIONS and option in ("", "name"):
+            registry.check_from_file(config.PLUGIN_SECTIONS[section], value, path, f"flags.{key}")
 
 
 def merge(shards: Sequence[Path], out: Path) -> tuple[Plan, list[Outcome]]:
@@ -285,6 +302,7 @@ def merge(shards: Sequence[Path], out: Path) -> tuple[Plan, list[Outcome]]:
     plan = Plan(requests[0])
     found = read_cells([Path(s) for s in shards], failed=True)
     outcomes = [found.get(c.key) or Outcome(c, "missing") for c in plan.cells()]
+    atomic.own(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / REQUEST_FILE, requests[0].to_dict())
     return plan, outcomes

@@ -40,7 +40,7 @@ from types import MappingProxyType
 from typing import Any
 
 from kmat_cli import atomic, workflow
-from kmat_cli.errors import UsageError
+from kmat_cli.errors import KmatError, UsageError
 from kmat_cli.runs import Run
 
 __all__ = [
@@ -316,7 +316,7 @@ def failed(cell: Cell, folder: Path, error: str, trace: str = "") -> Outcome:
         atomic.write_json(
             folder / ERROR_FILE, {"key": cell.key, "error": error, "traceback": trace, "time": time.time()}
         )
-    except OSError:
+    except (OSError, KmatError):  # e.g. a linked cell folder (refused): the outcome still says why
         pass
     return Outcome(cell, "failed", None, error)
 

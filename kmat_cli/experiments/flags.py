@@ -41,3 +41,14 @@ def common_flags(config_file: str | Path | None, flags: Mapping[str, Any]) -> di
         for key, value in flatten(config.load_yaml(config_file)).items():
             config.set_dotted(file_layer, key, value)
     return flatten(config.merge(file_layer, nested))
+
+
+def task_slug(task: str) -> str:
+    """``task`` as one part of a default grid folder's name (``runs/benchmark/<tasks>``,
+    ``runs/tune/<task>-<method>``): a task file's own ``name:`` (read and checked here), never its path,
+    so the folder always lands under its root; any other name made safe by :func:`kmat_cli.runs.slug`."""
+    from kmat_cli import registry, runs
+
+    if task.lower().endswith((".yaml", ".yml")):
+        task = str(getattr(registry.get("tasks", task), "name", "") or task)
+    return runs.slug(task)

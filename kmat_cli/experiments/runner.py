@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kmat_cli import atomic
 from kmat_cli.errors import UsageError
 from kmat_cli.experiments.cells import (
     Cell,
@@ -230,6 +231,7 @@ def run_cells(
     ``progress``: one line per cell on stderr. Identical cells run once and share their outcome.
     """
     root = Path(root)
+    atomic.own(root)  # cells and their runs: written by replacing files, never through a link
     _check(executor, jobs)
     mine = shard_of(cells, shard_index, num_shards)
     outcomes: dict[str, Outcome] = {}

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic, safeyaml
+from kmat_cli import atomic, runs, safeyaml
 from kmat_cli import config as config_mod
 from kmat_cli.errors import RuntimeFailure, UsageError, shown
 from kmat_cli.experiments.cells import Cell
-from kmat_cli.experiments.flags import common_flags, flatten
+from kmat_cli.experiments.flags import common_flags, flatten, task_slug
 from kmat_cli.experiments.runner import run_cells
 from kmat_cli.progress import say
 
@@ -274,7 +274,7 @@ def tune(
         out = (
             Path(out_root or resolved["out"])
             / "tune"
-            / f"{resolved['task']['name']}-{resolved['method']['name']}"
+            / f"{task_slug(resolved['task']['name'])}-{runs.slug(resolved['method']['name'])}"
         )
     out = Path(out)
     points = grid_points(grid)
@@ -302,7 +302,7 @@ def tune(
     atomic.write_text(csv_path, csv_text(trials, list(grid), seeds, metric))
     atomic.write_text(best_path, _yaml_text(cfg, header))
     if output is not None:
-        atomic.write_text(output, _yaml_text(cfg, header))
+        atomic.write_text(output, _yaml_text(cfg, header), user_named=True)
     return TuneResult(metric, list(grid), seeds, trials, best, cfg, csv_path, best_path)
 
 

@@ -179,6 +179,8 @@ def run_predict(
     classifier = load_classifier(run=run, embeddings=embeddings, modality=modality, device=device)
     if output is not None:
         outputs.check_output(output, paths, (), protected=[classifier.source])
+        if run is not None:
+            outputs.check_run_files(output, run, "--output")
         stream = outputs.open_output(output)
     summary = Summary(skipped=skipped)
     try:

@@ -107,12 +107,17 @@ def merge(*parts: Collected) -> Collected:
 
 
 def _atomic_json(dest: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``dest`` through a temporary file and ``os.replace``."""
+    """Write ``obj`` as JSON to ``dest`` (:func:`_atomic_text`)."""
+    _atomic_text(dest, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+
+
+def _atomic_text(dest: Path, text: str) -> None:
+    """Write ``text`` to ``dest`` through a temporary file and ``os.replace``, which replaces a link at
+    ``dest`` itself, never the file it points to."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, dest)
@@ -133,7 +138,7 @@ def _claim_root(root: Path) -> None:
             f"--out {root}: folder is not empty and was not made by `kmat data prepare`; choose an empty one"
         )
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text("prepared by `kmat data prepare`; hi/, lo/ and splits.json are rewritten\n")
+    _atomic_text(root / MARKER, "prepared by `kmat data prepare`; hi/, lo/ and splits.json are rewritten\n")
     (root / SPLITS_FILE).unlink(missing_ok=True)
     for modality in MODALITIES:
         target = root / modality

@@ -74,6 +74,11 @@ class Phantom(Task):
     def manifest(self) -> dict[str, Any]:
         """The world's manifest (generated first if needed): ``splits[modality][split]`` -> [[file, label]]."""
         path = self.folder / MANIFEST
+        if self.folder.is_symlink():  # a world planted in a shared cache: never read
+            raise UsageError(
+                f"{self.folder}: is a symbolic link; kmat reads phantom worlds only from its own folders; "
+                "remove the link"
+            )
         if not path.exists():
             generate(self.folder, self.seed)
         try:

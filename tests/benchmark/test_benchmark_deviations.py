@@ -12,6 +12,13 @@ from kmat_cli.experiments import benchmark
 TOY_METHODS = str(Path(__file__).resolve().parent.parent / "methods")
 
 
+@pytest.fixture(autouse=True)
+def _trust_the_toy_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The toy world is named by import path (``toyworld:ToyTask``); reading its benchmark.json and run
+    configs back needs the user's opt-in."""
+    monkeypatch.setenv("KMAT_TRUST_CODE", "1")
+
+
 def test_ablation_rows_are_variants_over_template_center_normalize_alpha() -> None:
     plan = benchmark.Plan(benchmark.Request(tasks=("phantom",), methods=(), seeds=(1,), ablation=True))
     rows = {v.label: v for v in plan.ablation}

@@ -22,6 +22,13 @@ from kmat_cli.experiments.rule import (
 TOY_METHODS = str(Path(__file__).resolve().parent.parent / "methods")
 
 
+@pytest.fixture(autouse=True)
+def _trust_the_toy_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The toy world is named by import path (``toyworld:ToyTask``); reading its benchmark.json and run
+    configs back needs the user's opt-in."""
+    monkeypatch.setenv("KMAT_TRUST_CODE", "1")
+
+
 # ------------------------------------------------------------------------------------ cell identity
 def test_two_spellings_of_one_configuration_share_a_cell() -> None:
     plan = benchmark.Plan(benchmark.Request(tasks=("phantom",), methods=("kmat",), seeds=(1,)))

@@ -1,6 +1,6 @@
 """kmat predict on a run trained and exported by kmat itself (the toy world of tests/methods): its labels
 equal kmat evaluate's predictions through --run; the exported file alone is refused, because its backbone
-is a ``module:attr`` import path, which only the user's own config (the run's) may name."""
+is a ``module:attr`` import path, which only a run's config may name, and only with KMAT_TRUST_CODE=1."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from kmat_cli.errors import UsageError
 from kmat_cli.predict import run_predict
 
 
-def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys) -> None:
+def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys, monkeypatch) -> None:
     flags = {
         "task.name": "toyworld:ToyTask",
         "backbone.name": "toyworld:ToyBackbone",
@@ -33,6 +33,9 @@ def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys) -> Non
     run = workflow.run_training(cfg, scores=(), progress=False)
     meta = export.read_prompts(run.file(export.PROMPTS_FILE)).metadata
     assert meta["kmat.backbone_config"]  # written by training's export
+    with pytest.raises(UsageError, match="KMAT_TRUST_CODE=1"):  # the run's config names code
+        workflow.load_trained(run.path)
+    monkeypatch.setenv("KMAT_TRUST_CODE", "1")
     _, _, parts, method = workflow.load_trained(run.path)
     task = toyworld.ToyTask(root=str(tmp_path / "data"))
     splits = {m: task.split(m, "test") for m in ("hi", "lo")}

@@ -103,11 +103,14 @@ def test_a_prompts_file_cannot_run_code(
     assert_error(result, evil if case == "local-dir-with-python" else named)  # open_clip names its folder
 
 
-def test_a_run_config_may_still_name_a_plugin_by_import_path(tmp_path: Path) -> None:
-    """``module:attr`` stays available from the user's own config: a run folder's config.yaml (``--run``).
-    (A guard that the check above is confined to files that come with the prompts; it passes before too.)"""
+def test_a_run_config_may_name_a_plugin_by_import_path_with_the_opt_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``module:attr`` in a run folder's config.yaml (``--run``) is imported once the user opts in with
+    KMAT_TRUST_CODE=1 (tests/reliability/test_plugin_names_from_files.py: refused without it)."""
     import yaml
 
+    monkeypatch.setenv("KMAT_TRUST_CODE", "1")
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"status": "finished"}))
@@ -213,24 +216,24 @@ def _fifo_reader(path: Path) -> Iterator[list[bytes]]:
 
 
 def test_atomic_writes_stream_into_a_fifo(tmp_path: Path) -> None:
-    """A FIFO destination is opened and written, not replaced by a regular file (text and safetensors)."""
+    """A user-named FIFO destination is opened and written, not replaced by a regular file (text and safetensors)."""
     fifo = tmp_path / "pipe"
     with _fifo_reader(fifo) as got:
-        atomic.write_json(fifo, {"a": 1})
+        atomic.write_json(fifo, {"a": 1}, user_named=True)
     assert json.loads(got[0]) == {"a": 1} and stat.S_ISFIFO(os.lstat(fifo).st_mode)
     fifo.unlink()
     tensors = {"x": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
     with _fifo_reader(fifo) as got:
-        atomic.write_with(fifo, lambda tmp: save_file(tensors, str(tmp)))
+        atomic.write_with(fifo, lambda tmp: save_file(tensors, str(tmp)), user_named=True)
     assert torch.equal(load(got[0])["x"], tensors["x"]) and stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temporary file left
 
 
 def test_atomic_writes_through_a_link_to_a_device(tmp_path: Path) -> None:
-    """A link to /dev/null: the link stays, the device stays a device (written through, never replaced)."""
+    """A user-named link to /dev/null: the link stays, the device stays a device (written through, never replaced)."""
     link = tmp_path / "null"
     link.symlink_to(os.devnull)
-    atomic.write_text(link, "discarded\n")
+    atomic.write_text(link, "discarded\n", user_named=True)
     assert link.is_symlink() and os.readlink(link) == os.devnull
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
@@ -241,7 +244,7 @@ def test_atomic_writes_through_a_link_to_stdout_as_a_pipe(tmp_path: Path) -> Non
     down the pipe, the link stays."""
     link = tmp_path / "stdout"
     link.symlink_to("/proc/self/fd/1")
-    code = f"from kmat_cli import atomic; atomic.write_json({str(link)!r}, {{'a': 1}})"
+    code = f"from kmat_cli import atomic; atomic.write_json({str(link)!r}, {{'a': 1}}, user_named=True)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"a": 1} and link.is_symlink()
@@ -249,7 +252,7 @@ def test_atomic_writes_through_a_link_to_stdout_as_a_pipe(tmp_path: Path) -> Non
 
 
 def test_atomic_writes_replace_a_links_target(tmp_path: Path) -> None:
-    """A link (also a chain of two, and a dangling one): the link stays a link, its target gets the new
+    """A user-named link (also a chain of two, and a dangling one): the link stays a link, its target gets the new
     content atomically (the old content until the rename)."""
     (tmp_path / "real").mkdir()
     target = tmp_path / "real" / "report.json"
@@ -257,13 +260,13 @@ def test_atomic_writes_replace_a_links_target(tmp_path: Path) -> None:
     link, chain = tmp_path / "report.json", tmp_path / "chain.json"
     link.symlink_to(target)
     chain.symlink_to(link)
-    atomic.write_json(link, {"v": 1})
+    atomic.write_json(link, {"v": 1}, user_named=True)
     assert link.is_symlink() and json.loads(target.read_text()) == {"v": 1}
-    atomic.write_json(chain, {"v": 2})
+    atomic.write_json(chain, {"v": 2}, user_named=True)
     assert chain.is_symlink() and link.is_symlink() and json.loads(target.read_text()) == {"v": 2}
     dangling = tmp_path / "new.json"
     dangling.symlink_to(tmp_path / "real" / "created.json")
-    atomic.write_json(dangling, {"v": 3})
+    atomic.write_json(dangling, {"v": 3}, user_named=True)
     assert dangling.is_symlink() and json.loads((tmp_path / "real" / "created.json").read_text()) == {"v": 3}
     assert not list(tmp_path.rglob(".*.tmp"))
 

@@ -270,7 +270,7 @@ def test_cli_too_many_shots_exits_2_without_a_run_folder(tmp_path: Path) -> None
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     """A real `kmat train` process killed with SIGKILL after an epoch, then `kmat train --resume`."""
-    env = _env(tmp_path)
+    env = {**_env(tmp_path), "KMAT_TRUST_CODE": "1"}  # --resume reads the toy world's import path back
     args = [
         "train",
         "--task",
