@@ -8,7 +8,10 @@ What each kind needs:
 - a transport: :class:`Transport` (``T(X_hi, X_lo)`` a differentiable scalar, ``T.plan(...)``);
 - a backbone: :class:`Backbone`, :func:`make_cache_folder` (its weights cache);
 - a task: :class:`Task`, :class:`Sample`, ``MODALITIES``, ``SPLITS``, :func:`load_descriptions` (the one
-  reader of the ``kmat.descriptions/v1`` format, :mod:`kmat_cli.descriptions`), :func:`parse_yaml`;
+  reader of the ``kmat.descriptions/v1`` format, :mod:`kmat_cli.descriptions`);
+- every kind reading a data file: :func:`read_json`, :func:`read_yaml`, :func:`parse_json`,
+  :func:`parse_yaml` (:mod:`kmat_cli.datafiles`: bounded, strict, one-line :class:`DataError`,
+  :class:`MissingFile` when the file does not exist);
 - a method: :class:`Method` and :class:`MethodSetup` (:mod:`kmat_cli.methods.base`) and
   :class:`PromptLearner` (:mod:`kmat_cli.prompts`); these three import torch, so they are loaded on
   first use and ``import kmat_cli.api`` stays cheap;
@@ -27,11 +30,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from kmat_cli.contracts import MODALITIES, SPLITS, Backbone, Sample, Task, Transport
+from kmat_cli.datafiles import DataError, MissingFile, parse_json, parse_yaml, read_json, read_yaml
 from kmat_cli.descriptions import DESCRIPTIONS_FORMAT, load_descriptions
 from kmat_cli.envinfo import make_cache_folder
 from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
 from kmat_cli.progress import warn
-from kmat_cli.safeyaml import load as parse_yaml
 
 if TYPE_CHECKING:
     from kmat_cli.methods.base import Method, MethodSetup
@@ -42,9 +45,11 @@ __all__ = [
     "MODALITIES",
     "SPLITS",
     "Backbone",
+    "DataError",
     "KmatError",
     "Method",
     "MethodSetup",
+    "MissingFile",
     "PromptLearner",
     "RuntimeFailure",
     "Sample",
@@ -53,7 +58,10 @@ __all__ = [
     "UsageError",
     "load_descriptions",
     "make_cache_folder",
+    "parse_json",
     "parse_yaml",
+    "read_json",
+    "read_yaml",
     "warn",
 ]
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic
+from kmat_cli import atomic, datafiles
 from kmat_cli.contracts import MODALITIES
 from kmat_cli.errors import UsageError
 
@@ -49,13 +49,9 @@ Classes = dict[str, dict[str, list[str]]]  # class -> modality -> descriptions
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+        raw = datafiles.read_json(path, what="descriptions", hint="expected UTF-8 JSON")
+    except datafiles.MissingFile as exc:
         raise UsageError(f"{path}: descriptions file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    except (UnicodeDecodeError, OSError) as exc:
-        raise UsageError(f"{path}: cannot read descriptions ({exc}); expected UTF-8 JSON") from exc
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: expected a JSON object of classes")
     return raw

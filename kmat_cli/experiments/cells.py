@@ -39,7 +39,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from kmat_cli import atomic, workflow
+from kmat_cli import atomic, datafiles, workflow
 from kmat_cli.errors import UsageError
 from kmat_cli.runs import Run
 
@@ -196,8 +196,8 @@ def shard_of(cells: Sequence[Cell], shard_index: int, num_shards: int) -> list[C
 # ------------------------------------------------------------------------------------------ one cell
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = datafiles.read_json(path)
+    except datafiles.DataError:
         return None
     return data if isinstance(data, dict) else None
 
@@ -236,7 +236,7 @@ def _train(cell: Cell, folder: Path) -> tuple[Run, str]:
         return run, "resumed"
     quiet = {"scores": _scores(cell), "progress": False, "show": False}
     if run is not None:
-        cfg = config.load_yaml(run.file(Run.CONFIG))
+        cfg = config.load_saved(run.file(Run.CONFIG))
         return workflow.run_training(cfg, run=run, **quiet), "resumed"
     cfg = config.build(flags={**cell.flags, "out": str(folder)}, sets=cell.sets)
     return workflow.run_training(cfg, **quiet), "computed"

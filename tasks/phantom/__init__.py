@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kmat_cli.api import Sample, Task, UsageError, load_descriptions, make_cache_folder
+from kmat_cli.api import Sample, Task, UsageError, load_descriptions, make_cache_folder, read_json
 from tasks.phantom import world
 
 __all__ = ["SIZES", "Phantom"]
@@ -76,13 +76,12 @@ class Phantom(Task):
         path = self.folder / MANIFEST
         if not path.exists():
             generate(self.folder, self.seed)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(
-                f"{path}: unreadable phantom manifest ({exc}); delete {self.folder} to regenerate"
-            ) from exc
-        if data.get("format") != MANIFEST_FORMAT or data.get("class_names") != self.class_names:
+        data = read_json(path, hint=f"delete {self.folder} to regenerate")
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != MANIFEST_FORMAT
+            or data.get("class_names") != self.class_names
+        ):
             raise UsageError(
                 f"{path}: not a phantom world of this version; delete {self.folder} to regenerate"
             )
