@@ -19,7 +19,8 @@ What each kind needs:
   :func:`warn` (one ``kmat: warning: ...`` line on stderr).
 
 Configuration as data: a plugin's options are the keyword-only arguments of its constructor, with their
-defaults. They appear in the run config as a section ``{name: <plugin>, <option>: <value>, ...}``
+defaults; their ranges are the plugin class's ``limits`` (``{"lambda1": (0, 1e6), "epsilon": (Above(0),
+None)}``, :mod:`kmat_cli.limits`), checked with every config before a run folder exists. They appear in the run config as a section ``{name: <plugin>, <option>: <value>, ...}``
 (``backbone``, ``transport``, ``task``, ``method``) and are validated against that signature, so a
 misspelt option is rejected with a suggestion instead of being ignored.
 """
@@ -34,6 +35,7 @@ from kmat_cli.datafiles import DataError, MissingFile, parse_json, parse_yaml, r
 from kmat_cli.descriptions import DESCRIPTIONS_FORMAT, load_descriptions
 from kmat_cli.envinfo import make_cache_folder
 from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
+from kmat_cli.limits import SEED_MAX, Above, Range, outside
 from kmat_cli.progress import warn
 
 if TYPE_CHECKING:
@@ -43,7 +45,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DESCRIPTIONS_FORMAT",
     "MODALITIES",
+    "SEED_MAX",
     "SPLITS",
+    "Above",
     "Backbone",
     "DataError",
     "KmatError",
@@ -51,6 +55,7 @@ __all__ = [
     "MethodSetup",
     "MissingFile",
     "PromptLearner",
+    "Range",
     "RuntimeFailure",
     "Sample",
     "Task",
@@ -58,6 +63,7 @@ __all__ = [
     "UsageError",
     "load_descriptions",
     "make_cache_folder",
+    "outside",
     "parse_json",
     "parse_yaml",
     "read_json",

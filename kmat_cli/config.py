@@ -207,8 +207,10 @@ def resolve(
             continue
         if section == "backbone":
             name, given = backbone_spelling(name, given)
-        options = plugin_options(plugin_lookup(kind, name))
+        plugin = plugin_lookup(kind, name)
+        options = plugin_options(plugin)
         cfg[section] = {"name": name, **options, **_validate(section, given, options)}
+        limits.check_plugin(section, plugin, cfg[section])
     limits.check(cfg)
     return cfg
 
@@ -288,5 +290,7 @@ def build(
             task_name = section["name"]
         elif isinstance(section, str):
             task_name = section
+    if not isinstance(task_name, str) or not task_name:
+        raise UsageError(f"config key 'task.name' must name a task, got {shown(task_name)}")
     task_layer = getattr(plugin_lookup("tasks", task_name), "config", {}) or {}
     return resolve([task_layer, *upper], plugin_lookup)

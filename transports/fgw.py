@@ -31,7 +31,7 @@ import torch
 
 from kmat_cli.api import Transport, UsageError
 
-from .checks import SolveInfo, check_costs, check_embeddings, check_options, check_solution, marginals
+from .checks import LIMITS, SolveInfo, check_costs, check_embeddings, check_options, check_solution, marginals
 from .costs import pairwise_cost
 from .gromov import Costs, fgw_value, solve_fgw
 
@@ -78,6 +78,7 @@ class FGW(Transport):
     """
 
     name = "fgw"
+    limits = LIMITS
 
     def __init__(
         self,
@@ -109,7 +110,7 @@ class FGW(Transport):
             center=center,
             normalize=normalize,
         )
-        check_options(self.name, **options)
+        check_options(self.name, self.limits, **options)
         self.alpha = float(alpha)
         self.epsilon = float(epsilon)
         self.max_iter = max_iter
@@ -239,6 +240,9 @@ def _by_mean(C: torch.Tensor) -> torch.Tensor:
     return C / mean if float(mean.detach()) > MEAN_FLOOR else C
 
 
+FIXED_ALPHA_LIMITS = {k: v for k, v in LIMITS.items() if k != "alpha"}  # limits of the alpha = 0 and 1 cases
+
+
 def fixed_alpha_init(base_init: Callable[..., None], alpha: float) -> Callable[..., None]:
     """An ``__init__`` that calls ``base_init`` with ``alpha`` fixed and exposes its options without
     ``alpha`` (the signature is what the config system reads), for the alpha = 0 and alpha = 1 cases."""
@@ -266,6 +270,7 @@ class Wasserstein(FGW):
     """
 
     name = "wasserstein"
+    limits = FIXED_ALPHA_LIMITS
     __init__ = fixed_alpha_init(FGW.__init__, 0.0)
 
 
@@ -277,4 +282,5 @@ class GW(FGW):
     """
 
     name = "gw"
+    limits = FIXED_ALPHA_LIMITS
     __init__ = fixed_alpha_init(FGW.__init__, 1.0)
