@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,43 @@ def test_llm_answer_with_non_finite_or_deep_usage(
     )  # fmt: skip
     assert_error(result, chat_server.base_url, needle)
     assert not (tmp_path / "d.json").exists()
+
+
+# ------------------------------------------------------------------------------------ benchmark records
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-cell benchmark folder (zero-shot on phantom, one seed)."""
+    out = tmp_path_factory.mktemp("bench") / "shard"
+    grid = ["--task", "phantom", "--methods", "zeroshot", "--seeds", "1", "--epochs", "1", "--shots", "1"]
+    result = cli("benchmark", *grid, "--no-plots", "--out", out)
+    assert result.code == 0, result.err
+    return out
+
+
+RESULT_DAMAGE = {
+    "metrics-list": ('{"format": "kmat.cell-result/v1", "metrics": [1]}', "'metrics' must be an object"),
+    "metrics-hi-text": ('{"format": "kmat.cell-result/v1", "metrics": {"hi": "x"}}', "'metrics.hi'"),
+    "timing-list": ('{"format": "kmat.cell-result/v1", "metrics": {}, "timing": [1]}', "'timing'"),
+    "checks-text": ('{"format": "kmat.cell-result/v1", "metrics": {}, "checks": "x"}', "'checks'"),
+    "run-number": ('{"format": "kmat.cell-result/v1", "metrics": {}, "run": 5}', "'run' must be text"),
+    "not-json": ("{", "not valid JSON"),
+    "nan": ('{"format": "kmat.cell-result/v1", "metrics": {"hi": {"accuracy": NaN}}}', "NaN"),
+    "deep": (DEEP, "nested more than"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(RESULT_DAMAGE))
+def test_merge_reports_a_malformed_cell_result_as_failed(tmp_path: Path, shard: Path, damage: str) -> None:
+    """A damaged ``result.json`` in a shard is a failed cell naming the file (the report is still written,
+    exit code 1 as for any failed cell); running the benchmark again computes the cell anew."""
+    copy = tmp_path / "shard"
+    shutil.copytree(shard, copy)
+    [result_file] = copy.glob("cells/*/result.json")
+    text, needle = RESULT_DAMAGE[damage]
+    result_file.write_text(text, encoding="utf-8")
+    merged = cli("benchmark", "merge", copy, "--out", tmp_path / "merged", "--no-plots")
+    assert merged.code == 1 and "Traceback" not in merged.err, merged.err
+    assert "1 cells did not finish" in merged.err
+    report = (tmp_path / "merged" / "report.md").read_text(encoding="utf-8")
+    [row] = [line for line in report.splitlines() if str(result_file) in line]
+    assert needle in row and "\n" not in row
