@@ -16,7 +16,7 @@ import typer
 
 from kmat_cli import __version__
 from kmat_cli.commands import load_commands
-from kmat_cli.errors import KmatError
+from kmat_cli.errors import KmatError, from_os_error
 from kmat_cli.signals import TERMINATED_EXIT_CODE, Terminated
 
 app = typer.Typer(
@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(exc.exit_code)
         if _debug():
             raise
+        usage = from_os_error(exc) if isinstance(exc, OSError) else None
+        if usage is not None:
+            print(f"kmat: error: {_one_line(str(usage))}", file=sys.stderr)
+            sys.exit(usage.exit_code)
         print(
             f"kmat: error: {type(exc).__name__}: {_one_line(str(exc))} (set KMAT_DEBUG=1 for the traceback)",
             file=sys.stderr,

@@ -5,6 +5,8 @@ Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input. Set ``KMAT_DEBUG=
 
 from __future__ import annotations
 
+import errno
+
 
 class KmatError(Exception):
     """An error with a one-line message meant for the user; ``exit_code`` is what the CLI returns."""
@@ -22,6 +24,17 @@ class RuntimeFailure(KmatError):
     """Something failed while running (non-convergence, a device error): exit code 1."""
 
     exit_code = 1
+
+
+def from_os_error(exc: OSError) -> KmatError | None:
+    """The one-line error of an ``OSError`` that is bad input rather than a failure (a file name too long
+    for the file system: exit code 2), or None for any other."""
+    if exc.errno == errno.ENAMETOOLONG:
+        name = str(exc.filename) if exc.filename is not None else "a path"
+        if len(name) > 120:
+            name = name[:60] + "..." + name[-57:]
+        return UsageError(f"{name}: file name too long for the file system; use a shorter name or path")
+    return None
 
 
 def shown(value: object, limit: int = 200) -> str:
