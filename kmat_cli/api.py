@@ -34,7 +34,7 @@ from kmat_cli.contracts import MODALITIES, SPLITS, Backbone, Sample, Task, Trans
 from kmat_cli.datafiles import DataError, MissingFile, parse_json, parse_yaml, read_json, read_yaml
 from kmat_cli.descriptions import DESCRIPTIONS_FORMAT, load_descriptions
 from kmat_cli.envinfo import make_cache_folder
-from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
+from kmat_cli.errors import KmatError, RuntimeFailure, UsageError, printable, unprintable
 from kmat_cli.limits import SEED_MAX, Above, Range, outside
 from kmat_cli.progress import warn
 
@@ -66,8 +66,10 @@ __all__ = [
     "outside",
     "parse_json",
     "parse_yaml",
+    "printable",
     "read_json",
     "read_yaml",
+    "unprintable",
     "warn",
 ]
 

@@ -16,6 +16,7 @@ the file and the class:
 - the file exists and is UTF-8 JSON holding an object;
 - ``format``, when present, is ``kmat.descriptions/v1``; ``classes`` is then an object and ``provenance``,
   when present, an object;
+- a class name holds no control character (ESC, BEL, ...: :func:`kmat_cli.errors.unprintable`);
 - a class maps modality keys (``hi``, ``lo`` only) to lists (bare form: a class maps to a list);
 - a list holds at least one description, and only descriptions: strings that are not blank.
 """
@@ -30,7 +31,7 @@ from typing import Any
 
 from kmat_cli import atomic, datafiles
 from kmat_cli.contracts import MODALITIES
-from kmat_cli.errors import UsageError
+from kmat_cli.errors import UsageError, printable, unprintable
 
 __all__ = [
     "DESCRIPTIONS_FORMAT",
@@ -59,6 +60,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _texts(where: str, name: str, modality: str, value: Any) -> list[str]:
     """``value`` checked as the descriptions of class ``name`` in ``modality`` (see the module rules)."""
+    if (char := unprintable(name)) is not None:
+        raise UsageError(
+            f"{where}: class name '{printable(name)}' holds the control character {char}; write plain text"
+        )
     if not isinstance(value, list):
         raise UsageError(f"{where}: class '{name}' must map modalities to lists of strings ('{modality}')")
     if not any(isinstance(t, str) and t.strip() for t in value):

@@ -43,7 +43,9 @@ from kmat_cli.api import (
     Task,
     UsageError,
     load_descriptions,
+    printable,
     read_yaml,
+    unprintable,
 )
 from tasks.converters.files import IMAGE_SUFFIXES, walk_files
 from tasks.converters.tables import read_csv, records
@@ -99,6 +101,11 @@ def _check_classes(spec: dict[str, Any], path: Path) -> None:
         raise UsageError(f"{path}: 'class_names' must list at least two class names")
     if len(set(names)) != len(names):
         raise UsageError(f"{path}: 'class_names' has duplicates")
+    for name in names:
+        if (char := unprintable(name)) is not None:
+            raise UsageError(
+                f"{path}: class name '{printable(name)}' holds the control character {char}; write plain text"
+            )
     mods = spec.get("modalities")
     if not isinstance(mods, dict) or not all(
         isinstance(mods.get(m), str) and mods[m].strip() for m in MODALITIES
