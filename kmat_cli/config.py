@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import inspect
 import math
 import re
@@ -36,9 +37,14 @@ RUNTIME_ARGS = frozenset({"vision_only", "device"})
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-def defaults() -> dict[str, Any]:
-    """The built-in defaults, a fresh copy each call."""
+@functools.cache
+def _defaults() -> dict[str, Any]:
     return datafiles.read_yaml(_DEFAULTS_FILE)
+
+
+def defaults() -> dict[str, Any]:
+    """The built-in defaults (``defaults.yaml``, read once), a fresh copy each call."""
+    return copy.deepcopy(_defaults())
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
