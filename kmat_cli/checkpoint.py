@@ -254,14 +254,14 @@ def restore(
     *,
     resume: bool = False,
 ) -> Checkpoint:
-    """Load the checkpoint in ``folder`` into ``method`` (and, resuming, ``optimizer``, ``scaler`` and the
-    RNG states) when ``resume``: a checkpoint whose tensors or fields do not fit the run (names, shapes, dtypes, optimizer
-    parameter groups) is a one-line UsageError naming the file, and nothing is changed."""
+    """Load the checkpoint in ``folder`` into ``method``; with ``resume`` also into ``optimizer`` and
+    ``scaler``, and restore the RNG states. A checkpoint whose tensors or fields do not fit the run (names,
+    shapes, dtypes, optimizer parameter groups and state) is a one-line UsageError naming the file, raised
+    before anything is loaded."""
     folder = Path(folder)
     ckpt = load(folder)
     where = folder / Run.CHECKPOINT
-    wanted = {k: v for k, v in method.state_dict().items()}
-    problem = _misfit(wanted, ckpt.method)
+    problem = _misfit(method.state_dict(), ckpt.method)
     if problem is None and optimizer is not None and ckpt.optimizer is not None:
         problem = _optimizer_misfit(optimizer, ckpt.optimizer)
     if problem is not None:
@@ -284,12 +284,10 @@ def restore(
 def _optimizer_misfit(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> str | None:
     """Why the optimizer state ``saved`` cannot be loaded into ``optimizer``, or None."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    groups = saved["param_groups"]
-    sizes = [len(g.get("params") or []) for g in groups]
-    if len(groups) != len(optimizer.param_groups) or sizes != [
-        len(g["params"]) for g in optimizer.param_groups
-    ]:
-        return f"its optimizer has parameter groups of sizes {sizes}, the run's {[len(g['params']) for g in optimizer.param_groups]}"
+    sizes = [len(g["params"]) if isinstance(g.get("params"), list) else -1 for g in saved["param_groups"]]
+    mine = [len(g["params"]) for g in optimizer.param_groups]
+    if sizes != mine:
+        return f"its optimizer has parameter groups of sizes {sizes}, the run's {mine}"
     for idx, entry in saved["state"].items():
         if not 0 <= idx < len(params):
             return f"its optimizer has state for parameter {idx} of {len(params)}"
