@@ -1,6 +1,6 @@
 """Reading user YAML (config files, task files, ``--set`` and ``--grid`` values): safe, strict, bounded.
 
-On top of ``yaml.SafeLoader`` (plain data only, no Python tags), three things are refused, each as a
+On top of ``yaml.SafeLoader`` (plain data only, no Python tags), these are refused, each as a
 one-line :class:`~kmat_cli.errors.UsageError` naming the source and the line:
 
 - anchors and aliases (``&name``, ``*name``): a few hundred bytes of nested aliases expand into billions
