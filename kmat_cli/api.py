@@ -19,10 +19,13 @@ What each kind needs:
   :func:`warn` (one ``kmat: warning: ...`` line on stderr).
 
 Configuration as data: a plugin's options are the keyword-only arguments of its constructor, with their
-defaults; their ranges are the plugin class's ``limits`` (``{"lambda1": (0, 1e6), "epsilon": (Above(0),
-None)}``, :mod:`kmat_cli.limits`), checked with every config before a run folder exists. They appear in the run config as a section ``{name: <plugin>, <option>: <value>, ...}``
+defaults. They appear in the run config as a section ``{name: <plugin>, <option>: <value>, ...}``
 (``backbone``, ``transport``, ``task``, ``method``) and are validated against that signature, so a
-misspelt option is rejected with a suggestion instead of being ignored.
+misspelt option is rejected with a suggestion instead of being ignored. Their ranges are the plugin
+class's ``limits`` (``{"lambda1": (0, 1e6), "epsilon": (Above(0), None)}``; :class:`Above` an exclusive
+least, ``SEED_MAX`` the largest seed; :mod:`kmat_cli.limits`), checked with every config before a run
+folder exists. Messages show user text through :func:`printable` (control characters escaped);
+:func:`unprintable` finds the first one, for readers that refuse them.
 """
 
 from __future__ import annotations
