@@ -63,7 +63,7 @@ def read_text(path: str | Path, *, hint: str = "", what: str = "it", max_bytes: 
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _error(str(path), "not UTF-8 text", hint) from exc
+        raise _error(str(path), f"cannot read {what}: not UTF-8 text", hint) from exc
 
 
 # ------------------------------------------------------------------------------------------------ JSON

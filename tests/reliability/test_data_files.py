@@ -61,7 +61,7 @@ def test_file_size_is_bounded(tmp_path: Path) -> None:
     with pytest.raises(datafiles.MissingFile, match=r"nothere\.json: not found"):
         datafiles.read_json(tmp_path / "nothere.json")
     (tmp_path / "latin1.json").write_bytes(b'["\xe9"]')
-    with pytest.raises(datafiles.DataError, match=r"latin1\.json: not UTF-8"):
+    with pytest.raises(datafiles.DataError, match=r"latin1\.json: cannot read it: not UTF-8"):
         datafiles.read_json(tmp_path / "latin1.json")
 
 
