@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from torch import nn
 
 from backbones import hub
 from backbones.openclip_adapter import OpenClipBackbone
-from kmat_cli.api import RuntimeFailure, UsageError, warn
+from kmat_cli.api import MissingFile, RuntimeFailure, UsageError, read_json, warn
 
 __all__ = ["BIOMEDCLIP", "BiomedCLIP", "OpenCLIP", "build_open_clip", "weights_sha256"]
 
@@ -86,12 +85,10 @@ def weights_sha256(path: Path) -> str:
 
 def _read_config(path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+        raw = read_json(path)
+    except MissingFile as exc:
         raise UsageError(f"{name}: no open_clip_config.json in {path.parent}") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    cfg = raw.get("model_cfg", raw)
+    cfg = raw.get("model_cfg", raw) if isinstance(raw, dict) else None
     if not isinstance(cfg, dict) or "vision_cfg" not in cfg:
         raise UsageError(f"{path}: expected 'model_cfg' with 'vision_cfg' and 'text_cfg' (open_clip format)")
     return copy.deepcopy(cfg), dict(raw.get("preprocess_cfg", {}))

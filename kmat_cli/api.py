@@ -8,7 +8,10 @@ What each kind needs:
 - a transport: :class:`Transport` (``T(X_hi, X_lo)`` a differentiable scalar, ``T.plan(...)``);
 - a backbone: :class:`Backbone`, :func:`make_cache_folder` (its weights cache);
 - a task: :class:`Task`, :class:`Sample`, ``MODALITIES``, ``SPLITS``, :func:`load_descriptions` (the one
-  reader of the ``kmat.descriptions/v1`` format, :mod:`kmat_cli.descriptions`), :func:`parse_yaml`;
+  reader of the ``kmat.descriptions/v1`` format, :mod:`kmat_cli.descriptions`);
+- every kind reading a data file: :func:`read_json`, :func:`read_yaml`, :func:`parse_json`,
+  :func:`parse_yaml` (:mod:`kmat_cli.datafiles`: bounded, strict, one-line :class:`DataError`,
+  :class:`MissingFile` when the file does not exist);
 - a method: :class:`Method` and :class:`MethodSetup` (:mod:`kmat_cli.methods.base`) and
   :class:`PromptLearner` (:mod:`kmat_cli.prompts`); these three import torch, so they are loaded on
   first use and ``import kmat_cli.api`` stays cheap;
@@ -18,7 +21,11 @@ What each kind needs:
 Configuration as data: a plugin's options are the keyword-only arguments of its constructor, with their
 defaults. They appear in the run config as a section ``{name: <plugin>, <option>: <value>, ...}``
 (``backbone``, ``transport``, ``task``, ``method``) and are validated against that signature, so a
-misspelt option is rejected with a suggestion instead of being ignored.
+misspelt option is rejected with a suggestion instead of being ignored. Their ranges are the plugin
+class's ``limits`` (``{"lambda1": (0, 1e6), "epsilon": (Above(0), None)}``; :class:`Above` an exclusive
+least, ``SEED_MAX`` the largest seed; :mod:`kmat_cli.limits`), checked with every config before a run
+folder exists. Messages show user text through :func:`printable` (control characters escaped);
+:func:`unprintable` finds the first one, for readers that refuse them.
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from kmat_cli.contracts import MODALITIES, SPLITS, Backbone, Sample, Task, Transport
+from kmat_cli.datafiles import DataError, MissingFile, parse_json, parse_yaml, read_json, read_yaml
 from kmat_cli.descriptions import DESCRIPTIONS_FORMAT, load_descriptions
 from kmat_cli.envinfo import make_cache_folder
-from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
+from kmat_cli.errors import KmatError, RuntimeFailure, UsageError, printable, unprintable
+from kmat_cli.limits import SEED_MAX, Above, Range, outside
 from kmat_cli.progress import warn
-from kmat_cli.safeyaml import load as parse_yaml
 
 if TYPE_CHECKING:
     from kmat_cli.methods.base import Method, MethodSetup
@@ -40,12 +48,17 @@ if TYPE_CHECKING:
 __all__ = [
     "DESCRIPTIONS_FORMAT",
     "MODALITIES",
+    "SEED_MAX",
     "SPLITS",
+    "Above",
     "Backbone",
+    "DataError",
     "KmatError",
     "Method",
     "MethodSetup",
+    "MissingFile",
     "PromptLearner",
+    "Range",
     "RuntimeFailure",
     "Sample",
     "Task",
@@ -53,7 +66,13 @@ __all__ = [
     "UsageError",
     "load_descriptions",
     "make_cache_folder",
+    "outside",
+    "parse_json",
     "parse_yaml",
+    "printable",
+    "read_json",
+    "read_yaml",
+    "unprintable",
     "warn",
 ]
 

@@ -16,7 +16,7 @@ import typer
 
 from kmat_cli import __version__
 from kmat_cli.commands import load_commands
-from kmat_cli.errors import KmatError
+from kmat_cli.errors import KmatError, from_os_error, printable
 from kmat_cli.signals import TERMINATED_EXIT_CODE, Terminated, terminate_as_interrupt
 
 app = typer.Typer(
@@ -71,9 +71,9 @@ def _click_exceptions() -> tuple[type, ...]:
 
 def _one_line(message: str) -> str:
     """An error message as one line: its first non-empty line, with " ..." when more followed, without
-    terminal escape codes (some libraries colour their messages)."""
+    terminal colour codes (some libraries colour their messages), other control characters escaped."""
     lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", message).splitlines() if line.strip()]
-    return (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
+    return printable(lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(exc.exit_code)
         if _debug():
             raise
+        usage = from_os_error(exc) if isinstance(exc, OSError) else None
+        if usage is not None:
+            print(f"kmat: error: {_one_line(str(usage))}", file=sys.stderr)
+            sys.exit(usage.exit_code)
         print(
             f"kmat: error: {type(exc).__name__}: {_one_line(str(exc))} (set KMAT_DEBUG=1 for the traceback)",
             file=sys.stderr,

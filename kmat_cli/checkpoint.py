@@ -10,7 +10,6 @@ checkpoint behind.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from kmat_cli import atomic
+from kmat_cli import atomic, datafiles
 from kmat_cli.errors import UsageError
 from kmat_cli.runs import Run
 
@@ -39,6 +38,7 @@ class Checkpoint:
     rng: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     solver: dict[str, torch.Tensor] = field(default_factory=dict)
+    rng_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _optimizer_split(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -143,12 +143,9 @@ def load(folder: str | Path, *, restore_rng: bool = False) -> Checkpoint:
     folder = Path(folder)
     path = folder / Run.CHECKPOINT
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+        state = datafiles.read_json(path, hint="a damaged checkpoint; start a new run")
+    except datafiles.MissingFile as exc:
         raise UsageError(f"{path}: no checkpoint in this run folder") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
-        raise UsageError(f"{path}: damaged checkpoint ({reason}); start a new run") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path}: not a {FORMAT} checkpoint")
     name, epoch = state.get("tensors"), state.get("epoch")
@@ -172,17 +169,141 @@ def load(folder: str | Path, *, restore_rng: bool = False) -> Checkpoint:
         raise UsageError(
             f"{tensor_path}: checkpoint holds NaN or inf values ({', '.join(bad)}); start a new run"
         )
+    _check_fields(path, state)
+    try:
+        optimizer = _optimizer_join(state["optimizer"], tensors) if state.get("optimizer") else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _damaged(path, f"'optimizer' does not fit its tensors ({_first_line(exc)})") from exc
     if restore_rng:
-        set_rng_state(tensors, state.get("rng", {}))
+        _restore_rng(path, tensors, state.get("rng") or {})
     method = {k[len("method.") :]: v for k, v in tensors.items() if k.startswith("method.")}
-    optimizer = _optimizer_join(state["optimizer"], tensors) if state.get("optimizer") else None
     return Checkpoint(
         epoch=epoch,
         method=method,
         optimizer=optimizer,
         scaler=state.get("scaler"),
-        scheduler=state.get("scheduler", {}),
-        rng=state.get("rng", {}),
-        history=state.get("history", []),
+        scheduler=state.get("scheduler") or {},
+        rng=state.get("rng") or {},
+        history=state.get("history") or [],
+        rng_tensors={k: v for k, v in tensors.items() if k.startswith("rng.")},
         solver={k[len("solver.") :]: v for k, v in tensors.items() if k.startswith("solver.")},
     )
+
+
+# field of checkpoint.json: (types it may have, what it holds)
+FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "optimizer": ((dict, type(None)), "an object with 'state' and 'param_groups', or null"),
+    "scaler": ((dict, type(None)), "an object or null"),
+    "scheduler": ((dict, type(None)), "an object"),
+    "rng": ((dict, type(None)), "an object"),
+    "history": ((list, type(None)), "a list of per-epoch objects"),
+}
+
+
+def _restore_rng(path: Path, tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> None:
+    try:
+        set_rng_state(tensors, plain)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise _damaged(path, f"'rng' is not a saved random state ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _damaged(path: Path, problem: str) -> UsageError:
+    return UsageError(f"{path}: damaged checkpoint, {problem}; start a new run")
+
+
+def _check_fields(path: Path, state: dict[str, Any]) -> None:
+    """The JSON fields of a checkpoint have the shapes :func:`save` writes (one-line UsageError if not)."""
+    for key, (types, what) in FIELDS.items():
+        if not isinstance(state.get(key), types):
+            raise _damaged(path, f"'{key}' must be {what}")
+    if not all(isinstance(r, dict) for r in state.get("history") or []):
+        raise _damaged(path, "'history' must be a list of per-epoch objects")
+    optimizer = state.get("optimizer")
+    if optimizer is not None and not (
+        isinstance(optimizer.get("state"), dict)
+        and all(isinstance(v, dict) for v in optimizer["state"].values())
+        and isinstance(optimizer.get("param_groups"), list)
+        and all(isinstance(g, dict) for g in optimizer["param_groups"])
+    ):
+        raise _damaged(
+            path, "'optimizer' must hold 'state' (an object of objects) and 'param_groups' (a list)"
+        )
+
+
+def _misfit(wanted: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str | None:
+    """Why the tensors ``got`` cannot replace ``wanted`` (names, shapes, dtypes), or None when they fit."""
+    missing, extra = sorted(set(wanted) - set(got)), sorted(set(got) - set(wanted))
+    if missing:
+        return f"it lacks tensor '{missing[0]}'"
+    if extra:
+        return f"it holds tensor '{extra[0]}', which the run does not have"
+    for name, want in wanted.items():
+        have = got[name]
+        if tuple(have.shape) != tuple(want.shape):
+            return f"tensor '{name}' has shape {tuple(have.shape)}, the run needs {tuple(want.shape)}"
+        if have.dtype != want.dtype:
+            return f"tensor '{name}' is {have.dtype}, the run needs {want.dtype}"
+    return None
+
+
+def restore(
+    folder: str | Path,
+    method: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: Any = None,
+    *,
+    resume: bool = False,
+) -> Checkpoint:
+    """Load the checkpoint in ``folder`` into ``method``; with ``resume`` also into ``optimizer`` and
+    ``scaler``, and restore the RNG states. A checkpoint whose tensors or fields do not fit the run (names,
+    shapes, dtypes, optimizer parameter groups and state) is a one-line UsageError naming the file, raised
+    before anything is loaded."""
+    folder = Path(folder)
+    ckpt = load(folder)
+    where = folder / Run.CHECKPOINT
+    problem = _misfit(method.state_dict(), ckpt.method)
+    if problem is None and optimizer is not None and ckpt.optimizer is not None:
+        problem = _optimizer_misfit(optimizer, ckpt.optimizer)
+    if problem is not None:
+        raise UsageError(f"{where}: the checkpoint does not fit this run: {problem}; start a new run")
+    try:
+        method.load_state_dict(ckpt.method)
+        if optimizer is not None and ckpt.optimizer is not None:
+            optimizer.load_state_dict(ckpt.optimizer)
+        if resume and ckpt.scaler and scaler is not None and scaler.is_enabled():
+            scaler.load_state_dict(ckpt.scaler)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UsageError(
+            f"{where}: the checkpoint does not fit this run ({_first_line(exc)}); start a new run"
+        ) from exc
+    if resume:
+        _restore_rng(where, ckpt.rng_tensors, ckpt.rng)
+    return ckpt
+
+
+def _optimizer_misfit(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> str | None:
+    """Why the optimizer state ``saved`` cannot be loaded into ``optimizer``, or None."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    sizes = [len(g["params"]) if isinstance(g.get("params"), list) else -1 for g in saved["param_groups"]]
+    mine = [len(g["params"]) for g in optimizer.param_groups]
+    if sizes != mine:
+        return f"its optimizer has parameter groups of sizes {sizes}, the run's {mine}"
+    for idx, entry in saved["state"].items():
+        if not 0 <= idx < len(params):
+            return f"its optimizer has state for parameter {idx} of {len(params)}"
+        for key, value in entry.items():
+            if (
+                isinstance(value, torch.Tensor)
+                and value.dim()
+                and tuple(value.shape) != tuple(params[idx].shape)
+            ):
+                return (
+                    f"optimizer tensor '{key}' of parameter {idx} has shape {tuple(value.shape)}, the run needs "
+                    f"{tuple(params[idx].shape)}"
+                )
+    return None

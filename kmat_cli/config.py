@@ -2,8 +2,8 @@
 
 Precedence, lowest first: built-in defaults (``defaults.yaml``) < the task's recommended config
 (``Task.config``) < ``--config FILE`` < CLI flags < ``--set a.b=value``. Each layer is a nested mapping;
-later layers override earlier ones key by key. YAML is read with :mod:`kmat_cli.safeyaml` (a safe loader
-without anchors, aliases or repeated keys).
+later layers override earlier ones key by key. YAML is read with :mod:`kmat_cli.datafiles` (a safe loader
+without anchors, aliases or repeated keys, bounded in size, depth and number size).
 
 Plugin sections (``task``, ``backbone``, ``method``, ``transport``) are ``{name: ..., <options>}``; their
 options are the keyword-only arguments of the plugin's constructor (see :func:`plugin_options`). Unknown keys
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import inspect
 import math
 import re
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from kmat_cli import limits, safeyaml
+from kmat_cli import datafiles, limits
 from kmat_cli.errors import UsageError, shown
 
 PLUGIN_SECTIONS = {"task": "tasks", "backbone": "backbones", "method": "methods", "transport": "transports"}
@@ -36,21 +37,24 @@ RUNTIME_ARGS = frozenset({"vision_only", "device"})
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return datafiles.read_yaml(_DEFAULTS_FILE)
+
+
 def defaults() -> dict[str, Any]:
-    """The built-in defaults, a fresh copy each call."""
-    return yaml.safe_load(_DEFAULTS_FILE.read_text(encoding="utf-8"))
+    """The built-in defaults (``defaults.yaml``, read once), a fresh copy each call."""
+    return copy.deepcopy(_defaults())
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``safe_load``; a missing or malformed file is a one-line UsageError."""
+    """Read a YAML mapping (:func:`kmat_cli.datafiles.read_yaml`); a missing or malformed file is a one-line
+    UsageError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
+        data = datafiles.read_yaml(path, what="config file")
+    except datafiles.MissingFile as exc:
         raise UsageError(f"{path}: config file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read config file ({exc})") from exc
-    data = safeyaml.load(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -77,7 +81,7 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--set {shown(item)}: expected key=value, e.g. --set method.lambda1=2")
-        value = safeyaml.load(raw, f"--set {shown(item)}") if raw.strip() else None
+        value = datafiles.parse_yaml(raw, f"--set {shown(item)}") if raw.strip() else None
         set_dotted(out, key.strip(), value)
     return out
 
@@ -221,8 +225,10 @@ def resolve(
             continue
         if section == "backbone":
             name, given = backbone_spelling(name, given)
-        options = plugin_options(plugin_lookup(kind, name))
+        plugin = plugin_lookup(kind, name)
+        options = plugin_options(plugin)
         cfg[section] = {"name": name, **options, **_validate(section, given, options)}
+        limits.check_plugin(section, plugin, cfg[section])
     limits.check(cfg)
     return cfg
 
@@ -237,6 +243,37 @@ def backbone_spelling(name: str, options: Mapping[str, Any]) -> tuple[str, dict[
     if "/" in name or "\\" in name or name.startswith((".", "~")):
         return "open_clip", {"model": f"local-dir:{Path(name).expanduser().resolve()}", **options}
     return name, dict(options)
+
+
+def load_saved(path: str | Path, plugin_lookup: Callable[[str, str], Any] | None = None) -> dict[str, Any]:
+    """A run folder's saved ``config.yaml``, validated exactly as a new config is (:func:`resolve`: known
+    keys, types, ranges, plugin options) and complete: a saved config names every option, so a missing
+    section or key means a damaged file. Any fault is one UsageError naming the file and the key."""
+    path = Path(path)
+    saved = load_yaml(path)
+    damaged = "the run's config is damaged; restore it or start a new run"
+    try:
+        cfg = resolve([saved], plugin_lookup)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}; {damaged}") from exc
+    missing = _first_missing(cfg, saved)
+    if missing is not None:
+        raise UsageError(f"{path}: config key '{missing}' is missing; {damaged}")
+    return cfg
+
+
+def _first_missing(full: Mapping[str, Any], given: Mapping[str, Any], prefix: str = "") -> str | None:
+    """The first dotted key of ``full`` that ``given`` lacks (plugin sections given as a bare name count
+    as naming the plugin only)."""
+    for key, value in full.items():
+        where = f"{prefix}{key}"
+        if key not in given:
+            return where
+        if isinstance(value, Mapping) and isinstance(given[key], Mapping):
+            found = _first_missing(value, given[key], f"{where}.")
+            if found is not None:
+                return found
+    return None
 
 
 def dump(cfg: Mapping[str, Any]) -> str:
@@ -271,6 +308,8 @@ def build(
             task_name = section["name"]
         elif isinstance(section, str):
             task_name = section
+    if not isinstance(task_name, str) or not task_name:
+        raise UsageError(f"config key 'task.name' must name a task, got {shown(task_name)}")
     task_layer = getattr(plugin_lookup("tasks", task_name), "config", {}) or {}
     if isinstance(task_name, str) and task_name.lower().endswith((".yaml", ".yml")):
         check_file_plugins(task_layer, task_name)  # a task file's config section is data too

@@ -16,6 +16,7 @@ the file and the class:
 - the file exists and is UTF-8 JSON holding an object;
 - ``format``, when present, is ``kmat.descriptions/v1``; ``classes`` is then an object and ``provenance``,
   when present, an object;
+- a class name holds no control character (ESC, BEL, ...: :func:`kmat_cli.errors.unprintable`);
 - a class maps modality keys (``hi``, ``lo`` only) to lists (bare form: a class maps to a list);
 - a list holds at least one description, and only descriptions: strings that are not blank.
 """
@@ -28,9 +29,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic
+from kmat_cli import atomic, datafiles
 from kmat_cli.contracts import MODALITIES
-from kmat_cli.errors import UsageError
+from kmat_cli.errors import UsageError, printable, unprintable
 
 __all__ = [
     "DESCRIPTIONS_FORMAT",
@@ -49,13 +50,9 @@ Classes = dict[str, dict[str, list[str]]]  # class -> modality -> descriptions
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+        raw = datafiles.read_json(path, what="descriptions", hint="expected UTF-8 JSON")
+    except datafiles.MissingFile as exc:
         raise UsageError(f"{path}: descriptions file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    except (UnicodeDecodeError, OSError) as exc:
-        raise UsageError(f"{path}: cannot read descriptions ({exc}); expected UTF-8 JSON") from exc
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: expected a JSON object of classes")
     return raw
@@ -63,6 +60,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _texts(where: str, name: str, modality: str, value: Any) -> list[str]:
     """``value`` checked as the descriptions of class ``name`` in ``modality`` (see the module rules)."""
+    if (char := unprintable(name)) is not None:
+        raise UsageError(
+            f"{where}: class name '{printable(name)}' holds the control character {char}; write plain text"
+        )
     if not isinstance(value, list):
         raise UsageError(f"{where}: class '{name}' must map modalities to lists of strings ('{modality}')")
     if not any(isinstance(t, str) and t.strip() for t in value):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from kmat_cli import __version__, atomic
+from kmat_cli import __version__, atomic, datafiles
 from kmat_cli.api import MODALITIES
 from kmat_cli.errors import UsageError
 from kmat_cli.runs import Run
@@ -120,10 +120,10 @@ def _metadata_json(path: Path, metadata: Mapping[str, str], key: str, default: s
     """``metadata[key]`` parsed as JSON; a missing key (without ``default``) or bad JSON names the key."""
     if key not in metadata and default is None:
         raise UsageError(f"{path}: incomplete kmat metadata (no {key}); export the prompts again")
-    try:
-        return json.loads(metadata.get(key, default))  # type: ignore[arg-type]
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise UsageError(f"{path}: incomplete kmat metadata ({key} is not valid JSON)") from exc
+    text = metadata.get(key, default)
+    return datafiles.parse_json(
+        text, f"{path}: incomplete kmat metadata ({key})", hint="export the prompts again"
+    )  # type: ignore[arg-type]
 
 
 def _class_names(path: Path, metadata: Mapping[str, str]) -> list[str]:

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kmat_cli import atomic, imagefiles
+from kmat_cli import atomic, datafiles, imagefiles
 from kmat_cli.api import Backbone
 from kmat_cli.atomic import write_json, write_with
 from kmat_cli.envinfo import cache_dir as default_cache_dir
@@ -137,8 +137,8 @@ def read_memo(file: Path) -> dict[str, list[Any]]:
     unreadable or damaged file, or one holding anything but a JSON object, reads as empty; entries of the
     wrong shape are dropped (the memo is an optimisation: a dropped entry only means hashing the file)."""
     try:
-        data = json.loads(atomic.read_owned(file).decode("utf-8"))
-    except (OSError, ValueError):
+        data = datafiles.read_owned_json(file)
+    except (OSError, datafiles.DataError):
         return {}
     if not isinstance(data, dict):
         return {}
@@ -182,7 +182,7 @@ class _Store:
                 continue
             try:
                 with safe_open(str(shard), framework="pt") as f:
-                    keys = json.loads((f.metadata() or {}).get("keys", "[]"))
+                    keys = datafiles.parse_json((f.metadata() or {}).get("keys", "[]"), str(shard))
                 if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
                     raise ValueError("keys")
             except Exception:  # a foreign or damaged file is ignored, never trusted

@@ -1,8 +1,8 @@
 """Image decoding: image files (and DICOM frames) as RGB ``PIL.Image`` objects.
 
 Pillow formats (PNG, JPEG, BMP, TIFF, GIF, WebP; the first frame of animated ones): EXIF orientation is
-applied, 16-bit and float greyscale is min-max rescaled to 8 bits, palette/CMYK images are converted to
-RGB and alpha is composited on black.
+applied, 16-bit and float greyscale is min-max rescaled to 8 bits (a block of rows at a time, so no float64
+copy of the whole image is made), palette/CMYK images are converted to RGB and alpha is composited on black.
 
 DICOM (needs pydicom, the ``dicom`` extra): a file whose bytes 128-131 are ``DICM``, or named ``.dcm`` /
 ``.dicom`` (read with ``force=True`` when the preamble is missing). Each frame becomes one RGB image:
@@ -29,10 +29,12 @@ header first (at most 64 MB), then no more than the pixel data its header declar
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,6 +65,7 @@ _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # Float, Double F
 _DEFLATED_HEADER_MAX = 64 << 20  # bytes a deflated file's header (everything before its pixels) may take
 _DEFLATED_SLACK = 1 << 20  # bytes allowed after the pixel data the header declares (padding, trailers)
 _DEFER_BYTES = 1 << 20  # values larger than this stay in the file until decoded
+_BLOCK = 1 << 20  # values converted at a time when scaling to 8 bits (8 MB of float64 temporaries)
 
 Frames = Literal["all", "first"]
 FRAMES = ("all", "first")
@@ -96,8 +99,11 @@ def _to_rgb(img: Image) -> Image:
     from PIL import Image as PILImage
 
     if img.mode in _HIGH_DEPTH:  # high bit depth greyscale: min-max to 8 bits
-        arr = np.asarray(img, dtype=np.float64)
-        img = PILImage.fromarray(_scale(arr, float(np.nanmin(arr)), float(np.nanmax(arr))))
+        arr = np.asarray(img)  # its own dtype (uint16, int32, float32): no float64 copy of the image
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        grey = _scale(arr, lo, hi)
+        del arr
+        img = PILImage.fromarray(grey)
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = PILImage.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -116,14 +122,44 @@ def _pillow_image(source: Any) -> Image:
 
 
 # ------------------------------------------------------------------------------------------------- DICOM
+def _blocks(arr: np.ndarray) -> Iterator[slice]:
+    """Slices of ``arr``'s first axis holding about :data:`_BLOCK` values each (at least one row)."""
+    per_row = max(1, math.prod(arr.shape[1:]))
+    step = max(1, _BLOCK // per_row)
+    return (slice(start, start + step) for start in range(0, arr.shape[0] if arr.ndim else 0, step))
+
+
 def _scale(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """``round(255 * (arr - lo) / (hi - lo))`` clipped to uint8; zeros where ``hi <= lo``; NaN -> 0."""
+    """``round(255 * (arr - lo) / (hi - lo))`` clipped to uint8; zeros where ``hi <= lo``; NaN -> 0.
+
+    Computed in float64 a block of rows at a time: the only full-size array made is the uint8 result."""
     import numpy as np
 
+    out = np.zeros(arr.shape, dtype=np.uint8)
     if not hi > lo:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    out = (np.asarray(arr, dtype=np.float64) - lo) * (255.0 / (hi - lo))
-    return np.nan_to_num(out, nan=0.0, posinf=255.0, neginf=0.0).clip(0, 255).round().astype(np.uint8)
+        return out
+    factor = 255.0 / (hi - lo)
+    for rows in _blocks(arr):
+        block = np.subtract(arr[rows], lo, dtype=np.float64)
+        block *= factor
+        np.nan_to_num(block, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+        np.clip(block, 0, 255, out=block)
+        out[rows] = np.round(block, out=block)
+    return out
+
+
+def _finite_range(arr: np.ndarray) -> tuple[float, float] | None:
+    """The least and greatest finite value of ``arr`` (None when it has none), a block of rows at a time."""
+    import numpy as np
+
+    lo, hi = math.inf, -math.inf
+    for rows in _blocks(arr):
+        block = arr[rows]
+        if block.dtype.kind == "f":
+            block = block[np.isfinite(block)]
+        if block.size:
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    return (lo, hi) if lo <= hi else None
 
 
 def _has_voi_lut(ds: Any) -> bool:
@@ -150,9 +186,8 @@ def _grey_to_uint8(arr: np.ndarray, ds: Any) -> np.ndarray:
         except (ValueError, TypeError, AttributeError):  # an invalid window: fall back to min-max
             out = None
     if out is None:
-        xf = np.asarray(x, dtype=np.float64)
-        finite = xf[np.isfinite(xf)]
-        out = _scale(xf, float(finite.min()), float(finite.max())) if finite.size else _scale(xf, 0.0, 0.0)
+        found = _finite_range(np.asarray(x))
+        out = _scale(x, *found) if found is not None else _scale(x, 0.0, 0.0)
     if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
         out = 255 - out
     return out

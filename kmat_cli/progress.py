@@ -1,7 +1,7 @@
 """Messages and progress on stderr, one policy for every command.
 
 - :func:`say` / :func:`warn`: one line ``kmat: <message>`` / ``kmat: warning: <message>`` on stderr, shown
-  literally (no markup), flushed at once.
+  literally (no markup, control characters escaped), flushed at once.
 - :func:`bar`: a transient rich progress bar on a terminal. Off a terminal (nohup, SLURM, CI logs) it
   prints the lines its ``log`` callback returns, or nothing. ``KMAT_NO_PROGRESS`` (any non-empty value)
   or ``enabled=False`` turns bars and log lines off.
@@ -17,14 +17,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from kmat_cli.errors import printable
+
 __all__ = ["Advance", "bar", "console", "rows", "say", "shown", "warn"]
 
 Advance = Callable[..., None]  # advance(n=1, **fields)
 
 
 def say(message: str) -> None:
-    """``kmat: <message>`` on stderr."""
-    print(f"kmat: {message}", file=sys.stderr, flush=True)
+    """``kmat: <message>`` on stderr, control characters escaped (:func:`kmat_cli.errors.printable`)."""
+    print(f"kmat: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:

@@ -13,7 +13,6 @@ deleting it mid-run fails the run instead of letting its writes recreate the fol
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kmat_cli import atomic
+from kmat_cli import atomic, datafiles
 from kmat_cli.errors import UsageError
 
 try:
@@ -62,9 +61,10 @@ class Run:
     @property
     def status(self) -> dict[str, Any]:
         try:
-            return json.loads((self.path / self.STATUS).read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            data = datafiles.read_json(self.path / self.STATUS)
+        except datafiles.DataError:
             return {"status": "unknown"}
+        return data if isinstance(data, dict) else {"status": "unknown"}
 
     @property
     def finished(self) -> bool:

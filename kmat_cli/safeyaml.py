@@ -1,16 +1,21 @@
 """Reading user YAML (config files, task files, ``--set`` and ``--grid`` values): safe, strict, bounded.
 
-On top of ``yaml.SafeLoader`` (plain data only, no Python tags), three things are refused, each as a
+On top of ``yaml.SafeLoader`` (plain data only, no Python tags), these are refused, each as a
 one-line :class:`~kmat_cli.errors.UsageError` naming the source and the line:
 
 - anchors and aliases (``&name``, ``*name``): a few hundred bytes of nested aliases expand into billions
   of values ("billion laughs"); kmat's files never need them, so write the value out instead;
 - a key given twice in one mapping (YAML keeps the last one silently, hiding a typo or a merge mistake);
-- nesting deeper than :data:`MAX_DEPTH` levels (the YAML composer recurses once per level).
+- nesting deeper than :data:`MAX_DEPTH` levels (the YAML composer recurses once per level);
+- an integer of more than :data:`MAX_DIGITS` digits (Python refuses to convert very long ones) and a number
+  written finite that overflows to infinity (``1.0e+400``); ``.inf`` and ``.nan`` are read as written.
+
+:mod:`kmat_cli.datafiles` is the reader the rest of kmat calls; this module is its YAML parser.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -18,6 +23,7 @@ import yaml
 from kmat_cli.errors import UsageError, shown
 
 MAX_DEPTH = 64  # kmat's deepest config is 3 levels; a task file's lists add 2 or 3
+MAX_DIGITS = 64  # kmat's largest integer (a seed) has 10 digits
 
 
 class _Refused(yaml.MarkedYAMLError):
@@ -45,6 +51,22 @@ class StrictSafeLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        digits = sum(c.isalnum() for c in str(node.value)) - str(node.value).lower().startswith(("0x", "0b"))
+        if digits > MAX_DIGITS:
+            raise _Refused(
+                problem=f"an integer of {digits} digits (at most {MAX_DIGITS})", problem_mark=node.start_mark
+            )
+        return super().construct_yaml_int(node)
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        value = super().construct_yaml_float(node)
+        if math.isinf(value) and "inf" not in str(node.value).lower():
+            raise _Refused(
+                problem=f"number {shown(node.value, 40)} is out of range", problem_mark=node.start_mark
+            )
+        return value
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
@@ -77,3 +99,7 @@ def load(text: str, source: str) -> Any:
         problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
         kind = "" if isinstance(exc, _Refused) else "malformed YAML: "
         raise UsageError(f"{source}:{where} {kind}{problem}") from exc
+
+
+StrictSafeLoader.add_constructor("tag:yaml.org,2002:int", StrictSafeLoader.construct_yaml_int)
+StrictSafeLoader.add_constructor("tag:yaml.org,2002:float", StrictSafeLoader.construct_yaml_float)

@@ -20,13 +20,12 @@ of ``key=value`` strings, exactly as on the command line. Bad options raise :cla
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import runs
+from kmat_cli import datafiles, runs
 from kmat_cli.errors import UsageError
 
 __all__ = ["FLAGS", "Run", "evaluate", "export", "load_prompts", "predict", "train", "train_config"]
@@ -76,7 +75,7 @@ class Run:
     def metrics(self) -> dict[str, Any] | None:
         """The last evaluation (``metrics.json``), or None when the run was not evaluated."""
         file = self.path / runs.Run.METRICS
-        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+        return datafiles.read_json(file) if file.is_file() else None
 
     def evaluate(self, *, progress: bool = False) -> dict[str, Any]:
         """Evaluate on both test splits; returns (and writes) ``metrics.json``."""
@@ -147,7 +146,7 @@ def train(
             raise UsageError(
                 f"{run.path}: stopped before its {runs.Run.CONFIG} was saved; nothing to resume, start anew"
             )
-        cfg = config_mod.load_yaml(run.file(runs.Run.CONFIG))
+        cfg = config_mod.load_saved(run.file(runs.Run.CONFIG))
         # where and how fast to continue; config.yaml keeps what the run started with
         cfg["train"] = {**cfg["train"], **{k: v for k, v in options.items() if v is not None}}
     else:

@@ -138,14 +138,9 @@ class Trainer:
         its epoch."""
         if self.folder is None or not checkpoint.exists(self.folder):
             return 0
-        ckpt = checkpoint.load(self.folder, restore_rng=True)
-        self.method.load_state_dict(ckpt.method)
+        ckpt = checkpoint.restore(self.folder, self.method, self.optimizer, self.scaler, resume=True)
         if hasattr(self.method, "load_solver_state"):
             self.method.load_solver_state(ckpt.solver)
-        if self.optimizer is not None and ckpt.optimizer is not None:
-            self.optimizer.load_state_dict(ckpt.optimizer)
-        if ckpt.scaler and self.scaler.is_enabled():
-            self.scaler.load_state_dict(ckpt.scaler)
         self.history = list(ckpt.history)
         self.epoch = ckpt.epoch
         self._write_metrics()

@@ -14,14 +14,13 @@ the test evaluation, after training.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic, checkpoint, runs
+from kmat_cli import atomic, checkpoint, datafiles, runs
 from kmat_cli.api import MODALITIES
 from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
@@ -257,9 +256,7 @@ def _already_finished(run: runs.Run) -> None:
 
     say(f"{run.path} is already finished; nothing to resume")
     if run.file(Run.METRICS).is_file():
-        render(
-            json.loads(run.file(Run.METRICS).read_text(encoding="utf-8")), title=str(run.path), stderr=True
-        )
+        render(datafiles.read_json(run.file(Run.METRICS)), title=str(run.path), stderr=True)
 
 
 def _started(prepared: Prepared, run: runs.Run, *, resume: bool, talk: bool) -> None:
@@ -293,10 +290,10 @@ def _marking(run: runs.Run) -> Iterator[None]:
 def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     """Rebuild a run's parts and method with its learned state: (run, cfg, parts, method)."""
     from kmat_cli import assemble, train
-    from kmat_cli.config import load_yaml
+    from kmat_cli.config import load_saved
 
     run = runs.open_run(path)
-    cfg = load_yaml(run.file(Run.CONFIG))
+    cfg = load_saved(run.file(Run.CONFIG))
     train.set_threads(int(cfg["train"].get("threads", 0)))
     device = resolve_device(cfg["train"]["device"])
     parts = assemble.build_parts(cfg, device)
@@ -307,8 +304,7 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
             raise UsageError(
                 f"{run.path}: no checkpoint yet; train it first (kmat train --resume {run.path})"
             )
-        ckpt = checkpoint.load(run.path)
-        method.load_state_dict(ckpt.method)
+        ckpt = checkpoint.restore(run.path, method)
         if ckpt.epoch < int(cfg["train"]["epochs"]):
             say(f"{run.path} stopped after epoch {ckpt.epoch} of {cfg['train']['epochs']}; using that state")
     method.eval()
@@ -357,8 +353,8 @@ def _training_timing(run: runs.Run) -> Any:
     """The ``timing`` of the run's current ``metrics.json`` (None where it is missing, damaged or not the
     run's own file: a planted link is never read, :func:`kmat_cli.atomic.read_owned`)."""
     try:
-        old = json.loads(atomic.read_owned(run.file(Run.METRICS)).decode("utf-8"))
-    except (OSError, ValueError):
+        old = datafiles.read_owned_json(run.file(Run.METRICS))
+    except (OSError, datafiles.DataError):
         return None
     return old.get("timing") if isinstance(old, dict) else None
 

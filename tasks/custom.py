@@ -35,7 +35,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kmat_cli.api import MODALITIES, SPLITS, Sample, Task, UsageError, load_descriptions, parse_yaml
+from kmat_cli.api import (
+    MODALITIES,
+    SPLITS,
+    MissingFile,
+    Sample,
+    Task,
+    UsageError,
+    load_descriptions,
+    printable,
+    read_yaml,
+    unprintable,
+)
 from tasks.converters.files import IMAGE_SUFFIXES, walk_files
 from tasks.converters.tables import read_csv, records
 from tasks.splits import (
@@ -66,12 +77,9 @@ def load_spec(path: str | Path) -> dict[str, Any]:
 def _read_spec(path: Path) -> dict[str, Any]:
     """The task file as a mapping of known keys."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
+        spec = read_yaml(path, what="task file")
+    except MissingFile as exc:
         raise UsageError(f"{path}: task file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read task file ({exc})") from exc
-    spec = parse_yaml(text, str(path))
     if not isinstance(spec, dict):
         raise UsageError(f"{path}: a task file must be a mapping (class_names, modalities, data, ...)")
     for key in spec:
@@ -93,6 +101,11 @@ def _check_classes(spec: dict[str, Any], path: Path) -> None:
         raise UsageError(f"{path}: 'class_names' must list at least two class names")
     if len(set(names)) != len(names):
         raise UsageError(f"{path}: 'class_names' has duplicates")
+    for name in names:
+        if (char := unprintable(name)) is not None:
+            raise UsageError(
+                f"{path}: class name '{printable(name)}' holds the control character {char}; write plain text"
+            )
     mods = spec.get("modalities")
     if not isinstance(mods, dict) or not all(
         isinstance(mods.get(m), str) and mods[m].strip() for m in MODALITIES

@@ -21,12 +21,12 @@ without the name is accepted too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kmat_cli.api import MODALITIES, SPLITS, Sample, UsageError
+from kmat_cli.api import MODALITIES, SPLITS, MissingFile, Sample, UsageError
+from kmat_cli.api import read_json as read_data
 
 SPLITS_FORMAT = "kmat.splits/v1"
 SPLITS_FILE = "splits.json"
@@ -95,13 +95,9 @@ def parse_entries(
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; a missing or malformed file is a one-line UsageError."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+        raw = read_data(path, what="split file")
+    except MissingFile as exc:
         raise UsageError(f"{path}: split file not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read split file ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
     if not isinstance(raw, dict):
         raise UsageError(f"{path}: a split file must be a JSON object")
     return raw

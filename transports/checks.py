@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from kmat_cli.api import RuntimeFailure, UsageError
+from kmat_cli.api import Above, Range, RuntimeFailure, UsageError, outside
 
 from .costs import COSTS
 
@@ -41,25 +42,35 @@ class SolveInfo:
     inner_converged: bool
 
 
-def check_options(owner: str, **opts: Any) -> None:
-    """Validate constructor options; ``owner`` names the transport in the one-line error."""
-    for key in ("epsilon", "tol", "inner_tol", "marginal_tol"):
-        if key in opts and not (isinstance(opts[key], (int, float)) and opts[key] > 0):
-            raise UsageError(
-                f"transport '{owner}': option '{key}' (config key transport.{key}) must be a positive number, "
-                f"got {opts[key]!r}"
-            )
-    for key in ("max_iter", "inner_max_iter"):
-        if key in opts and not (isinstance(opts[key], int) and opts[key] >= 1):
-            raise UsageError(
-                f"transport '{owner}': option '{key}' (config key transport.{key}) must be an integer >= 1, "
-                f"got {opts[key]!r}"
-            )
-    if "alpha" in opts and not (isinstance(opts["alpha"], (int, float)) and 0.0 <= opts["alpha"] <= 1.0):
-        raise UsageError(
-            f"transport '{owner}': option 'alpha' (config key transport.alpha) must be in [0, 1], "
-            f"got {opts['alpha']!r}"
+# option: (least, most), the ranges of every transport of this package (``FGW.limits``)
+LIMITS: dict[str, Range] = {
+    "epsilon": (Above(0), None),
+    "alpha": (0, 1),
+    "max_iter": (1, None),
+    "tol": (Above(0), None),
+    "inner_max_iter": (1, None),
+    "inner_tol": (Above(0), None),
+    "marginal_tol": (Above(0), None),
+}
+INTEGERS = ("max_iter", "inner_max_iter")
+
+
+def check_options(owner: str, limits: Mapping[str, Range], **opts: Any) -> None:
+    """Validate constructor options against the transport's ``limits`` and types; ``owner`` names the
+    transport in the one-line error."""
+    for key, bounds in limits.items():
+        if key not in opts:
+            continue
+        value = opts[key]
+        kind = int if key in INTEGERS else (int, float)
+        bound = (
+            outside(value, bounds) if isinstance(value, kind) and not isinstance(value, bool) else "a number"
         )
+        if bound is not None:
+            what = f"an integer {bound}" if key in INTEGERS else bound
+            raise UsageError(
+                f"transport '{owner}': option '{key}' (config key transport.{key}) must be {what}, got {value!r}"
+            )
     for key in ("center", "normalize", "warm_start"):
         if key in opts and not isinstance(opts[key], bool):
             raise UsageError(

@@ -42,7 +42,7 @@ import torch
 
 from kmat_cli.api import Transport, UsageError
 
-from .checks import SolveInfo, check_costs, check_embeddings, check_options, check_solution, marginals
+from .checks import LIMITS, SolveInfo, check_costs, check_embeddings, check_options, check_solution, marginals
 from .costs import pairwise_cost, pairwise_cost_grad
 from .envelope import attach_gradient
 from .gromov import Costs, WarmStart, fgw_value, fgw_value_grads, solve_fgw
@@ -93,6 +93,7 @@ class FGW(Transport):
     """
 
     name = "fgw"
+    limits = LIMITS
 
     def __init__(
         self,
@@ -126,7 +127,7 @@ class FGW(Transport):
             normalize=normalize,
             warm_start=warm_start,
         )
-        check_options(self.name, **options)
+        check_options(self.name, self.limits, **options)
         self.alpha = float(alpha)
         self.epsilon = float(epsilon)
         self.max_iter = max_iter
@@ -358,6 +359,9 @@ def _by_mean_grad(C: torch.Tensor, normalised: torch.Tensor, G: torch.Tensor) ->
     return (G - (G * normalised).mean()) / mean if mean > MEAN_FLOOR else G
 
 
+FIXED_ALPHA_LIMITS = {k: v for k, v in LIMITS.items() if k != "alpha"}  # limits of the alpha = 0 and 1 cases
+
+
 def fixed_alpha_init(base_init: Callable[..., None], alpha: float) -> Callable[..., None]:
     """An ``__init__`` that calls ``base_init`` with ``alpha`` fixed and exposes its options without
     ``alpha`` (the signature is what the config system reads), for the alpha = 0 and alpha = 1 cases."""
@@ -385,6 +389,7 @@ class Wasserstein(FGW):
     """
 
     name = "wasserstein"
+    limits = FIXED_ALPHA_LIMITS
     __init__ = fixed_alpha_init(FGW.__init__, 0.0)
 
 
@@ -396,4 +401,5 @@ class GW(FGW):
     """
 
     name = "gw"
+    limits = FIXED_ALPHA_LIMITS
     __init__ = fixed_alpha_init(FGW.__init__, 1.0)

@@ -23,7 +23,7 @@ import ot
 import torch
 
 from .checks import SolveInfo
-from .fgw import FGW, Costs, fixed_alpha_init
+from .fgw import FGW, FIXED_ALPHA_LIMITS, Costs, fixed_alpha_init
 from .gromov import WarmStart
 from .sinkhorn import marginal_floor
 
@@ -101,6 +101,7 @@ class PotWasserstein(PotFGW):
     Value ``<M, T>`` as ``ot.sinkhorn2``; same problem, options and value as ``wasserstein``."""
 
     name = "pot-wasserstein"
+    limits = FIXED_ALPHA_LIMITS
     __init__ = fixed_alpha_init(FGW.__init__, 0.0)
 
 
@@ -110,4 +111,5 @@ class PotGW(PotFGW):
     Value as ``entropic_gromov_wasserstein2``; same problem, options and value as ``gw``."""
 
     name = "pot-gw"
+    limits = FIXED_ALPHA_LIMITS
     __init__ = fixed_alpha_init(FGW.__init__, 1.0)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kmat_cli.api import UsageError
+from kmat_cli.api import UsageError, read_json
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE / "phantom.safetensors"
@@ -116,9 +116,9 @@ def weights_hash(path: str | Path) -> str:
 def read_config(path: str | Path = CONFIG) -> dict[str, Any]:
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_json(path)
         return {"model_cfg": raw["model_cfg"], "preprocess": raw.get("preprocess", PREPROCESS_SPEC)}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (AttributeError, KeyError, TypeError) as exc:
         raise UsageError(f"{path}: not a phantom backbone config ({type(exc).__name__}: {exc})") from exc
 
 

@@ -9,14 +9,13 @@ words, end, zero padding; a text too long is cut and its end token kept last, as
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 
-from kmat_cli.api import UsageError
+from kmat_cli.api import UsageError, read_json
 
 PAD, START, UNK = "<pad>", "<start>", "<unk>"
 END = "<end>"
@@ -58,9 +57,9 @@ class WordTokenizer:
         """Read ``{"context_length": n, "vocab": [word, ...]}`` (specials included or not)."""
         path = Path(path)
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = read_json(path)
             return cls(raw["vocab"], raw["context_length"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (AttributeError, ValueError, KeyError, TypeError) as exc:
             raise UsageError(
                 f"{path}: not a phantom tokenizer vocabulary ({type(exc).__name__}: {exc})"
             ) from exc

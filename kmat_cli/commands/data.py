@@ -19,11 +19,12 @@ app = typer.Typer(
 
 
 def _counts_table(title: str, counts: dict[str, dict[str, dict[str, int]]], class_names: list[str]) -> Any:
-    """The counts per modality, class and split as a rich table; every user text in it shown literally."""
+    """The counts per modality, class and split as a rich table; every user text in it shown literally
+    (control characters escaped)."""
     from rich.markup import escape
     from rich.table import Table
 
-    from kmat_cli.api import SPLITS
+    from kmat_cli.api import SPLITS, printable
 
     table = Table(title=escape(title), title_justify="left", show_edge=False, header_style="bold")
     table.add_column("modality")
@@ -34,7 +35,8 @@ def _counts_table(title: str, counts: dict[str, dict[str, dict[str, int]]], clas
     for modality, splits in counts.items():
         for i, name in enumerate(class_names):
             row = [splits.get(s, {}).get(name, 0) for s in SPLITS]
-            table.add_row(escape(modality) if i == 0 else "", escape(name), *map(str, row), str(sum(row)))
+            shown_name = escape(printable(name))
+            table.add_row(escape(modality) if i == 0 else "", shown_name, *map(str, row), str(sum(row)))
         sums = [sum(splits.get(s, {}).values()) for s in SPLITS]
         table.add_row(
             "", "[bold]all[/bold]", *(f"[bold]{n}[/bold]" for n in sums), f"[bold]{sum(sums)}[/bold]"

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from kmat_cli import atomic
+from kmat_cli import atomic, datafiles
 from kmat_cli.describe.deadline import Cutoff
 from kmat_cli.errors import RuntimeFailure, UsageError
 
@@ -65,8 +65,9 @@ class _Answer:
     def text(self) -> str:
         return self.content.decode("utf-8", errors="replace")
 
-    def json(self) -> Any:
-        return json.loads(self.content)
+    def json(self, source: str = "the answer") -> Any:
+        """The body as JSON (:func:`kmat_cli.datafiles.parse_json`: bounded, finite numbers only)."""
+        return datafiles.parse_json(self.content, source)
 
 
 class EndpointUnreachable(RuntimeFailure):
@@ -170,8 +171,8 @@ class RequestCache:
         path = self.root / f"{key}.json"
         atomic.check_owned(self.root)
         try:
-            record = json.loads(atomic.read_owned(path).decode("utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            record = datafiles.read_owned_json(path)
+        except (OSError, datafiles.DataError):
             return None
         response = record.get("response") if isinstance(record, dict) else None
         return response if isinstance(response, dict) and isinstance(response.get("content"), str) else None
@@ -189,7 +190,7 @@ def _server_message(response: Any) -> str:
     """The error message a server put in its JSON body ({"error": {"message": ...}}), else its text."""
     try:
         data = response.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, datafiles.DataError):
         return _one_line(response.text or "")
     err = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(err, dict):
@@ -385,14 +386,15 @@ class ChatClient:
         )
 
     def _json(self, response: Any) -> dict[str, Any]:
+        problem = ""
         try:
-            data = response.json()
-        except (ValueError, UnicodeDecodeError):
-            data = None
+            data = response.json("answer")
+        except datafiles.DataError as exc:
+            data, problem = None, f" ({str(exc).removeprefix('answer: ')})"
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise UsageError(
-                f"the answer from {self.endpoint.public_url} is not a chat completion; check --base-url "
-                "(OpenAI-compatible servers serve /v1/chat/completions)"
+                f"the answer from {self.endpoint.public_url} is not a chat completion{problem}; check "
+                "--base-url (OpenAI-compatible servers serve /v1/chat/completions)"
             )
         return data
 

@@ -4,11 +4,12 @@ punctuation)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from kmat_cli import datafiles
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.S | re.I)
 _FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)(```|$)", re.S)
@@ -50,8 +51,8 @@ def _json_value(text: str) -> Any:
             candidates.append(text[start : end + 1])
     for candidate in candidates:
         try:
-            return json.loads(candidate)
-        except ValueError:
+            return datafiles.parse_json(candidate, "the answer")
+        except datafiles.DataError:
             continue
     return None
 

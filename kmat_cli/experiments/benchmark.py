@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic, config
+from kmat_cli import atomic, config, datafiles
 from kmat_cli.errors import UsageError
 from kmat_cli.experiments import report, report_plots, rule
 from kmat_cli.experiments.cells import Cell, Outcome, read_cells
@@ -265,12 +265,10 @@ def run(request: Request, out: Path, **options: Any) -> tuple[Plan, list[Outcome
 def load_request(folder: Path) -> Request:
     path = Path(folder) / REQUEST_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+        data = datafiles.read_json(path)
+    except datafiles.MissingFile as exc:
         raise UsageError(f"{path}: not a kmat benchmark folder (no {REQUEST_FILE})") from exc
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: unreadable ({exc})") from exc
-    if data.get("format") != REQUEST_FORMAT:
+    if not isinstance(data, dict) or data.get("format") != REQUEST_FORMAT:
         raise UsageError(f"{path}: not a {REQUEST_FORMAT} file")
     request = Request.from_dict(data)
     _check_plugins(request, path)

@@ -39,8 +39,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from kmat_cli import atomic, workflow
-from kmat_cli.errors import KmatError, UsageError
+from kmat_cli import atomic, datafiles, workflow
+from kmat_cli.api import MODALITIES
+from kmat_cli.errors import KmatError, UsageError, shown
 from kmat_cli.runs import Run
 
 __all__ = [
@@ -196,18 +197,54 @@ def shard_of(cells: Sequence[Cell], shard_index: int, num_shards: int) -> list[C
 # ------------------------------------------------------------------------------------------ one cell
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = datafiles.read_json(path)
+    except datafiles.DataError:
         return None
     return data if isinstance(data, dict) else None
 
 
+# field of result.json: the type its value has when present and not null ("metrics" must be present)
+RESULT_FIELDS: dict[str, type] = {
+    "metrics": dict,
+    "run": str,
+    "timing": dict,
+    "validation": dict,
+    "checks": dict,
+}
+
+
+def _malformed(data: Mapping[str, Any]) -> str | None:
+    """Why ``data`` is not a result record :func:`run_cell` writes, or None when it is one."""
+    if data.get("format") != RESULT_FORMAT:
+        return f"not a {RESULT_FORMAT} record"
+    for key, kind in RESULT_FIELDS.items():
+        value = data.get(key)
+        if (value is not None or key == "metrics") and not isinstance(value, kind):
+            return f"'{key}' must be {'text' if kind is str else 'an object'}, got {shown(value, 60)}"
+    bad = [m for m in MODALITIES if m in data["metrics"] and not isinstance(data["metrics"][m], dict)]
+    return f"'metrics.{bad[0]}' must be an object" if bad else None
+
+
+def _result(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(record, None)``: the absolute-path form of a cell folder's ``result.json``; ``(None, None)``:
+    the cell has not finished; ``(None, problem)``: the file is damaged (one line naming it)."""
+    path = folder / RESULT_FILE
+    try:
+        data = datafiles.read_json(path)
+    except datafiles.MissingFile:
+        return None, None
+    except datafiles.DataError as exc:
+        return None, str(exc)
+    problem = _malformed(data) if isinstance(data, dict) else "not a JSON object"
+    if problem is not None:
+        return None, f"{path}: {problem}"
+    return {**data, "run": str((folder / data["run"]).resolve()) if data.get("run") else None}, None
+
+
 def _finished(folder: Path) -> dict[str, Any] | None:
-    """The absolute-path form of a cell folder's ``result.json``, or None when it is not finished."""
-    data = _read_json(folder / RESULT_FILE)
-    if data is None or data.get("format") != RESULT_FORMAT:
-        return None
-    return {**data, "run": str((folder / data["run"]).resolve()) if data.get("run") else None}
+    """The absolute-path form of a cell folder's ``result.json``, or None when it is not finished (a
+    damaged file counts as not finished: the cell is computed again)."""
+    return _result(folder)[0]
 
 
 def _cell_run(folder: Path) -> Run | None:
@@ -236,7 +273,7 @@ def _train(cell: Cell, folder: Path) -> tuple[Run, str]:
         return run, "resumed"
     quiet = {"scores": _scores(cell), "progress": False, "show": False}
     if run is not None:
-        cfg = config.load_yaml(run.file(Run.CONFIG))
+        cfg = config.load_saved(run.file(Run.CONFIG))
         return workflow.run_training(cfg, run=run, **quiet), "resumed"
     cfg = config.build(flags={**cell.flags, "out": str(folder)}, sets=cell.sets)
     return workflow.run_training(cfg, **quiet), "computed"
@@ -345,9 +382,13 @@ def read_cells(roots: Sequence[Path], *, failed: bool = False) -> dict[str, Outc
                 continue
             if cell.key != folder.name:
                 continue
-            done = _finished(folder)
+            done, damaged = _result(folder)
             if done is not None:
                 found[cell.key] = Outcome(cell, "done", _public(done), how="read back")
+            elif failed and damaged is not None:
+                found[cell.key] = Outcome(
+                    cell, "failed", None, f"{damaged}; run the benchmark again to recompute the cell"
+                )
             elif failed and (err := _read_json(folder / ERROR_FILE)) is not None:
                 found[cell.key] = Outcome(cell, "failed", None, str(err.get("error", "unknown error")))
     return found

@@ -16,7 +16,6 @@ lazily and only its Agg canvas is used (no pyplot, no display, no global backend
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kmat_cli import atomic
+from kmat_cli import atomic, datafiles
 from kmat_cli.api import MODALITIES
 from kmat_cli.errors import UsageError
 
@@ -136,7 +135,9 @@ def prompt_map_data(
             raise UsageError(f"{path}: no text_embeddings.{missing[0]}; export the run again (kmat export)")
         if names is None:
             names = prompts.class_names
-            words = json.loads(prompts.metadata.get("kmat.modalities", "{}"))
+            words = datafiles.parse_json(
+                prompts.metadata.get("kmat.modalities", "{}"), f"{path}: kmat.modalities"
+            )
         elif prompts.class_names != names:
             raise UsageError(f"{path}: its classes differ from those of the other prompt files ({label})")
         hi, lo = (prompts.embeddings[m].double().numpy() for m in MODALITIES)

@@ -24,6 +24,9 @@ from torch import nn
 
 from kmat_cli.contracts import Backbone, Transport
 from kmat_cli.errors import UsageError
+from kmat_cli.limits import Range
+
+LOSS_WEIGHT_MAX = 1e6  # loss terms are O(1) to O(100): weighted, they stay far from float32's 3.4e38
 
 
 @dataclass
@@ -45,10 +48,13 @@ class Method(nn.Module):
     ``trainable``: False for methods without parameters (zero-shot): the trainer skips the epochs.
     ``image_conditioned``: True when :meth:`logits` depends on each image beyond ``text_embeddings``
     (CoCoOp); exported embeddings are then an image-independent approximation (see the method).
+    ``limits``: the ranges of the constructor's options (:mod:`kmat_cli.limits`); a loss weight lies in
+    ``[0, LOSS_WEIGHT_MAX]`` (a negative one rewards the loss it weighs, a huge one overflows it).
     """
 
     trainable: ClassVar[bool] = True
     image_conditioned: ClassVar[bool] = False
+    limits: ClassVar[dict[str, Range]] = {}  # option -> (least, most), checked with the config
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
-from kmat_cli.methods.base import MethodSetup, description_embeddings
+from kmat_cli.limits import Range
+from kmat_cli.methods.base import LOSS_WEIGHT_MAX, MethodSetup, description_embeddings
 from kmat_cli.methods.coop import CoOp
 
 
@@ -20,6 +23,13 @@ class BiomedCoOp(CoOp):
       with |(z_j - mean z) / std z| <= tau (all of them when that leaves none or the spread is zero);
       teacher logits = s * f(x) . normalize(mean over kept j of e_{k,j}).
     """
+
+    limits: ClassVar[dict[str, Range]] = {
+        **CoOp.limits,
+        "lambda_sccm": (0, LOSS_WEIGHT_MAX),
+        "lambda_kdsp": (0, LOSS_WEIGHT_MAX),
+        "tau": (0, None),
+    }
 
     def __init__(
         self,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kmat_cli.limits import Range
 from kmat_cli.methods.base import Method, MethodSetup
 from kmat_cli.prompts import PromptLearner, encode
 
@@ -23,6 +26,12 @@ class CoCoOp(Method):
     """
 
     image_conditioned = True
+
+    limits: ClassVar[dict[str, Range]] = {
+        "n_ctx": (1, None),
+        "hidden_ratio": (1, None),
+        "chunk_size": (1, None),
+    }
 
     def __init__(
         self,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
+from kmat_cli.limits import Range
 from kmat_cli.methods.base import Method, MethodSetup
 from kmat_cli.prompts import PromptLearner
 
@@ -18,6 +21,8 @@ class CoOp(Method):
     ("a photo of a", as BiomedCoOp's re-runs) or N(0, 0.02) when empty. Trained on high-end images only;
     the same K embeddings are used for the high-end and the low-end modality.
     """
+
+    limits: ClassVar[dict[str, Range]] = {"n_ctx": (1, None)}
 
     def __init__(
         self, setup: MethodSetup, *, n_ctx: int = 4, init_words: str = "a photo of a", csc: bool = False

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
-from kmat_cli.methods.base import MethodSetup, encode_texts
+from kmat_cli.limits import Range
+from kmat_cli.methods.base import LOSS_WEIGHT_MAX, MethodSetup, encode_texts
 from kmat_cli.methods.coop import CoOp
 
 
@@ -15,6 +18,8 @@ class KgCoOp(CoOp):
     t_k^zs = normalize(TextEncoder(template with class k)), template "a photo of a {classname}.", computed
     once. ``weight`` w = 8 as in the KgCoOp paper (BiomedCoOp's re-run used 1.0).
     """
+
+    limits: ClassVar[dict[str, Range]] = {**CoOp.limits, "weight": (0, LOSS_WEIGHT_MAX)}
 
     def __init__(
         self,

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from kmat_cli.contracts import MODALITIES
-from kmat_cli.methods.base import Method, MethodSetup, check_template, mean_cosine, prototypes, templated
+from kmat_cli.limits import Range
+from kmat_cli.methods.base import (
+    LOSS_WEIGHT_MAX,
+    Method,
+    MethodSetup,
+    check_template,
+    mean_cosine,
+    prototypes,
+    templated,
+)
 from kmat_cli.prompts import PromptLearner
 
 
@@ -33,6 +42,12 @@ class KMaT(Method):
     Ablation switches: ``anchor`` and ``transport`` drop their term; ``csc``/``msc`` as above. The
     prototypes are computed once (no gradient). Low-end images are never used.
     """
+
+    limits: ClassVar[dict[str, Range]] = {
+        "n_ctx": (1, None),
+        "lambda1": (0, LOSS_WEIGHT_MAX),
+        "lambda2": (0, LOSS_WEIGHT_MAX),
+    }
 
     def __init__(
         self,

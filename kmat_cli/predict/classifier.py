@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from kmat_cli import datafiles
 from kmat_cli.api import Backbone
 from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
@@ -70,10 +71,9 @@ def _backbone_section(prompts_file: Path, metadata: Mapping[str, str], run: Path
 
     config_file = (run or prompts_file.parent) / Run.CONFIG
     if run is None and "kmat.backbone_config" in metadata:
-        try:
-            section = json.loads(metadata["kmat.backbone_config"])
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise UsageError(f"{prompts_file}: metadata kmat.backbone_config is not valid JSON") from exc
+        section = datafiles.parse_json(
+            metadata["kmat.backbone_config"], f"{prompts_file}: kmat.backbone_config"
+        )
         return checked_section(section, prompts_file)
     if not config_file.is_file():
         raise UsageError(

@@ -90,11 +90,16 @@ def find_inputs(paths: Sequence[str | Path]) -> tuple[list[Path], int]:
     skipped = 0
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        try:
+            is_dir, exists = path.is_dir(), path.exists() or path.is_symlink()
+        except OSError:  # e.g. a name too long for the file system: its row says why it cannot be read
+            files.append(path)
+            continue
+        if is_dir:
             found, n = _walk(path)
             files += found
             skipped += n
-        elif path.exists() or path.is_symlink():
+        elif exists:
             files.append(path)
         else:
             raise UsageError(f"{path}: no such file or folder")

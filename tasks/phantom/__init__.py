@@ -18,7 +18,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kmat_cli.api import Sample, Task, UsageError, load_descriptions, make_cache_folder
+from kmat_cli.api import (
+    SEED_MAX,
+    Range,
+    Sample,
+    Task,
+    UsageError,
+    load_descriptions,
+    make_cache_folder,
+    read_json,
+)
 from tasks.phantom import world
 
 __all__ = ["SIZES", "Phantom"]
@@ -53,6 +62,7 @@ class Phantom(Task):
     name = "phantom"
     # Its models are tiny: one torch thread is fastest, and a second one only waits on a busy machine.
     config: ClassVar[dict] = {"train": {"threads": 1}}
+    limits: ClassVar[dict[str, Range]] = {"seed": (0, SEED_MAX)}
 
     def __init__(self, *, seed: int = 0, root: str | None = None) -> None:
         self.seed = int(seed)
@@ -81,13 +91,12 @@ class Phantom(Task):
             )
         if not path.exists():
             generate(self.folder, self.seed)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(
-                f"{path}: unreadable phantom manifest ({exc}); delete {self.folder} to regenerate"
-            ) from exc
-        if data.get("format") != MANIFEST_FORMAT or data.get("class_names") != self.class_names:
+        data = read_json(path, hint=f"delete {self.folder} to regenerate")
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != MANIFEST_FORMAT
+            or data.get("class_names") != self.class_names
+        ):
             raise UsageError(
                 f"{path}: not a phantom world of this version; delete {self.folder} to regenerate"
             )

@@ -33,7 +33,8 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 class ChatServer:
     """Answers ``POST /v1/chat/completions`` with JSON descriptions; requires ``key`` as a bearer token and,
-    like OpenAI, echoes a wrong key in its 401 message. Records the headers it received."""
+    like OpenAI, echoes a wrong key in its 401 message. Records the headers it received. A test may replace
+    ``answer``; a payload given as bytes is sent as it is."""
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -64,7 +65,7 @@ def chat_server() -> Iterator[ChatServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             status, payload = server_state.answer(self)
-            data = json.dumps(payload).encode()
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
