@@ -6,8 +6,8 @@ create (or reopen) the run folder, :func:`learn` (train with the shared trainer,
 write ``prompts.safetensors``), then the scores asked for (:data:`SCORES`: :func:`score_test` on both
 test splits, ``metrics.json`` and a table on stderr; :func:`score_validation` on the high-end validation
 split, ``metrics-val.json``) and only then mark the run finished. Methods with description prototypes per
-modality also get a label-free, text-only check (``checks.json``, one stderr line at the start: mean
-cos(p_hi, p_lo) vs mean cos(t_hi, t_lo), the input of docs/defaults.md). Low-end images are read only by
+modality also get a label-free, text-only check (``checks.json``; with ``verbose`` one stderr line at the
+start: mean cos(p_hi, p_lo) vs mean cos(t_hi, t_lo), the input of docs/defaults.md). Low-end images are read only by
 the test evaluation, after training.
 """
 
@@ -25,7 +25,7 @@ from kmat_cli import atomic, checkpoint, runs
 from kmat_cli.api import MODALITIES
 from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
-from kmat_cli.progress import say
+from kmat_cli.progress import say, warn
 from kmat_cli.runs import Run
 
 CHECKS_FILE = Run.CHECKS  # the name tests and docs use
@@ -116,6 +116,10 @@ def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
     train.seed_everything(int(tcfg["seed"]))
     method = assemble.build_method(parts)
     prepared = Prepared(cfg, parts, method, device, started=started)
+    if method.trainable and int(tcfg["epochs"]) < 1:
+        raise UsageError(
+            f"train.epochs is {tcfg['epochs']}: method '{cfg['method']['name']}' trains, give at least 1 epoch"
+        )
     if method.trainable:  # every training image is read before the run folder exists: bad input leaves none
         from kmat_cli.features import image_features
 
@@ -203,6 +207,7 @@ def run_training(
     scores: Sequence[str] = ("test",),
     progress: bool = True,
     show: bool = True,
+    verbose: bool = False,
 ) -> runs.Run:
     """Train (or, given ``run``, resume) the configured method and score it; returns the finished run.
 
@@ -210,7 +215,8 @@ def run_training(
     (train, checks, export), then each of ``scores`` (:data:`SCORES`): ``test`` (:func:`score_test`) and
     ``hi-val`` (:func:`score_validation`), and only then the run is marked finished. ``progress``:
     progress bars on stderr (one line per epoch where stderr is not a terminal); ``show``: the metrics
-    table on stderr (stdout is left to the caller: ``kmat train`` prints the run folder there).
+    table on stderr (stdout is left to the caller: ``kmat train`` prints the run folder there); ``verbose``:
+    also the label-free check at initialisation on stderr (it is always in ``checks.json``).
 
     The run is held while it trains (:meth:`runs.Run.in_use`): a second process resuming it is refused,
     and deleting its folder meanwhile fails the run (exit 1) instead of recreating the folder."""
@@ -231,8 +237,8 @@ def run_training(
         else:
             atomic.remove_temporaries(run.path)  # what the killed process was writing
             run.mark("running")
-        _started(prepared, run, resume=resume, talk=show or progress)
-        with _marking(run):
+        _started(prepared, run, resume=resume, talk=show or progress, verbose=verbose)
+        with _marking(run, talk=show or progress):
             history = learn(prepared, run, resume=resume, progress=progress)
             timing = _timing(history, time.perf_counter() - prepared.started)
             if "hi-val" in scores:
@@ -261,23 +267,26 @@ def _already_finished(run: runs.Run) -> None:
         )
 
 
-def _started(prepared: Prepared, run: runs.Run, *, resume: bool, talk: bool) -> None:
-    """Say where the run is and write the label-free checks at initialisation."""
+def _started(prepared: Prepared, run: runs.Run, *, resume: bool, talk: bool, verbose: bool = False) -> None:
+    """Say where the run is and write the label-free checks at initialisation (said only when ``verbose``)."""
     if talk:
         say(f"{'resuming' if resume else 'run folder'} {run.path}")
     if prepared.init_checks is not None:
         _write_checks(run, prepared.init_checks)
-        if talk:
+        if verbose:
             say(checks_line(prepared.init_checks))
 
 
 @contextlib.contextmanager
-def _marking(run: runs.Run) -> Iterator[None]:
-    """Mark the run finished when the body ends, interrupted or failed when it raises."""
+def _marking(run: runs.Run, *, talk: bool = False) -> Iterator[None]:
+    """Mark the run finished when the body ends, interrupted or failed when it raises; on Ctrl-C, with
+    ``talk``, say how to continue it (:func:`kmat_cli.runs.resume_hint`)."""
     try:
         yield
     except KeyboardInterrupt:
         run.mark("interrupted")
+        if talk:
+            say(f"{run.path}: {runs.stopped_at(run)}; {runs.resume_hint(run.path)}")
         raise
     except BaseException as exc:
         with contextlib.suppress(Exception):  # best effort (e.g. a full disk): the cause is what to report
@@ -292,6 +301,8 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     from kmat_cli.config import load_yaml
 
     run = runs.open_run(path)
+    if not run.file(Run.CONFIG).is_file():
+        raise UsageError(f"{run.path}: stopped before its {Run.CONFIG} was saved; nothing to load, start anew")
     cfg = load_yaml(run.file(Run.CONFIG))
     train.set_threads(int(cfg["train"].get("threads", 0)))
     device = resolve_device(cfg["train"]["device"])
@@ -301,12 +312,10 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     if method.trainable:
         if not checkpoint.exists(run.path):
             raise UsageError(
-                f"{run.path}: no checkpoint yet; train it first (kmat train --resume {run.path})"
+                f"{run.path}: no checkpoint yet; {runs.resume_hint(run.path)}"
             )
         ckpt = checkpoint.load(run.path)
         method.load_state_dict(ckpt.method)
-        if ckpt.epoch < int(cfg["train"]["epochs"]):
-            say(f"{run.path} stopped after epoch {ckpt.epoch} of {cfg['train']['epochs']}; using that state")
     method.eval()
     return run, cfg, parts, method
 
@@ -316,6 +325,11 @@ def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) 
     from kmat_cli.evaluate import render
 
     run, cfg, parts, method = load_trained(path)
+    if not run.finished:  # evaluating a partly trained model is a diagnosis: say so where it cannot be missed
+        warn(
+            f"{run.path}: unfinished run ({runs.stopped_at(run)}); these are the metrics of that state; "
+            f"{runs.resume_hint(run.path)}"
+        )
     metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
     old = run.file(Run.METRICS)
     if old.is_file():  # keep the training timings of the run
@@ -364,6 +378,7 @@ def export_run(path: str | Path, out: str | Path | None = None) -> Path:
     """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``) from the run's learned state."""
     from kmat_cli import export
 
+    runs.require_finished(path, "export")  # a partly trained model is resumed, not deployed
     run, cfg, parts, method = load_trained(path)
     return export.write_prompts(
         out or run.file(Run.PROMPTS),
