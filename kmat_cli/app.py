@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import Any
 
 import typer
 
@@ -76,10 +77,54 @@ def _one_line(message: str) -> str:
     return (lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
 
 
+def _unwrap(text: str | None) -> str | None:
+    """Help text with each paragraph on one line (the terminal wraps it at its own width), paragraphs kept."""
+    if not text:
+        return text
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) if not p.startswith("\b") else p for p in paragraphs)
+
+
+def _tidy(command: Any) -> Any:
+    """The click command tree made from ``app``, as ``--help`` shows it: help paragraphs unwrapped, and on/off
+    flags shown without a value type (they take none)."""
+    command.help = _unwrap(command.help)
+    command.epilog = _unwrap(command.epilog)
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    make_help_option = command.get_help_option  # click adds --help, a flag too, per context
+
+    def help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _tidy(sub)
+    return command
+
+
+def cli() -> Any:
+    """The ``kmat`` click command (built from :data:`app`, tidied by :func:`_tidy`)."""
+    return _tidy(typer.main.get_command(app))
+
+
+def _click_error(exc: Any) -> str:
+    """A click usage error as one line: the message, and the help command of the command it concerns."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"kmat: error: {_one_line(exc.format_message())}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (also raised as SystemExit by the script)."""
     try:
-        code = app(args=argv, prog_name="kmat", standalone_mode=False)
+        code = cli().main(args=argv, prog_name="kmat", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except KmatError as exc:
@@ -98,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kmat: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors (exit 2) are shown as click shows them; else one line
+    except Exception as exc:  # click's own usage errors (exit 2) and anything else: one line too
         if isinstance(exc, _click_exceptions()):
-            exc.show()
+            if _one_line(exc.format_message()):  # empty: a group called bare, its help already shown
+                print(_click_error(exc), file=sys.stderr)
             sys.exit(exc.exit_code)
         if _debug():
             raise

@@ -196,9 +196,10 @@ def latest_finished(root: str | Path) -> Run | None:
         return None
     for folder in entries:
         status = Run(folder).status
-        if status.get("status") == "finished" and isinstance(status.get("time"), (int, float)):
-            if best is None or status["time"] > best[0]:
-                best = (float(status["time"]), Run(folder))
+        when = status.get("time")
+        finished = status.get("status") == "finished" and isinstance(when, (int, float))
+        if finished and (best is None or when > best[0]):
+            best = (float(when), Run(folder))
     return best[1] if best else None
 
 
@@ -213,12 +214,14 @@ def prompts_file(path: str | Path) -> Path:
     raise UsageError(f"{path}: a folder, not a prompts file; give a prompts.safetensors or a run folder")
 
 
-def start(cfg: dict[str, Any], command: str) -> Run:
-    """Create the run folder of a resolved config and save ``config.yaml`` and ``env.json`` in it."""
+def start(cfg: dict[str, Any], command: str, task: str | None = None) -> Run:
+    """Create the run folder of a resolved config and save ``config.yaml`` and ``env.json`` in it. ``task``:
+    the task's own name for the folder (a task file's ``name:``; default: the config's task name)."""
     from kmat_cli import config as config_mod
     from kmat_cli import envinfo
 
-    run = create(cfg["out"], command, cfg["task"]["name"], cfg["method"]["name"], seed=cfg["train"]["seed"])
+    task = task or cfg["task"]["name"]
+    run = create(cfg["out"], command, task, cfg["method"]["name"], seed=cfg["train"]["seed"])
     atomic.write_text(run.file(Run.CONFIG), config_mod.dump(cfg))
     atomic.write_json(run.file(Run.ENV), envinfo.collect())
     run.mark("running")

@@ -33,7 +33,17 @@ from typing import Any
 from kmat_cli import runs
 from kmat_cli.errors import UsageError
 
-__all__ = ["FLAGS", "Run", "evaluate", "export", "load_prompts", "predict", "train", "train_config"]
+__all__ = [
+    "FLAGS",
+    "Run",
+    "evaluate",
+    "export",
+    "load_prompts",
+    "predict",
+    "sample_images",
+    "train",
+    "train_config",
+]
 
 # `kmat train` flag (long name) -> the config key it sets
 FLAGS = {
@@ -89,7 +99,7 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, Any] | None:
-        """The last evaluation (``metrics.json``: ``["lo"]["accuracy"]``, ``["hi"]["macro_f1"]``, ``["h"]``,
+        """The last evaluation (``metrics.json``: ``["lo"]["accuracy"]``, ``["hi"]["macro_f1"]``, ``["H"]``,
         ...), or None when the run was not evaluated."""
         file = self.path / runs.Run.METRICS
         return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
@@ -122,11 +132,18 @@ def train_config(
     """The resolved run config of :func:`train`'s arguments (defaults < task < ``config`` < options <
     ``sets``), validated like ``kmat train``'s.
 
-    >>> kmat.train_config(task="phantom", epochs=2, sets=["method.lambda1=2"])["method"]["lambda1"]
-    2.0
+    >>> cfg = kmat.train_config(task="phantom", epochs=2, method={"lambda1": 2.0}, sets=["train.lr=0.01"])
+    >>> cfg["train"]["epochs"], cfg["method"]["lambda1"], cfg["train"]["lr"]
+    (2, 2.0, 0.01)
     """
     from kmat_cli import config as config_mod
 
+    for key in ("task", "method"):
+        if isinstance(options.get(key), str) and "," in options[key]:
+            raise UsageError(
+                f"kmat train takes one {key}, got '{options[key]}'; to compare several, run "
+                f"`kmat benchmark --{key}{'s' if key == 'method' else ''} {options[key]}`"
+            )
     flags: dict[str, Any] = {}
     for key, value in options.items():
         if key in _SECTIONS and isinstance(value, Mapping):  # method={"name": "coop", "lambda1": 2}
@@ -199,8 +216,8 @@ def evaluate(run: str | Path | Run, *, progress: bool = True, show: bool = False
     """``kmat evaluate``: metrics on both test splits of a trained run, written to its ``metrics.json``.
 
     >>> metrics = kmat.evaluate("runs/train/phantom-kmat-s1-1", progress=False)
-    >>> sorted(k for k in metrics if k in ("hi", "lo", "h"))
-    ['h', 'hi', 'lo']
+    >>> sorted(k for k in metrics if k in ("hi", "lo", "H"))
+    ['H', 'hi', 'lo']
     """
     from kmat_cli import workflow
 
@@ -225,11 +242,30 @@ def load_prompts(path: str | Path | Run) -> Any:
 
     >>> prompts = kmat.load_prompts("runs/train/phantom-kmat-s1-1")
     >>> len(prompts.class_names), tuple(prompts.embeddings["lo"].shape)
-    (8, (8, 256))
+    (8, (8, 128))
     """
     from kmat_cli.export import read_prompts
 
     return read_prompts(runs.prompts_file(_path(path)))
+
+
+def sample_images(
+    out: str | Path, *, task: str = "phantom", modality: str = "lo", per_class: int = 1
+) -> list[Path]:
+    """``kmat data sample``: copy ``per_class`` test images of each class of ``task`` (``lo``: the low end)
+    into the new folder ``out`` as ``<nn>-<class>.<ext>``; returns the files. Nothing is overwritten.
+
+    >>> [p.name for p in kmat.sample_images("scans")][:2]
+    ['00-adenoma.png', '01-hamartoma.png']
+    """
+    from kmat_cli import registry
+    from kmat_cli.api import MODALITIES
+    from kmat_cli.data import write_samples
+
+    if modality not in MODALITIES:
+        raise UsageError(f"--modality '{modality}' is not known; use one of: {', '.join(MODALITIES)}")
+    instance = registry.get("tasks", task)()
+    return write_samples(instance.split(modality, "test"), instance.class_names, out, per_class)
 
 
 def _row_sink(class_names: Sequence[str]) -> Any:

@@ -232,7 +232,7 @@ def run_training(
         prepared = prepare(cfg, progress=progress)
         resume = run is not None
         if run is None:
-            run = runs.start(prepared.cfg, "train")
+            run = runs.start(prepared.cfg, "train", task=_task_name(prepared))
             hold.enter_context(run.in_use())
         else:
             atomic.remove_temporaries(run.path)  # what the killed process was writing
@@ -246,14 +246,20 @@ def run_training(
             if "test" in scores:
                 metrics = score_test(prepared, run, timing, progress=progress)
                 if show:
-                    _show(prepared.cfg, metrics)
+                    _show(prepared.cfg, metrics, _task_name(prepared))
     return run
 
 
-def _show(cfg: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+def _task_name(prepared: Prepared) -> str:
+    """The task's own name (a task file's ``name:``), else the config's task name."""
+    name = getattr(prepared.parts.task, "name", None)
+    return name if isinstance(name, str) and name else str(prepared.cfg["task"]["name"])
+
+
+def _show(cfg: Mapping[str, Any], metrics: Mapping[str, Any], task: str) -> None:
     from kmat_cli.evaluate import render
 
-    title = f"{cfg['task']['name']} / {cfg['method']['name']} / seed {cfg['train']['seed']}"
+    title = f"{task} / {cfg['method']['name']} / seed {cfg['train']['seed']}"
     render(metrics, title=title, stderr=True)
 
 
@@ -302,7 +308,9 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
 
     run = runs.open_run(path)
     if not run.file(Run.CONFIG).is_file():
-        raise UsageError(f"{run.path}: stopped before its {Run.CONFIG} was saved; nothing to load, start anew")
+        raise UsageError(
+            f"{run.path}: stopped before its {Run.CONFIG} was saved; nothing to load, start anew"
+        )
     cfg = load_yaml(run.file(Run.CONFIG))
     train.set_threads(int(cfg["train"].get("threads", 0)))
     device = resolve_device(cfg["train"]["device"])
@@ -311,9 +319,7 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     method = assemble.build_method(parts)
     if method.trainable:
         if not checkpoint.exists(run.path):
-            raise UsageError(
-                f"{run.path}: no checkpoint yet; {runs.resume_hint(run.path)}"
-            )
+            raise UsageError(f"{run.path}: no checkpoint yet; {runs.resume_hint(run.path)}")
         ckpt = checkpoint.load(run.path)
         method.load_state_dict(ckpt.method)
     method.eval()

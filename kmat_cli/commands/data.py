@@ -144,16 +144,10 @@ def sample(
 
     Example: kmat data sample --out scans/
     """
-    from kmat_cli import registry
-    from kmat_cli.api import MODALITIES
-    from kmat_cli.data import write_samples
-    from kmat_cli.errors import UsageError
+    from kmat_cli import session
     from kmat_cli.progress import say
 
-    if modality not in MODALITIES:
-        raise UsageError(f"--modality '{modality}' is not known; use one of: {', '.join(MODALITIES)}")
-    instance = registry.get("tasks", task or "phantom")()
-    files = write_samples(instance.split(modality, "test"), instance.class_names, out, per_class)
+    files = session.sample_images(out, task=task or "phantom", modality=modality, per_class=per_class)
     side = "low-end" if modality == "lo" else "high-end"
-    say(f"wrote {len(files)} {side} test images of {instance.name} ({per_class} per class) to {out}")
+    say(f"wrote {len(files)} {side} test images of {task or 'phantom'} ({per_class} per class) to {out}")
     typer.echo(str(out))

@@ -18,7 +18,7 @@ def command(
     modality: str = typer.Option("lo", "--modality", help="Which class embeddings: lo or hi."),
     fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or jsonl."),
     output: Path = options.output("Write rows here (default: stdout)."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per model batch."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per model batch."),
     workers: int = typer.Option(
         None,
         "--workers",

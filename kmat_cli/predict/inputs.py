@@ -129,10 +129,14 @@ def _tensor_images(batch: Any) -> list[Any]:
     if batch.dim() == 3:
         batch = batch[None]
     if batch.dim() != 4 or batch.shape[1] not in (1, 3) or batch.is_complex():
-        raise UsageError(f"a tensor of images must be (N, 3, H, W), (N, 1, H, W) or (C, H, W); got {tuple(batch.shape)}")
+        raise UsageError(
+            f"a tensor of images must be (N, 3, H, W), (N, 1, H, W) or (C, H, W); got {tuple(batch.shape)}"
+        )
     pixels = batch.detach().float().cpu()
-    if pixels.numel() and not (0 <= float(pixels.min()) and float(pixels.max()) <= 1):
-        raise UsageError("a tensor of images must hold values in [0, 1] (torchvision's to_tensor); rescale it")
+    if pixels.numel() and not (float(pixels.min()) >= 0 and float(pixels.max()) <= 1):
+        raise UsageError(
+            "a tensor of images must hold values in [0, 1] (torchvision's to_tensor); rescale it"
+        )
     return [to_pil_image(x) for x in pixels]
 
 
@@ -140,9 +144,8 @@ def gather(inputs: Any) -> tuple[list[Path | InMemoryImage], int]:
     """What the Python API's ``predict`` classifies, in order, and the entries skipped in folders: a path
     (file or folder, as text or ``Path``), a Pillow image, a tensor of images (:func:`_tensor_images`), or a
     list mixing these. Paths go through :func:`find_inputs`; images become :class:`InMemoryImage`."""
-    from PIL import Image
-
     import torch
+    from PIL import Image
 
     if isinstance(inputs, (str, os.PathLike, Image.Image, torch.Tensor)):
         inputs = [inputs]

@@ -222,7 +222,7 @@ def test_cli_train_evaluate_export_through_the_typer_app(tmp_path: Path) -> None
     assert set(json.loads(lines[0])["losses"]) == {"ce", "transport"}
     result = runner.invoke(app, ["evaluate", str(run), "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["metrics"]["format"] == "kmat.metrics/v1"
-    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "p.safetensors")])
+    result = runner.invoke(app, ["export", str(run), "--output", str(tmp_path / "p.safetensors")])
     assert result.exit_code == 0
     a, b = load_file(str(tmp_path / "p.safetensors")), load_file(str(run / "prompts.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
