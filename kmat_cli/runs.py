@@ -174,6 +174,13 @@ def stopped_at(run: Run) -> str:
     return f"{state} after epoch {done}{total}"
 
 
+def resume_message(run: Run) -> str:
+    """The line said when a training stops before its end (Ctrl-C, SIGTERM): where the run stopped and how to
+    continue it, e.g. ``runs/train/x: interrupted after epoch 3 of 40; continue it with `kmat train --resume
+    runs/train/x```."""
+    return f"{run.path}: {stopped_at(run)}; {resume_hint(run.path)}"
+
+
 def require_finished(path: str | Path, needs: str) -> Run:
     """The run folder at ``path`` when it finished; otherwise a one-line UsageError saying where it stopped,
     that ``needs`` (e.g. ``export``) wants a finished run, and how to finish it (:func:`resume_hint`)."""

@@ -292,7 +292,7 @@ def _marking(run: runs.Run, *, talk: bool = False) -> Iterator[None]:
     except KeyboardInterrupt:
         run.mark("interrupted")
         if talk:
-            say(f"{run.path}: {runs.stopped_at(run)}; {runs.resume_hint(run.path)}")
+            say(runs.resume_message(run))
         raise
     except BaseException as exc:
         with contextlib.suppress(Exception):  # best effort (e.g. a full disk): the cause is what to report
