@@ -251,9 +251,11 @@ def run_training(
 
 
 def _task_name(prepared: Prepared) -> str:
-    """The task's own name (a task file's ``name:``), else the config's task name."""
+    """The name runs and tables show: a task file's ``name:`` for a task file, else the config's task name."""
+    given = str(prepared.cfg["task"]["name"])
     name = getattr(prepared.parts.task, "name", None)
-    return name if isinstance(name, str) and name else str(prepared.cfg["task"]["name"])
+    from_file = given.lower().endswith((".yaml", ".yml"))
+    return name if from_file and isinstance(name, str) and name else given
 
 
 def _show(cfg: Mapping[str, Any], metrics: Mapping[str, Any], task: str) -> None:
