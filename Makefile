@@ -37,6 +37,8 @@ demo: $(STAMP)
 	@$(BIN)/kmat benchmark --task phantom --methods zeroshot,coop,kmat --seeds 1 --no-plots --summary \
 		--out $(DEMO_OUT) $(DEMO_FLAGS)
 	@echo "Full 3-seed report (methods and K-MaT ablation): docs/benchmark-phantom/report.md"
+	@echo "kmat is installed in $(VENV): run 'source $(BIN)/activate' to call kmat in this shell (or call $(BIN)/kmat)."
+	@echo "Next: kmat data sample --out scans/ && kmat train --task phantom --epochs 5 && kmat predict scans/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

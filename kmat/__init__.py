@@ -5,7 +5,16 @@ The functions are those of :mod:`kmat_cli.session`, which the ``kmat`` command c
 
 from kmat_cli import __version__
 from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
-from kmat_cli.session import Run, evaluate, export, load_prompts, predict, train, train_config
+from kmat_cli.session import (
+    Run,
+    evaluate,
+    export,
+    load_prompts,
+    predict,
+    sample_images,
+    train,
+    train_config,
+)
 
 __all__ = [
     "KmatError",
@@ -17,6 +26,7 @@ __all__ = [
     "export",
     "load_prompts",
     "predict",
+    "sample_images",
     "train",
     "train_config",
 ]

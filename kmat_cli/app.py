@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import Any
 
 import typer
 
@@ -76,11 +77,55 @@ def _one_line(message: str) -> str:
     return printable(lines[0] + (" ..." if len(lines) > 1 else "")) if lines else ""
 
 
+def _unwrap(text: str | None) -> str | None:
+    """Help text with each paragraph on one line (the terminal wraps it at its own width), paragraphs kept."""
+    if not text:
+        return text
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) if not p.startswith("\b") else p for p in paragraphs)
+
+
+def _tidy(command: Any) -> Any:
+    """The click command tree made from ``app``, as ``--help`` shows it: help paragraphs unwrapped, and on/off
+    flags shown without a value type (they take none)."""
+    command.help = _unwrap(command.help)
+    command.epilog = _unwrap(command.epilog)
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    make_help_option = command.get_help_option  # click adds --help, a flag too, per context
+
+    def help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _tidy(sub)
+    return command
+
+
+def cli() -> Any:
+    """The ``kmat`` click command (built from :data:`app`, tidied by :func:`_tidy`)."""
+    return _tidy(typer.main.get_command(app))
+
+
+def _click_error(exc: Any) -> str:
+    """A click usage error as one line: the message, and the help command of the command it concerns."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"kmat: error: {_one_line(exc.format_message())}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (also raised as SystemExit by the script)."""
     try:
         with terminate_as_interrupt():  # every command stops on SIGTERM as on Ctrl-C
-            code = app(args=argv, prog_name="kmat", standalone_mode=False)
+            code = cli().main(args=argv, prog_name="kmat", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except KmatError as exc:
@@ -99,22 +144,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kmat: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors (exit 2) are shown as click shows them; else one line
-        if isinstance(exc, _click_exceptions()):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if _debug():
+    except Exception as exc:  # click's own usage errors (exit 2) and anything else: one line too
+        if _debug() and not isinstance(exc, _click_exceptions()):
             raise
-        usage = from_os_error(exc) if isinstance(exc, OSError) else None
-        if usage is not None:
-            print(f"kmat: error: {_one_line(str(usage))}", file=sys.stderr)
-            sys.exit(usage.exit_code)
-        print(
-            f"kmat: error: {type(exc).__name__}: {_one_line(str(exc))} (set KMAT_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+        sys.exit(_report(exc))
     return 0
+
+
+def _report(exc: Exception) -> int:
+    """Print an error no command turned into a KmatError as one line; return its exit code: click's usage
+    errors 2, an OS error a user can fix (:func:`kmat_cli.errors.from_os_error`) 2, anything else 1."""
+    if isinstance(exc, _click_exceptions()):
+        if _one_line(exc.format_message()):  # empty: a group called bare, its help already shown
+            print(_click_error(exc), file=sys.stderr)
+        return exc.exit_code
+    usage = from_os_error(exc) if isinstance(exc, OSError) else None
+    if usage is not None:
+        print(f"kmat: error: {_one_line(str(usage))}", file=sys.stderr)
+        return usage.exit_code
+    print(
+        f"kmat: error: {type(exc).__name__}: {_one_line(str(exc))} (set KMAT_DEBUG=1 for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

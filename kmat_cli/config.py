@@ -194,6 +194,26 @@ def _validate(section: str, values: Mapping[str, Any], schema: Mapping[str, Any]
     return out
 
 
+def _check_top_level(cfg: Mapping[str, Any], schema: Mapping[str, Any], plugin_lookup: Callable) -> None:
+    """A top-level key that is an option of one section (``lambda1`` for ``method.lambda1``): a UsageError
+    naming the dotted key. Sections are searched in order: the defaults' own (``train``), then the options
+    of each configured plugin; other unknown keys are left to :func:`_validate`."""
+    for key in cfg:
+        if key in schema:
+            continue
+        for section, default in schema.items():
+            options: Mapping[str, Any] = default if isinstance(default, Mapping) else {}
+            if section in PLUGIN_SECTIONS:
+                given = cfg.get(section)
+                name = given.get("name") if isinstance(given, Mapping) else given
+                try:
+                    options = plugin_options(plugin_lookup(PLUGIN_SECTIONS[section], name))
+                except Exception:  # an unknown plugin is reported by resolve with its own message
+                    continue
+            if key in options and key != "name":
+                raise UsageError(f"unknown config key '{key}' (did you mean '{section}.{key}'?)")
+
+
 def resolve(
     layers: Iterable[Mapping[str, Any]], plugin_lookup: Callable[[str, str], Any] | None = None
 ) -> dict[str, Any]:
@@ -208,6 +228,7 @@ def resolve(
     schema = defaults()
     for layer in layers:
         cfg = merge(cfg, layer)
+    _check_top_level(cfg, schema, plugin_lookup)
     cfg = _validate("", cfg, schema)
     if cfg.get("descriptions") is not None and not isinstance(cfg["descriptions"], str):
         raise UsageError(f"config key 'descriptions' must be a file path, got {shown(cfg['descriptions'])}")

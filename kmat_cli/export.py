@@ -45,6 +45,14 @@ class Prompts:
     preprocess: dict[str, Any]
     metadata: dict[str, str]
 
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{m}: {tuple(e.shape)}" for m, e in self.embeddings.items())
+        names = ", ".join(self.class_names[:3]) + (", ..." if len(self.class_names) > 3 else "")
+        return (
+            f"Prompts({len(self.class_names)} classes [{names}], embeddings {{{shapes}}}, "
+            f"backbone {self.backbone!r}, logit_scale {self.logit_scale:g})"
+        )
+
     def logits(self, image_features: torch.Tensor, modality: str = "lo") -> torch.Tensor:
         """``logit_scale * normalize(f) @ E_modality^T``."""
         f = F.normalize(image_features.float(), dim=-1)

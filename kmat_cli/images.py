@@ -111,6 +111,11 @@ def _to_rgb(img: Image) -> Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def to_rgb(img: Image) -> Image:
+    """A Pillow image as kmat decodes every file: 8-bit RGB (high-depth grey min-max scaled, alpha on black)."""
+    return _to_rgb(img)
+
+
 def _pillow_image(source: Any) -> Image:
     from PIL import Image as PILImage
     from PIL import ImageOps

@@ -149,12 +149,89 @@ def open_run(path: str | Path) -> Run:
     return Run(path)
 
 
-def start(cfg: dict[str, Any], command: str) -> Run:
-    """Create the run folder of a resolved config and save ``config.yaml`` and ``env.json`` in it."""
+def is_run(path: str | Path) -> bool:
+    """Whether ``path`` is a run folder (it holds ``run.json``)."""
+    return (Path(path) / Run.STATUS).is_file()
+
+
+def resume_hint(path: str | Path) -> str:
+    """The one way kmat steers a user to an unfinished run's end: ``continue it with `kmat train --resume
+    PATH```. Every message about an interrupted, failed or unfinished run ends with it."""
+    return f"continue it with `kmat train --resume {path}`"
+
+
+def stopped_at(run: Run) -> str:
+    """Where an unfinished run stands, e.g. ``interrupted after epoch 3 of 40`` (from ``run.json``,
+    ``checkpoint.json`` and ``config.yaml``; parts that cannot be read are left out)."""
+    state = str(run.status.get("status", "unknown"))
+    try:
+        done = int(datafiles.read_json(run.file(Run.CHECKPOINT))["epoch"])
+    except (OSError, datafiles.DataError, ValueError, KeyError, TypeError):
+        return f"{state} before its first epoch ended"
+    try:
+        from kmat_cli.config import load_yaml
+
+        total = f" of {int(load_yaml(run.file(Run.CONFIG))['train']['epochs'])}"
+    except Exception:  # an unreadable config only shortens the message
+        total = ""
+    return f"{state} after epoch {done}{total}"
+
+
+def resume_message(run: Run) -> str:
+    """The line said when a training stops before its end (Ctrl-C, SIGTERM): where the run stopped and how to
+    continue it, e.g. ``runs/train/x: interrupted after epoch 3 of 40; continue it with `kmat train --resume
+    runs/train/x```."""
+    return f"{run.path}: {stopped_at(run)}; {resume_hint(run.path)}"
+
+
+def require_finished(path: str | Path, needs: str) -> Run:
+    """The run folder at ``path`` when it finished; otherwise a one-line UsageError saying where it stopped,
+    that ``needs`` (e.g. ``export``) wants a finished run, and how to finish it (:func:`resume_hint`)."""
+    run = open_run(path)
+    if not run.finished:
+        raise UsageError(
+            f"{run.path}: unfinished run ({stopped_at(run)}); {needs} needs a finished run: "
+            f"{resume_hint(run.path)}"
+        )
+    return run
+
+
+def latest_finished(root: str | Path) -> Run | None:
+    """The finished run under ``root`` (e.g. ``runs/train``) that finished last, by the time in its
+    ``run.json``; None when there is none."""
+    best: tuple[float, Run] | None = None
+    try:
+        entries = sorted(Path(root).iterdir())
+    except OSError:
+        return None
+    for folder in entries:
+        status = Run(folder).status
+        when = status.get("time")
+        finished = status.get("status") == "finished" and isinstance(when, (int, float))
+        if finished and (best is None or when > best[0]):
+            best = (float(when), Run(folder))
+    return best[1] if best else None
+
+
+def prompts_file(path: str | Path) -> Path:
+    """The prompts file that ``path`` names: ``path`` itself, or for a finished run folder its
+    ``prompts.safetensors``; a one-line UsageError for an unfinished run or another folder."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if is_run(path):
+        return require_finished(path, "a prompts file").file(Run.PROMPTS)
+    raise UsageError(f"{path}: a folder, not a prompts file; give a prompts.safetensors or a run folder")
+
+
+def start(cfg: dict[str, Any], command: str, task: str | None = None) -> Run:
+    """Create the run folder of a resolved config and save ``config.yaml`` and ``env.json`` in it. ``task``:
+    the task's own name for the folder (a task file's ``name:``; default: the config's task name)."""
     from kmat_cli import config as config_mod
     from kmat_cli import envinfo
 
-    run = create(cfg["out"], command, cfg["task"]["name"], cfg["method"]["name"], seed=cfg["train"]["seed"])
+    task = task or cfg["task"]["name"]
+    run = create(cfg["out"], command, task, cfg["method"]["name"], seed=cfg["train"]["seed"])
     atomic.write_text(run.file(Run.CONFIG), config_mod.dump(cfg))
     atomic.write_json(run.file(Run.ENV), envinfo.collect())
     run.mark("running")

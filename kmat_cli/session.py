@@ -7,15 +7,19 @@ folders::
 
     run = kmat.train(task="phantom", method="kmat", seed=1, epochs=2)  # a Run (its folder under runs/)
     run.metrics["lo"]["accuracy"]                     # the metrics.json written after training
-    run.export("phantom-prompts.safetensors")         # the class embeddings for deployment
-    prompts = kmat.load_prompts("phantom-prompts.safetensors")
-    rows = kmat.predict(["scans/"], embeddings="phantom-prompts.safetensors")  # one dict per image
+    run = kmat.Run("runs/train/phantom-kmat-s1-1")    # reopen any run: .status .config .metrics .history
+    rows = kmat.predict("scans/", run=run)            # one dict per image; pandas.DataFrame(rows)
+    prompts = kmat.load_prompts(run.path)             # the run's prompts.safetensors
 
 Options of :func:`train` are the ``kmat train`` flags by their long names (``shots``, ``epochs``,
 ``transport``, ``backbone``, ``device``, ``threads``, ``descriptions``, ``out``) and config sections as
 mappings (``method={"lambda1": 2}``, ``train={"lr": 0.01}``: the default method with that option;
 ``method={"name": "coop", ...}`` names it too); ``config`` is a YAML file and ``sets`` a list
 of ``key=value`` strings, exactly as on the command line. Bad options raise :class:`kmat_cli.errors.UsageError`.
+Progress is on by default (bars on a terminal, one line per epoch in a notebook or log); ``progress=False``
+turns it off.
+
+The examples in the docstrings run in order in a fresh folder (``tests/ux/test_api.py`` runs them).
 """
 
 from __future__ import annotations
@@ -28,7 +32,17 @@ from typing import Any
 from kmat_cli import datafiles, runs
 from kmat_cli.errors import UsageError
 
-__all__ = ["FLAGS", "Run", "evaluate", "export", "load_prompts", "predict", "train", "train_config"]
+__all__ = [
+    "FLAGS",
+    "Run",
+    "evaluate",
+    "export",
+    "load_prompts",
+    "predict",
+    "sample_images",
+    "train",
+    "train_config",
+]
 
 # `kmat train` flag (long name) -> the config key it sets
 FLAGS = {
@@ -55,14 +69,25 @@ def _flag(option: str) -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """A run folder made by :func:`train` (or ``kmat train``)."""
+    """A run folder made by :func:`train` or ``kmat train``; ``kmat.Run(path)`` reopens any of them.
+
+    >>> run = kmat.Run("runs/train/phantom-kmat-s1-1")
+    >>> run.status, run.config["train"]["epochs"], len(run.history)
+    ('finished', 2, 2)
+    """
 
     path: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", runs.open_run(self.path).path)  # a str too; a UsageError if no run
+
+    def __repr__(self) -> str:
+        return f"kmat.Run({str(self.path)!r}, status={self.status!r})"
+
     @property
     def status(self) -> str:
-        """``running``, ``finished``, ``failed``, ``interrupted`` (from ``run.json``)."""
-        return str(runs.open_run(self.path).status.get("status", "unknown"))
+        """``created``, ``running``, ``finished``, ``failed`` or ``interrupted`` (from ``run.json``)."""
+        return str(runs.Run(self.path).status.get("status", "unknown"))
 
     @property
     def config(self) -> dict[str, Any]:
@@ -73,30 +98,51 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, Any] | None:
-        """The last evaluation (``metrics.json``), or None when the run was not evaluated."""
+        """The last evaluation (``metrics.json``: ``["lo"]["accuracy"]``, ``["hi"]["macro_f1"]``, ``["H"]``,
+        ...), or None when the run was not evaluated."""
         file = self.path / runs.Run.METRICS
         return datafiles.read_json(file) if file.is_file() else None
 
-    def evaluate(self, *, progress: bool = False) -> dict[str, Any]:
-        """Evaluate on both test splits; returns (and writes) ``metrics.json``."""
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One record per trained epoch (``metrics.jsonl``: ``epoch``, ``loss``, ``lr``, ...); [] for none."""
+        file = self.path / runs.Run.HISTORY
+        if not file.is_file():
+            return []
+        lines = file.read_text(encoding="utf-8").splitlines()
+        return [datafiles.parse_json(line, str(file)) for line in lines if line.strip()]
+
+    def evaluate(self, *, progress: bool = True) -> dict[str, Any]:
+        """Evaluate on both test splits; returns (and writes) ``metrics.json`` (see :func:`evaluate`)."""
         return evaluate(self.path, progress=progress)
 
     def export(self, path: str | Path | None = None) -> Path:
         """Write the class embeddings to ``path`` (default: the run's ``prompts.safetensors``)."""
         return export(self.path, path)
 
-    def predict(self, paths: Sequence[str | Path], **options: Any) -> list[dict[str, Any]]:
-        """Classify image files and folders with this run's prompts (see :func:`predict`)."""
-        return predict(paths, run=self.path, **options)
+    def predict(self, inputs: Any, **options: Any) -> list[dict[str, Any]]:
+        """Classify images with this run's prompts (see :func:`predict`)."""
+        return predict(inputs, run=self.path, **options)
 
 
 def train_config(
     *, config: str | Path | None = None, sets: Iterable[str] = (), **options: Any
 ) -> dict[str, Any]:
     """The resolved run config of :func:`train`'s arguments (defaults < task < ``config`` < options <
-    ``sets``), validated like ``kmat train``'s."""
+    ``sets``), validated like ``kmat train``'s.
+
+    >>> cfg = kmat.train_config(task="phantom", epochs=2, method={"lambda1": 2.0}, sets=["train.lr=0.01"])
+    >>> cfg["train"]["epochs"], cfg["method"]["lambda1"], cfg["train"]["lr"]
+    (2, 2.0, 0.01)
+    """
     from kmat_cli import config as config_mod
 
+    for key in ("task", "method"):
+        if isinstance(options.get(key), str) and "," in options[key]:
+            raise UsageError(
+                f"kmat train takes one {key}, got '{options[key]}'; to compare several, run "
+                f"`kmat benchmark --{key}{'s' if key == 'method' else ''} {options[key]}`"
+            )
     flags: dict[str, Any] = {}
     for key, value in options.items():
         if key in _SECTIONS and isinstance(value, Mapping):  # method={"name": "coop", "lambda1": 2}
@@ -118,15 +164,21 @@ def train(
     sets: Iterable[str] = (),
     resume: str | Path | None = None,
     evaluate: bool = True,
-    progress: bool = False,
+    progress: bool = True,
     show: bool = False,
+    verbose: bool = False,
     **options: Any,
 ) -> Run:
     """Train prompts (``kmat train``) and return the finished :class:`Run`.
 
     ``resume``: a run folder to continue with its saved config (no other options then). ``progress``:
-    progress on stderr (bars on a terminal, one line per epoch otherwise); ``show``: the metrics table
-    on stderr."""
+    progress on stderr (bars on a terminal, one line per epoch in a notebook or log; ``False``: silent);
+    ``show``: the metrics table on stderr; ``verbose``: also the label-free check at initialisation.
+
+    >>> run = kmat.train(task="phantom", method="kmat", seed=1, epochs=2, shots=2, progress=False)
+    >>> run.path.as_posix(), 0 <= run.metrics["lo"]["accuracy"] <= 1
+    ('runs/train/phantom-kmat-s1-1', True)
+    """
     from kmat_cli import config as config_mod
     from kmat_cli import workflow
 
@@ -155,30 +207,64 @@ def train(
         cfg = train_config(config=config, sets=sets, **options)
         run = None
     scores = ("test",) if evaluate else ()
-    done = workflow.run_training(cfg, run=run, scores=scores, progress=progress, show=show)
+    done = workflow.run_training(cfg, run=run, scores=scores, progress=progress, show=show, verbose=verbose)
     return Run(done.path)
 
 
-def evaluate(run: str | Path | Run, *, progress: bool = False, show: bool = False) -> dict[str, Any]:
-    """``kmat evaluate``: metrics on both test splits of a trained run, written to its ``metrics.json``."""
+def evaluate(run: str | Path | Run, *, progress: bool = True, show: bool = False) -> dict[str, Any]:
+    """``kmat evaluate``: metrics on both test splits of a trained run, written to its ``metrics.json``.
+
+    >>> metrics = kmat.evaluate("runs/train/phantom-kmat-s1-1", progress=False)
+    >>> sorted(k for k in metrics if k in ("hi", "lo", "H"))
+    ['H', 'hi', 'lo']
+    """
     from kmat_cli import workflow
 
     return workflow.evaluate_run(_path(run), progress=progress, show=show)
 
 
 def export(run: str | Path | Run, path: str | Path | None = None) -> Path:
-    """``kmat export``: a run's class embeddings to ``path`` (default ``RUN/prompts.safetensors``)."""
+    """``kmat export``: a finished run's class embeddings to ``path`` (default ``RUN/prompts.safetensors``).
+
+    >>> kmat.export("runs/train/phantom-kmat-s1-1", "phantom-prompts.safetensors").name
+    'phantom-prompts.safetensors'
+    """
     from kmat_cli import workflow
 
     return workflow.export_run(_path(run), path)
 
 
-def load_prompts(path: str | Path) -> Any:
-    """Read a ``prompts.safetensors``: a :class:`kmat_cli.export.Prompts` (``embeddings["lo"]`` (K, D),
-    ``class_names``, ``logit_scale``, ``backbone``, ``preprocess``, ``metadata``; ``logits(features)``)."""
+def load_prompts(path: str | Path | Run) -> Any:
+    """Read a ``prompts.safetensors`` (or a finished run folder's): a :class:`kmat_cli.export.Prompts`
+    (``embeddings["lo"]`` (K, D), ``class_names``, ``logit_scale``, ``backbone``, ``preprocess``,
+    ``metadata``; ``logits(features)``).
+
+    >>> prompts = kmat.load_prompts("runs/train/phantom-kmat-s1-1")
+    >>> len(prompts.class_names), tuple(prompts.embeddings["lo"].shape)
+    (8, (8, 128))
+    """
     from kmat_cli.export import read_prompts
 
-    return read_prompts(path)
+    return read_prompts(runs.prompts_file(_path(path)))
+
+
+def sample_images(
+    out: str | Path, *, task: str = "phantom", modality: str = "lo", per_class: int = 1
+) -> list[Path]:
+    """``kmat data sample``: copy ``per_class`` test images of each class of ``task`` (``lo``: the low end)
+    into the new folder ``out`` as ``<nn>-<class>.<ext>``; returns the files. Nothing is overwritten.
+
+    >>> [p.name for p in kmat.sample_images("scans")][:2]
+    ['00-adenoma.png', '01-hamartoma.png']
+    """
+    from kmat_cli import registry
+    from kmat_cli.api import MODALITIES
+    from kmat_cli.data import write_samples
+
+    if modality not in MODALITIES:
+        raise UsageError(f"--modality '{modality}' is not known; use one of: {', '.join(MODALITIES)}")
+    instance = registry.get("tasks", task)()
+    return write_samples(instance.split(modality, "test"), instance.class_names, out, per_class)
 
 
 def _row_sink(class_names: Sequence[str]) -> Any:
@@ -197,7 +283,7 @@ def _row_sink(class_names: Sequence[str]) -> Any:
 
 
 def predict(
-    paths: Sequence[str | Path],
+    inputs: Any,
     *,
     run: str | Path | Run | None = None,
     embeddings: str | Path | None = None,
@@ -206,19 +292,37 @@ def predict(
     batch_size: int = 64,
     workers: int | None = 0,
     threads: int | None = None,
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
     """``kmat predict`` as rows: one dict per image (per frame of a multi-frame DICOM) with ``path``,
-    ``frame``, ``label``, ``probabilities`` ({class: p}) and ``error`` (a file that cannot be read gets
-    its error on its row, the others go on). Give exactly one of ``run`` and ``embeddings``."""
-    from kmat_cli.predict import find_inputs, load_classifier
+    ``frame``, ``label``, ``probabilities`` ({class: p}) and ``error``, in input order; ``pandas.DataFrame(rows)``
+    takes them as they are (``pandas.json_normalize(rows)`` spreads the probabilities into columns).
+
+    ``inputs``: a path (image file or folder, walked recursively), a Pillow image, a tensor of images
+    ((N, 3, H, W) or (N, 1, H, W) with values in [0, 1], as torchvision's ``to_tensor`` makes them) or a
+    list of these; an image in memory gets ``<image N>`` as its path. A file that cannot be read gets its
+    error on its row, the others go on. Prompts: ``run`` (a finished run) or ``embeddings`` (a
+    ``prompts.safetensors``); neither: the run that finished last under ``./runs/train``, else
+    ``./prompts.safetensors``.
+
+    >>> rows = kmat.predict("scans/", run="runs/train/phantom-kmat-s1-1", progress=False)
+    >>> len(rows), sorted(rows[0])
+    (8, ['error', 'frame', 'label', 'path', 'probabilities'])
+    >>> from PIL import Image
+    >>> [r["path"] for r in kmat.predict([Image.open(rows[0]["path"])], progress=False)]
+    ['<image 0>']
+    """
+    from kmat_cli.predict import gather, load_classifier
     from kmat_cli.predict import predict as classify
 
-    files, _ = find_inputs(paths)
+    files, _ = gather(inputs)
     classifier = load_classifier(
         run=_path(run) if run is not None else None, embeddings=embeddings, modality=modality, device=device
     )
     sink = _row_sink(classifier.class_names)
-    classify(classifier, files, sink, batch_size=batch_size, workers=workers, threads=threads)
+    classify(
+        classifier, files, sink, batch_size=batch_size, workers=workers, threads=threads, progress=progress
+    )
     return sink.rows
 
 

@@ -4,7 +4,8 @@ A method (:class:`kmat_cli.methods.base.Method`) owns its parameters and loss te
 rest and knows nothing about any particular method. Inputs are the frozen image features of the few-shot
 set (computed once, from the feature cache) and their labels; the trainer never sees an image.
 
-Schedule (the CoOp/Dassl recipe, per epoch e = 0 .. E-1, W warm-up epochs):
+Schedule (the CoOp/Dassl recipe, per epoch e = 0 .. E-1, W = min(warmup_epochs, floor(E / 10)) warm-up
+epochs: the warm-up takes at most a tenth of the run, so a short run is not all warm-up; 50 epochs keep 1):
     lr_e = warmup_lr                                         for e < W
     lr_e = lr * (1 + cos(pi * (e - W) / E)) / 2              otherwise ("cosine"; "constant": lr)
 Batches: a permutation of the N few-shot samples drawn from a generator seeded by (seed, epoch); the last
@@ -62,7 +63,9 @@ def lr_at(
     warmup_lr: float = 0.0,
     scheduler: str = "cosine",
 ) -> float:
-    """The learning rate of 0-based ``epoch`` (see the module docstring)."""
+    """The learning rate of 0-based ``epoch`` (see the module docstring: at most ``epochs // 10`` epochs of
+    warm-up)."""
+    warmup_epochs = min(warmup_epochs, epochs // 10)
     if epoch < warmup_epochs:
         return warmup_lr
     if scheduler == "constant":

@@ -6,8 +6,8 @@ create (or reopen) the run folder, :func:`learn` (train with the shared trainer,
 write ``prompts.safetensors``), then the scores asked for (:data:`SCORES`: :func:`score_test` on both
 test splits, ``metrics.json`` and a table on stderr; :func:`score_validation` on the high-end validation
 split, ``metrics-val.json``) and only then mark the run finished. Methods with description prototypes per
-modality also get a label-free, text-only check (``checks.json``, one stderr line at the start: mean
-cos(p_hi, p_lo) vs mean cos(t_hi, t_lo), the input of docs/defaults.md). Low-end images are read only by
+modality also get a label-free, text-only check (``checks.json``; with ``verbose`` one stderr line at the
+start: mean cos(p_hi, p_lo) vs mean cos(t_hi, t_lo), the input of docs/defaults.md). Low-end images are read only by
 the test evaluation, after training.
 """
 
@@ -24,7 +24,7 @@ from kmat_cli import atomic, checkpoint, datafiles, runs
 from kmat_cli.api import MODALITIES
 from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
-from kmat_cli.progress import say
+from kmat_cli.progress import say, warn
 from kmat_cli.runs import Run
 from kmat_cli.signals import Terminated
 
@@ -116,6 +116,10 @@ def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
     train.seed_everything(int(tcfg["seed"]))
     method = assemble.build_method(parts)
     prepared = Prepared(cfg, parts, method, device, started=started)
+    if method.trainable and int(tcfg["epochs"]) < 1:
+        raise UsageError(
+            f"train.epochs is {tcfg['epochs']}: method '{cfg['method']['name']}' trains, give at least 1 epoch"
+        )
     if method.trainable:  # every training image is read before the run folder exists: bad input leaves none
         from kmat_cli.features import image_features
 
@@ -203,6 +207,7 @@ def run_training(
     scores: Sequence[str] = ("test",),
     progress: bool = True,
     show: bool = True,
+    verbose: bool = False,
 ) -> runs.Run:
     """Train (or, given ``run``, resume) the configured method and score it; returns the finished run.
 
@@ -210,7 +215,8 @@ def run_training(
     (train, checks, export), then each of ``scores`` (:data:`SCORES`): ``test`` (:func:`score_test`) and
     ``hi-val`` (:func:`score_validation`), and only then the run is marked finished. ``progress``:
     progress bars on stderr (one line per epoch where stderr is not a terminal); ``show``: the metrics
-    table on stderr (stdout is left to the caller: ``kmat train`` prints the run folder there).
+    table on stderr (stdout is left to the caller: ``kmat train`` prints the run folder there); ``verbose``:
+    also the label-free check at initialisation on stderr (it is always in ``checks.json``).
 
     The run is held while it trains (:meth:`runs.Run.in_use`): a second process resuming it is refused,
     and deleting its folder meanwhile fails the run (exit 1) instead of recreating the folder."""
@@ -226,13 +232,13 @@ def run_training(
         prepared = prepare(cfg, progress=progress)
         resume = run is not None
         if run is None:
-            run = runs.start(prepared.cfg, "train")
+            run = runs.start(prepared.cfg, "train", task=_task_name(prepared))
             hold.enter_context(run.in_use())
         else:
             atomic.remove_temporaries(run.path)  # what the killed process was writing
             run.mark("running")
-        _started(prepared, run, resume=resume, talk=show or progress)
-        with _marking(run):
+        _started(prepared, run, resume=resume, talk=show or progress, verbose=verbose)
+        with _marking(run, talk=show or progress):
             history = learn(prepared, run, resume=resume, progress=progress)
             timing = _timing(history, time.perf_counter() - prepared.started)
             if "hi-val" in scores:
@@ -240,14 +246,22 @@ def run_training(
             if "test" in scores:
                 metrics = score_test(prepared, run, timing, progress=progress)
                 if show:
-                    _show(prepared.cfg, metrics)
+                    _show(prepared.cfg, metrics, _task_name(prepared))
     return run
 
 
-def _show(cfg: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+def _task_name(prepared: Prepared) -> str:
+    """The name runs and tables show: a task file's ``name:`` for a task file, else the config's task name."""
+    given = str(prepared.cfg["task"]["name"])
+    name = getattr(prepared.parts.task, "name", None)
+    from_file = given.lower().endswith((".yaml", ".yml"))
+    return name if from_file and isinstance(name, str) and name else given
+
+
+def _show(cfg: Mapping[str, Any], metrics: Mapping[str, Any], task: str) -> None:
     from kmat_cli.evaluate import render
 
-    title = f"{cfg['task']['name']} / {cfg['method']['name']} / seed {cfg['train']['seed']}"
+    title = f"{task} / {cfg['method']['name']} / seed {cfg['train']['seed']}"
     render(metrics, title=title, stderr=True)
 
 
@@ -259,26 +273,28 @@ def _already_finished(run: runs.Run) -> None:
         render(datafiles.read_json(run.file(Run.METRICS)), title=str(run.path), stderr=True)
 
 
-def _started(prepared: Prepared, run: runs.Run, *, resume: bool, talk: bool) -> None:
-    """Say where the run is and write the label-free checks at initialisation."""
+def _started(prepared: Prepared, run: runs.Run, *, resume: bool, talk: bool, verbose: bool = False) -> None:
+    """Say where the run is and write the label-free checks at initialisation (said only when ``verbose``)."""
     if talk:
         say(f"{'resuming' if resume else 'run folder'} {run.path}")
     if prepared.init_checks is not None:
         _write_checks(run, prepared.init_checks)
-        if talk:
+        if verbose:
             say(checks_line(prepared.init_checks))
 
 
 @contextlib.contextmanager
-def _marking(run: runs.Run) -> Iterator[None]:
+def _marking(run: runs.Run, *, talk: bool = False) -> Iterator[None]:
     """Mark the run finished when the body ends, interrupted or failed when it raises. An interrupt
-    (Ctrl-C, or SIGTERM as :class:`~kmat_cli.signals.Terminated`) also says how to continue the run."""
+    (Ctrl-C, or SIGTERM as :class:`~kmat_cli.signals.Terminated`) also says, with ``talk``, where the run
+    stopped and how to continue it (:func:`kmat_cli.runs.resume_message`)."""
     try:
         yield
     except (KeyboardInterrupt, Terminated):
         with contextlib.suppress(Exception):  # best effort, as below
             run.mark("interrupted")
-        say(f"{run.path} stopped; continue it with: kmat train --resume {run.path}")
+        if talk:
+            say(runs.resume_message(run))
         raise
     except BaseException as exc:
         with contextlib.suppress(Exception):  # best effort (e.g. a full disk): the cause is what to report
@@ -293,6 +309,10 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     from kmat_cli.config import load_saved
 
     run = runs.open_run(path)
+    if not run.file(Run.CONFIG).is_file():
+        raise UsageError(
+            f"{run.path}: stopped before its {Run.CONFIG} was saved; nothing to load, start anew"
+        )
     cfg = load_saved(run.file(Run.CONFIG))
     train.set_threads(int(cfg["train"].get("threads", 0)))
     device = resolve_device(cfg["train"]["device"])
@@ -301,12 +321,8 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     method = assemble.build_method(parts)
     if method.trainable:
         if not checkpoint.exists(run.path):
-            raise UsageError(
-                f"{run.path}: no checkpoint yet; train it first (kmat train --resume {run.path})"
-            )
-        ckpt = checkpoint.restore(run.path, method)
-        if ckpt.epoch < int(cfg["train"]["epochs"]):
-            say(f"{run.path} stopped after epoch {ckpt.epoch} of {cfg['train']['epochs']}; using that state")
+            raise UsageError(f"{run.path}: no checkpoint yet; {runs.resume_hint(run.path)}")
+        checkpoint.restore(run.path, method)
     method.eval()
     return run, cfg, parts, method
 
@@ -316,6 +332,11 @@ def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) 
     from kmat_cli.evaluate import render
 
     run, cfg, parts, method = load_trained(path)
+    if not run.finished:  # evaluating a partly trained model is a diagnosis: say so where it cannot be missed
+        warn(
+            f"{run.path}: unfinished run ({runs.stopped_at(run)}); these are the metrics of that state; "
+            f"{runs.resume_hint(run.path)}"
+        )
     with _kept(run, "evaluation"):
         metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
         timing = _training_timing(run)
@@ -375,9 +396,9 @@ def export_run(path: str | Path, out: str | Path | None = None) -> Path:
     from the run's learned state."""
     from kmat_cli import export, outputs
 
+    finished = runs.require_finished(path, "export")  # a partly trained model is resumed, not deployed
     if out is not None:
-        run = runs.open_run(path)
-        outputs.check_run_files(out, run.path, "--out", allowed=[run.file(Run.PROMPTS)])
+        outputs.check_run_files(out, finished.path, "--output", allowed=[finished.file(Run.PROMPTS)])
     run, cfg, parts, method = load_trained(path)
     with _kept(run, "export"):
         return export.write_prompts(

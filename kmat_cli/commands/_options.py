@@ -3,8 +3,9 @@ type, default) in every command that takes it.
 
 Each factory returns the Typer declaration to use as a parameter's default, ``task: str = options.task()``;
 ``help=`` words it for a command whose use differs (``--task`` of ``kmat benchmark`` takes a list).
-Short names are kept unique across kmat: ``-t`` task, ``-m`` method(s), ``-b`` backbone (``kmat predict``
-uses ``-b`` for ``--batch-size`` and has no ``--backbone``), ``-c`` config, ``-o`` the output, ``-j`` jobs.
+A short name means one thing across kmat: ``-t`` task, ``-m`` method(s), ``-b`` backbone, ``-c`` config,
+``-o`` the file a command writes (``--output``), ``-j`` jobs. A folder a command writes is ``--out`` (no
+short name), so ``-o best.yaml`` can never create a folder named like a file.
 
 Also the parsers of the list-valued options (``--seeds 1,2,3``, ``--task chest,breast``), so that every
 command reads and rejects them alike. Light at import time (Typer only), like every command module.
@@ -86,13 +87,25 @@ def sets(help: str = "Override any config key: --set method.lambda1=2") -> Any:
 
 
 def out(help: str, required: bool = False) -> Any:
-    """``--out/-o``: the folder (or file) a command writes."""
-    return typer.Option(... if required else None, "--out", "-o", help=help)
+    """``--out``: the folder a command writes (no short name: ``-o`` is a file, :func:`output`)."""
+    return typer.Option(... if required else None, "--out", help=help)
 
 
 def output(help: str) -> Any:
     """``--output/-o``: the file a command writes its result to."""
     return typer.Option(None, "--output", "-o", help=help)
+
+
+def check_folder(out: Any) -> None:
+    """A one-line UsageError when a folder option (``--out``) is named like a file the command could write
+    instead (``.yaml``, ``.json``, ``.csv``, ...): the user meant ``--output``."""
+    from pathlib import Path
+
+    from kmat_cli.errors import UsageError
+
+    suffix = Path(str(out)).suffix.lower() if out is not None else ""
+    if suffix in (".yaml", ".yml", ".json", ".jsonl", ".csv", ".md", ".safetensors", ".txt"):
+        raise UsageError(f"--out {out} is a folder; to write a file, use --output {out} (-o)")
 
 
 def run_folder() -> Any:

@@ -62,7 +62,9 @@ def benchmark_grid(
     device: str = options.device(),
     config: Path = options.config("YAML config file applied to every cell."),
     sets: list[str] = options.sets("Override a config key in every cell: --set train.lr=0.002"),
-    out: Path = options.out("Benchmark folder (default runs/benchmark/<tasks>)."),
+    out: Path = options.out(
+        "Benchmark folder (default runs/benchmark/<tasks>, or <tasks>-2, ... when that holds another grid)."
+    ),
     executor: str = options.executor(),
     address: str = options.address(),
     shard_index: int = typer.Option(0, "--shard-index", help="Run only this shard of the grid (0-based)."),
@@ -88,6 +90,7 @@ def benchmark_grid(
     from kmat_cli.errors import UsageError
     from kmat_cli.experiments import benchmark
 
+    options.check_folder(out)
     tasks = options.comma_list(task, "task")
     if not tasks:
         raise UsageError("kmat benchmark needs --task, e.g. --task phantom")
@@ -113,7 +116,11 @@ def benchmark_grid(
         flags=benchmark.common_flags(config, flags),
         sets=tuple(sets),
     )
-    folder = out or benchmark.default_out(tasks)
+    folder = out or benchmark.choose_folder(request, tasks)
+    if out is None and folder != benchmark.default_out(tasks):
+        from kmat_cli.progress import say
+
+        say(f"{benchmark.default_out(tasks)} holds another benchmark; writing to {folder}")
     plan, outcomes = benchmark.run(
         request,
         folder,

@@ -1,4 +1,5 @@
-"""``kmat data``: prepare a task's public datasets (``prepare``) and check prepared data (``check``)."""
+"""``kmat data``: prepare a task's public datasets (``prepare``), check prepared data (``check``) and write a
+small folder of a task's images to try ``kmat predict`` on (``sample``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from kmat_cli.commands import _options as options
 
 app = typer.Typer(
     name="data",
-    help="Prepare the public datasets of a task and check prepared data.\n\n"
+    help="Prepare the public datasets of a task, check prepared data, write sample images.\n\n"
     "Example: kmat data prepare breast --source ~/Downloads/DMID --source-lo ~/Downloads/Dataset_BUSI_with_GT",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -130,3 +131,25 @@ def check(
                 name: sum(1 for s in samples if s.label == i) for i, name in enumerate(instance.class_names)
             }
     Console().print(_counts_table(f"{instance.name}: all splits load", counts, list(instance.class_names)))
+
+
+@app.command("sample")
+def sample(
+    out: Path = options.out("New folder to write the images to.", required=True),
+    task: str = options.task("Task whose images to copy (default: phantom, generated offline)."),
+    modality: str = typer.Option("lo", "--modality", help="lo (the deployment side) or hi."),
+    per_class: int = typer.Option(1, "--per-class", "-n", help="Images per class."),
+) -> None:
+    """Copy a few test images per class of a task into a new folder, to try `kmat predict` on.
+
+    Files are named <n>-<class>.<ext>, so a prediction can be checked by eye. Prints the folder on stdout.
+
+    Example: kmat data sample --out scans/
+    """
+    from kmat_cli import session
+    from kmat_cli.progress import say
+
+    files = session.sample_images(out, task=task or "phantom", modality=modality, per_class=per_class)
+    side = "low-end" if modality == "lo" else "high-end"
+    say(f"wrote {len(files)} {side} test images of {task or 'phantom'} ({per_class} per class) to {out}")
+    typer.echo(str(out))

@@ -11,12 +11,12 @@ from kmat_cli.commands import _options as options
 
 def command(
     run: Path = options.run_folder(),
-    out: Path = options.out("Write here instead of RUN/prompts.safetensors."),
+    output: Path = options.output("Write here instead of RUN/prompts.safetensors."),
 ) -> None:
     """Export a run's class embeddings (hi and lo, K x D) with metadata to a safetensors file.
 
-    Example: kmat export runs/train/phantom-kmat-s1-1 --out phantom-prompts.safetensors
+    Example: kmat export runs/train/phantom-kmat-s1-1 --output phantom-prompts.safetensors
     """
     from kmat_cli import session
 
-    typer.echo(str(session.export(run, out)))
+    typer.echo(str(session.export(run, output)))

@@ -11,14 +11,22 @@ from kmat_cli.commands import _options as options
 
 def command(
     paths: list[Path] = typer.Argument(..., help="Image files and folders (walked recursively)."),
-    run: Path = typer.Option(None, "--run", help="A run folder made by `kmat train` (its prompts)."),
+    run: Path = typer.Option(
+        None,
+        "--run",
+        help="A finished run folder made by `kmat train` (its prompts). Default: the run that finished last "
+        "under ./runs/train, else ./prompts.safetensors.",
+    ),
     embeddings: Path = typer.Option(
-        None, "--embeddings", "-e", help="A prompts.safetensors made by `kmat export`."
+        None,
+        "--embeddings",
+        "-e",
+        help="A prompts.safetensors (from a run or `kmat export`), or a run folder.",
     ),
     modality: str = typer.Option("lo", "--modality", help="Which class embeddings: lo or hi."),
     fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or jsonl."),
     output: Path = options.output("Write rows here (default: stdout)."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per model batch."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per model batch."),
     workers: int = typer.Option(
         None,
         "--workers",
@@ -44,6 +52,8 @@ def command(
     SIGTERM (both keep the rows so far), 141 when the reader of stdout left early (`| head`).
 
     Example: kmat predict scans/ --run runs/train/phantom-kmat-s1-1 --output predictions.csv
+
+    Sample images to try it on: kmat data sample --out scans/
     """
     from kmat_cli.predict import run_predict
 

@@ -42,6 +42,12 @@ def command(
     ),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate on both test splits."),
     as_json: bool = options.as_json("Print {run, metrics} as JSON on stdout instead of the run folder."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Also show the label-free check at initialisation (always in checks.json).",
+    ),
 ) -> None:
     """Train prompts with a method on a task and save the run (config, checkpoints, prompts, metrics).
 
@@ -53,7 +59,8 @@ def command(
 
     from kmat_cli import session
 
-    options = {
+    options.check_folder(out)
+    given = {
         "transport": transport,
         "backbone": backbone,
         "shots": shots,
@@ -73,7 +80,8 @@ def command(
         evaluate=evaluate,
         progress=True,
         show=not as_json,
-        **{k: v for k, v in options.items() if v is not None},
+        verbose=verbose,
+        **{k: v for k, v in given.items() if v is not None},
     )
     if as_json:
         typer.echo(json.dumps({"run": str(run.path), "metrics": run.metrics}, indent=2))

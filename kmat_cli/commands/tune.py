@@ -32,7 +32,7 @@ def command(
     executor: str = options.executor(),
     address: str = options.address(),
     jobs: int = options.jobs("Parallel workers (local process pool or Ray CPUs); 1 runs in this process."),
-    output: Path = typer.Option(None, "--output", help="Also write the best config to this YAML file."),
+    output: Path = options.output("Also write the best config to this YAML file."),
 ) -> None:
     """Tune config values on the high-end validation split only (low-end images are never read) and write
     the best point as a config file for `kmat train --config`. Finished trials are reused on a rerun.
@@ -41,6 +41,7 @@ def command(
     """
     from kmat_cli.experiments import tune
 
+    options.check_folder(out)
     flags = {
         "task.name": task,
         "method.name": method,

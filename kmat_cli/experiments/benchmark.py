@@ -251,12 +251,48 @@ def default_out(tasks: Sequence[str]) -> Path:
     return Path("runs") / "benchmark" / "-".join(task_slug(t) for t in tasks)
 
 
+def _same(request: Request, other: Request) -> bool:
+    def key(r: Request) -> str:
+        return json.dumps(r.to_dict(), sort_keys=True, default=str)
+
+    return key(request) == key(other)
+
+
+def check_folder(request: Request, out: Path) -> None:
+    """A benchmark folder holds one request: a rerun of it resumes there; another request is a one-line
+    UsageError (its report would replace the folder's report beside plots and cells of the first)."""
+    if (out / REQUEST_FILE).is_file() and not _same(request, load_request(out)):
+        raise UsageError(
+            f"{out}: holds another benchmark ({REQUEST_FILE} differs: other tasks, methods, seeds or "
+            "settings); pass a new --out (a rerun of the same grid resumes there)"
+        )
+
+
+def choose_folder(request: Request, tasks: Sequence[str]) -> Path:
+    """The default folder of ``request``: ``runs/benchmark/<tasks>``, or ``<tasks>-2``, ``-3``, ... when that
+    holds another request: the first one that holds this request (a rerun resumes it), else the first new
+    one. Never a folder holding another benchmark."""
+    base = default_out(tasks)
+    n = 1
+    while True:
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        if not (folder / REQUEST_FILE).is_file():
+            return folder
+        try:
+            check_folder(request, folder)
+            return folder
+        except UsageError:
+            n += 1
+
+
 def run(request: Request, out: Path, **options: Any) -> tuple[Plan, list[Outcome]]:
     """Validate, save ``benchmark.json`` and run the request's grid (this shard of it) under ``out``;
     ``options`` are those of :func:`~kmat_cli.experiments.runner.run_cells` (executor, address,
-    shard_index, num_shards, jobs, progress)."""
+    shard_index, num_shards, jobs, progress). ``out`` holding another request is refused
+    (:func:`check_folder`)."""
     plan = Plan(request)
     plan.validate()
+    check_folder(request, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / REQUEST_FILE, request.to_dict())
     return plan, run_cells(plan.cells(), out, **options)
@@ -301,6 +337,7 @@ def merge(shards: Sequence[Path], out: Path) -> tuple[Plan, list[Outcome]]:
     found = read_cells([Path(s) for s in shards], failed=True)
     outcomes = [found.get(c.key) or Outcome(c, "missing") for c in plan.cells()]
     atomic.own(out)
+    check_folder(requests[0], out)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / REQUEST_FILE, requests[0].to_dict())
     return plan, outcomes
@@ -382,7 +419,13 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
     ]
     for table in layout.tables:
         if table.kind == "methods":
-            parts += ["## Methods (Table 2 layout)", "", report.methods_markdown(layout, table, by_key)]
+            parts += [
+                "## Methods (Table 2 layout)",
+                "",
+                report.METHODS_LEGEND,
+                "",
+                report.methods_markdown(layout, table, by_key),
+            ]
         elif table.kind == "rule":
             parts += [
                 "## Defaults rule (docs/defaults.md)",

@@ -148,6 +148,12 @@ def _blocks(layout: Layout) -> list[tuple[str, str]]:
     return blocks
 
 
+METHODS_LEGEND = (
+    "Each cell: accuracy % (macro-F1 %) on the test split, mean ± std over seeds; the best accuracy of each "
+    "row in bold. H is the harmonic mean of Hi and Lo."
+)
+
+
 def methods_markdown(layout: Layout, table: Table, outcomes: Mapping[str, Any]) -> str:
     """Table 2 layout: per task, rows Hi / Lo / H, one column per method, cells ``acc (F1)`` as
     mean ± std over seeds, the best accuracy of each row in bold; then the average over tasks."""

@@ -9,7 +9,7 @@ predict``).
 
 from kmat_cli.imagefiles import ImageFiles, SplitPreprocess
 from kmat_cli.predict.classifier import Classifier, check_match, load_classifier
-from kmat_cli.predict.inputs import find_inputs
+from kmat_cli.predict.inputs import InMemoryImage, find_inputs, gather
 from kmat_cli.predict.output import FORMATS, PROB_PREFIX, Row, RowWriter, path_text
 from kmat_cli.predict.run import FrameReader, Summary, check_options, predict, run_predict
 from kmat_cli.threads import decode_workers as auto_workers
@@ -20,6 +20,7 @@ __all__ = [
     "Classifier",
     "FrameReader",
     "ImageFiles",
+    "InMemoryImage",
     "Row",
     "RowWriter",
     "SplitPreprocess",
@@ -28,6 +29,7 @@ __all__ = [
     "check_match",
     "check_options",
     "find_inputs",
+    "gather",
     "load_classifier",
     "path_text",
     "predict",

@@ -149,6 +149,27 @@ def _check_run_classes(class_names: Sequence[str], run: Path, source: Path) -> N
         )
 
 
+DEFAULT_RUNS = Path("runs") / "train"  # where `kmat train` puts run folders by default
+
+
+def default_source() -> tuple[Path | None, Path | None]:
+    """(run, embeddings) when neither is given: the run under ``./runs/train`` that finished last, else
+    ``./prompts.safetensors``, said on stderr; a one-line UsageError saying how to make one otherwise."""
+    from kmat_cli import runs
+
+    latest = runs.latest_finished(DEFAULT_RUNS)
+    if latest is not None:
+        say(f"using {latest.path}, the run that finished last under {DEFAULT_RUNS} (--run RUN to choose)")
+        return latest.path, None
+    if Path(Run.PROMPTS).is_file():
+        say(f"using ./{Run.PROMPTS} (--run RUN or --embeddings FILE to choose)")
+        return None, Path(Run.PROMPTS)
+    raise UsageError(
+        f"no prompts to classify with: no finished run under {DEFAULT_RUNS} and no ./{Run.PROMPTS}; "
+        "train one (`kmat train --task phantom`) or pass --run RUN or --embeddings FILE"
+    )
+
+
 def load_classifier(
     *,
     run: str | Path | None = None,
@@ -156,14 +177,20 @@ def load_classifier(
     modality: str = "lo",
     device: str | torch.device = "auto",
 ) -> Classifier:
-    """Read the embeddings (``RUN/prompts.safetensors`` or ``embeddings``), build the matching image tower
-    (vision-only) and check that the two belong together (:func:`check_match`)."""
+    """Read the embeddings (``RUN/prompts.safetensors`` or ``embeddings``; neither: :func:`default_source`),
+    build the matching image tower (vision-only) and check that the two belong together
+    (:func:`check_match`). A run folder given as ``embeddings`` is taken as ``run``; an unfinished run is
+    refused with the line that resumes it (its prompts would be those of a partly trained model)."""
     from kmat_cli import runs
 
-    if (run is None) == (embeddings is None):
-        raise UsageError("give exactly one of --run RUN or --embeddings prompts.safetensors")
-    run_path = runs.open_run(run).path if run is not None else None
-    source = run_path / Run.PROMPTS if run_path is not None else Path(embeddings)  # type: ignore[arg-type]
+    if run is not None and embeddings is not None:
+        raise UsageError("give one of --run RUN or --embeddings prompts.safetensors, not both")
+    if run is None and embeddings is None:
+        run, embeddings = default_source()
+    if embeddings is not None and runs.is_run(embeddings):  # a run folder given as --embeddings
+        run, embeddings = embeddings, None
+    run_path = runs.require_finished(run, "predict").path if run is not None else None
+    source = run_path / Run.PROMPTS if run_path is not None else runs.prompts_file(embeddings)  # type: ignore[arg-type]
     if run_path is not None and not source.is_file():
         raise UsageError(f"{run_path}: no {Run.PROMPTS} yet; run `kmat export {run_path}` first")
     try:

@@ -1,15 +1,18 @@
-"""The inputs of ``kmat predict``: files and folders walked into a deterministic list of image files."""
+"""The inputs of ``kmat predict``: files and folders walked into a deterministic list of image files, and
+(for the Python API) images already in memory: Pillow images and tensor batches."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kmat_cli.errors import UsageError
 from kmat_cli.images import IMAGE_SUFFIXES, is_dicom
 
-__all__ = ["find_inputs"]
+__all__ = ["InMemoryImage", "find_inputs", "gather"]
 
 
 def _wanted(entry: os.DirEntry[str]) -> bool:
@@ -109,3 +112,69 @@ def find_inputs(paths: Sequence[str | Path]) -> tuple[list[Path], int]:
             f"no image files found in {where} (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM)"
         )
     return files, skipped
+
+
+@dataclass(frozen=True)
+class InMemoryImage:
+    """An input image that is no file: a Pillow image (RGB as :func:`kmat_cli.images.to_rgb` makes it), shown
+    in the output as ``<image N>``, ``N`` its 0-based place among the inputs."""
+
+    image: Any
+    index: int
+
+    def __str__(self) -> str:
+        return f"<image {self.index}>"
+
+
+def _tensor_images(batch: Any) -> list[Any]:
+    """A tensor of images, (N, C, H, W) or one (C, H, W) with C 1 or 3 and values in [0, 1] (torchvision's
+    ``to_tensor`` convention), as Pillow images (values rounded to 8 bits, as a PNG of them would hold)."""
+    from torchvision.transforms.functional import to_pil_image
+
+    if batch.dim() == 3:
+        batch = batch[None]
+    if batch.dim() != 4 or batch.shape[1] not in (1, 3) or batch.is_complex():
+        raise UsageError(
+            f"a tensor of images must be (N, 3, H, W), (N, 1, H, W) or (C, H, W); got {tuple(batch.shape)}"
+        )
+    pixels = batch.detach().float().cpu()
+    if pixels.numel() and not (float(pixels.min()) >= 0 and float(pixels.max()) <= 1):
+        raise UsageError(
+            "a tensor of images must hold values in [0, 1] (torchvision's to_tensor); rescale it"
+        )
+    return [to_pil_image(x) for x in pixels]
+
+
+def gather(inputs: Any) -> tuple[list[Path | InMemoryImage], int]:
+    """What the Python API's ``predict`` classifies, in order, and the entries skipped in folders: a path
+    (file or folder, as text or ``Path``), a Pillow image, a tensor of images (:func:`_tensor_images`), or a
+    list mixing these. Paths go through :func:`find_inputs`; images become :class:`InMemoryImage`."""
+    import torch
+    from PIL import Image
+
+    if isinstance(inputs, (str, os.PathLike, Image.Image, torch.Tensor)):
+        inputs = [inputs]
+    items: list[Any] = []
+    for item in inputs:
+        if isinstance(item, torch.Tensor):
+            items += _tensor_images(item)
+        else:
+            items.append(item)
+    found: list[Path | InMemoryImage] = []
+    skipped = 0
+    for item in items:
+        if isinstance(item, Image.Image):
+            from kmat_cli.images import to_rgb
+
+            found.append(InMemoryImage(to_rgb(item), len(found)))
+        elif isinstance(item, (str, os.PathLike)):
+            files, n = find_inputs([item])
+            found += files
+            skipped += n
+        else:
+            raise UsageError(
+                f"cannot classify a {type(item).__name__}; give paths, folders, Pillow images or a tensor"
+            )
+    if not found:
+        raise UsageError("give at least one image file, folder or image")
+    return found, skipped

@@ -22,7 +22,7 @@ from kmat_cli import threads as thread_policy
 from kmat_cli.errors import UsageError
 from kmat_cli.images import Frames, check_frames, load_frames
 from kmat_cli.predict.classifier import Classifier, load_classifier
-from kmat_cli.predict.inputs import find_inputs
+from kmat_cli.predict.inputs import InMemoryImage, find_inputs
 from kmat_cli.predict.output import Row, RowWriter, check_format
 from kmat_cli.progress import bar, say
 from kmat_cli.signals import Terminated, terminate_as_interrupt
@@ -50,7 +50,9 @@ class FrameReader:
     def __init__(self, frames: Frames) -> None:
         self.frames = frames
 
-    def __call__(self, path: Path, preprocess: Any) -> list[tuple[int | None, torch.Tensor]]:
+    def __call__(self, path: Path | InMemoryImage, preprocess: Any) -> list[tuple[int | None, torch.Tensor]]:
+        if isinstance(path, InMemoryImage):
+            return [(None, preprocess(path.image))]
         return [(frame, preprocess(img)) for frame, img in load_frames(path, self.frames)]
 
 

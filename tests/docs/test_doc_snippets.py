@@ -1,6 +1,7 @@
 """Every fenced code block of README.md and docs/*.md that can run offline runs, against the phantom world.
 
-A block runs in a folder shared by the blocks of its file (in order), which holds what the docs refer to:
+A block runs in a folder shared by the blocks of its file (in order). README.md's folder starts empty, as a
+fresh clone's would: its blocks make every file they use. For docs/*.md it holds what those docs refer to:
 ``runs/train/phantom-kmat-s1-1`` (a short K-MaT run), ``prompts.safetensors`` exported from it, ``scans/``
 (phantom low-end test images) and ``scan.png``. ``bash`` blocks run with ``bash -eo pipefail`` and the
 environment's ``kmat`` on PATH; ``python`` blocks run in this process with their own globals; ``yaml``
@@ -111,12 +112,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def folders(world: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
-    """One copy of the world per markdown file (made on first use), shared by that file's blocks."""
+    """One folder per markdown file (made on first use), shared by that file's blocks: a copy of the world,
+    empty for README.md."""
 
     class Folders(dict):
         def __missing__(self, doc: Path) -> Path:
             folder = tmp_path_factory.mktemp(doc.stem)
-            shutil.copytree(world, folder, dirs_exist_ok=True)
+            if doc != REPO / "README.md":  # the README makes its own files, from nothing
+                shutil.copytree(world, folder, dirs_exist_ok=True)
             self[doc] = folder
             return folder
 

@@ -114,7 +114,7 @@ def test_scientific_notation_is_a_float_in_set_and_in_config_files(tmp_path: Pat
     config.write_text("train: {warmup_lr: 2e-6}\ntransport: {name: fgw, alpha: 5E-1}\n", encoding="utf-8")
     out = tmp_path / "runs"
     result = cli(
-        "train", *PHANTOM, "--epochs", "0", "--no-evaluate", "--out", out, "--config", config,
+        "train", *PHANTOM, "--epochs", "1", "--no-evaluate", "--out", out, "--config", config,
         "--set", "train.lr=1e-3", "--set", "transport.epsilon=5e-2", "--set", "method.lambda1=1E3",
     )  # fmt: skip
     assert result.code == 0, result.err

@@ -123,7 +123,7 @@ def test_exported_prompts_with_nan_or_inf_are_refused(
 )
 def test_loss_that_becomes_nan_or_inf_fails_the_run(tmp_path: Path, setting: str) -> None:
     task = custom_task(tmp_path / "task", per_split={"train": 2})
-    result = cli(*train_args(task, tmp_path / "runs", "--set", setting, "--epochs", 3))
+    result = cli(*train_args(task, tmp_path / "runs", "--set", setting, "--epochs", 10))  # 1 warm-up epoch
     line = assert_error(result, "lower", code=1, notes=True)
     # the trainer's own check of the loss, or the transport's check of the embeddings it is given
     said = "the training loss became" if "loss became" in line else "non-finite entries (NaN or inf)"

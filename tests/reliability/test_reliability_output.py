@@ -55,7 +55,7 @@ def test_read_only_destinations(
         needles = [ro / "train"]
     elif target == "export-out":
         read_only(ro)
-        result = cli("export", run, "--out", ro / "p.safetensors")
+        result = cli("export", run, "--output", ro / "p.safetensors")
         needles = [ro / "p.safetensors", "Permission denied"]
     elif target == "predict-output":
         read_only(ro)

@@ -36,7 +36,8 @@ def test_a_signal_during_training_marks_the_run_interrupted(tmp_path: Path, sig:
     assert proc.returncode == (143 if sig == signal.SIGTERM else 130), text
     assert "Traceback" not in text
     lines = text.strip().splitlines()
-    assert f"kmat: {run} stopped; continue it with: kmat train --resume {run}" in lines, text
+    said = [line for line in lines if line.startswith(f"kmat: {run}: interrupted after epoch ")]
+    assert said and said[0].endswith(f"continue it with `kmat train --resume {run}`"), text
     if sig == signal.SIGTERM:
         assert lines[-1] == "kmat: terminated", text
     assert status(run) == "interrupted"

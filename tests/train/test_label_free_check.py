@@ -1,4 +1,5 @@
-"""The label-free check of ``kmat train``: one stderr line at start, ``checks.json`` in the run folder."""
+"""The label-free check of ``kmat train``: ``checks.json`` in the run folder, one stderr line at start with
+``--verbose``."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _prototypes(parts, template: str) -> dict[str, torch.Tensor]:
 
 def test_train_prints_one_check_line_and_stores_it(tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
-    argv = [*train_argv(tmp_path, epochs=2, shots=2), "--transport", "none"]
+    argv = [*train_argv(tmp_path, epochs=2, shots=2), "--transport", "none", "--verbose"]
     main(argv)
     captured = capsys.readouterr()
     err = captured.err

@@ -222,7 +222,7 @@ def test_short_options_mean_the_same_everywhere(capsys: pytest.CaptureFixture) -
         code, stdout, _ = run_cli([command, "--help"], capsys)
         assert code == 0 and "-m" in stdout and "--method" in stdout, command
     code, stdout, _ = run_cli(["export", "--help"], capsys)
-    assert "kmat export runs/train/phantom-kmat-s1-1 --out phantom-prompts.safetensors" in " ".join(
+    assert "kmat export runs/train/phantom-kmat-s1-1 --output phantom-prompts.safetensors" in " ".join(
         stdout.split()
     )
 
