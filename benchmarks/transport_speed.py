@@ -2,15 +2,19 @@
 
 A call is what a K-MaT training step does: ``loss = T(X_hi, X_lo)`` on K unit-norm class embeddings of
 dimension D (the low end a noisy copy of the high end, as prompts are), then ``loss.backward()`` to
-``X_lo``. Both sides get the same options (the transports' defaults unless given: epsilon 0.1, alpha 0.1,
-max_iter 100, tol 1e-6, inner_max_iter 1000, inner_tol 1e-7) and the same envelope gradient, so the
-difference is the solver: ours (log-domain Sinkhorn-Newton, warm-started, tolerance checked every step)
-against POT's ``entropic_fused_gromov_wasserstein`` / ``entropic_gromov_wasserstein`` / ``sinkhorn``
-(kernel Sinkhorn, cold start per outer iteration, tolerances checked every 10 iterations).
+``X_lo``. As in training, consecutive calls see nearby problems: before each call every row of both
+embedding matrices moves by ``--step`` (0: the same inputs every call). Every transport gets the same
+options (the defaults unless given: epsilon 0.1, alpha 0.1, max_iter 100, tol 1e-6, inner_max_iter 1000,
+inner_tol 1e-7) and the envelope gradient, so the difference is the solver: ours (log-domain
+Sinkhorn-Newton, warm-started across calls, tolerance checked every step, solved on the CPU with the
+gradient in closed form), ours with ``warm_start=False`` (every call from ``a b^T``), and POT's
+``entropic_fused_gromov_wasserstein`` / ``entropic_gromov_wasserstein`` / ``sinkhorn`` (kernel Sinkhorn,
+cold start per outer iteration, tolerances checked every 10 iterations).
 
     .venv/bin/python benchmarks/transport_speed.py --repeats 20 --dim 512    # markdown table on stdout
 
-The ratio column is POT time / ours (above 1: ours is faster). Convergence warnings are counted, not shown.
+Ratios above 1 mean ours is faster. The last column is what ours needed per call (mean over the timed
+calls): outer (linearisation) iterations / Newton-or-Sinkhorn steps. Convergence warnings are counted.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import platform
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import date
 
 import torch
@@ -27,31 +32,61 @@ import torch
 from kmat_cli.registry import get
 
 
-def _inputs(K: int, D: int, dtype: torch.dtype, device: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(
+    K: int, D: int, dtype: torch.dtype, device: str, seed: int, calls: int, step: float
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``calls`` pairs of high- and low-end embeddings; between pairs every row of both moves by ``step``
+    (as both modalities' prompts do in training: they share context vectors)."""
     g = torch.Generator().manual_seed(seed)
+
+    def moved(X: torch.Tensor) -> torch.Tensor:
+        move = torch.nn.functional.normalize(torch.randn(K, D, generator=g, dtype=torch.float64), dim=1)
+        return torch.nn.functional.normalize(X + step * move, dim=1)
+
     H = torch.randn(K, D, generator=g, dtype=torch.float64)
     L = H + torch.randn(K, D, generator=g, dtype=torch.float64)
-    H, L = torch.nn.functional.normalize(H, dim=1), torch.nn.functional.normalize(L, dim=1)
-    return H.to(dtype=dtype, device=device), L.to(dtype=dtype, device=device)
+    pairs = [(torch.nn.functional.normalize(H, dim=1), torch.nn.functional.normalize(L, dim=1))]
+    for _ in range(calls - 1):
+        pairs.append((moved(pairs[-1][0]), moved(pairs[-1][1])))
+    return [(h.to(dtype=dtype, device=device), x.to(dtype=dtype, device=device)) for h, x in pairs]
 
 
-def time_call(T, X_hi: torch.Tensor, X_lo: torch.Tensor, repeats: int) -> tuple[float, float, int]:
-    """Median and best seconds of forward + backward over ``repeats`` calls (after one warm-up), and how
-    many of those calls warned (did not converge)."""
-    times, warned = [], 0
-    for i in range(repeats + 1):
+@dataclass
+class Timing:
+    median: float
+    best: float
+    warned: int
+    outer: float
+    inner: float
+
+
+def time_calls(T, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> Timing:
+    """Forward + backward on each (X_hi, X_lo) of ``pairs`` in turn; the first call is a warm-up (and
+    gives the warm start its first plan), the others are timed."""
+    times, warned, outer, inner = [], 0, [], []
+    for i, (X_hi, X_lo) in enumerate(pairs):
         X = X_lo.clone().requires_grad_()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             start = time.perf_counter()
-            T(X_hi, X).backward()
+            result = T.solve(X_hi, X)
+            result.value.backward()
             if X.is_cuda:
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - start
         if i:
             times.append(elapsed)
             warned += bool(caught)
-    return statistics.median(times), min(times), warned
+            outer.append(result.info.n_iter)
+            inner.append(result.info.inner_iter)
+    return Timing(
+        statistics.median(times), min(times), warned, statistics.mean(outer), statistics.mean(inner)
+    )
+
+
+def _cell(t: Timing, repeats: int) -> str:
+    note = f" ({t.warned}/{repeats} warned)" if t.warned else ""
+    return f"{1e3 * t.median:.2f} ({1e3 * t.best:.2f}){note}"
 
 
 def main() -> None:
@@ -69,34 +104,42 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch CPU threads (1: K x K ops gain nothing from more)"
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--step", type=float, default=1e-3, help="move of each low-end row between calls")
+    parser.add_argument(
+        "--no-pot", action="store_true", help="leave POT out (its float64 cells take seconds)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     print(
         f"date {date.today()}; {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
         f"threads, torch {torch.__version__}, device {args.device}; D = {args.dim}, epsilon {args.epsilon}, "
-        f"alpha {args.alpha} (fgw); median (best) ms of {args.repeats} forward+backward calls\n"
+        f"alpha {args.alpha} (fgw), step {args.step:g}; median (best) ms of {args.repeats} forward+backward "
+        "calls\n"
     )
-    print("| transport | K | dtype | ours ms | POT ms | POT / ours | ours outer / Sinkhorn steps |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| transport | K | dtype | ours ms | ours cold ms | POT ms | cold / ours | POT / ours | "
+        "ours outer / Sinkhorn steps |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.transports.split(","):
         opts = {"epsilon": args.epsilon, **({"alpha": args.alpha} if name == "fgw" else {})}
-        ours, pot = get("transports", name)(**opts), get("transports", f"pot-{name}")(**opts)
         for K in (int(k) for k in args.ks.split(",")):
             for dtype_name in args.dtypes.split(","):
                 dtype = getattr(torch, dtype_name)
-                X_hi, X_lo = _inputs(K, args.dim, dtype, args.device, seed=K)
-                t_ours, b_ours, w_ours = time_call(ours, X_hi, X_lo, args.repeats)
-                t_pot, b_pot, w_pot = time_call(pot, X_hi, X_lo, args.repeats)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    info = ours.solve(X_hi, X_lo).info
-                note = "".join(f" ({w}/{args.repeats} warned)" if w else "" for w in (w_ours,))
-                pot_note = f" ({w_pot}/{args.repeats} warned)" if w_pot else ""
+                pairs = _inputs(K, args.dim, dtype, args.device, K, args.repeats + 1, args.step)
+                ours = time_calls(get("transports", name)(**opts), pairs)
+                cold = time_calls(get("transports", name)(warm_start=False, **opts), pairs)
+                pot = None if args.no_pot else time_calls(get("transports", f"pot-{name}")(**opts), pairs)
+                pot_cells = (
+                    ("-", "-")
+                    if pot is None
+                    else (_cell(pot, args.repeats), f"{pot.median / ours.median:.1f}x")
+                )
                 print(
-                    f"| {name} | {K} | {dtype_name} | {1e3 * t_ours:.2f} ({1e3 * b_ours:.2f}){note} | "
-                    f"{1e3 * t_pot:.2f} ({1e3 * b_pot:.2f}){pot_note} | {t_pot / t_ours:.1f}x | "
-                    f"{info.n_iter} / {info.inner_iter} |",
+                    f"| {name} | {K} | {dtype_name} | {_cell(ours, args.repeats)} | {_cell(cold, args.repeats)} | "
+                    f"{pot_cells[0]} | {cold.median / ours.median:.1f}x | {pot_cells[1]} | "
+                    f"{ours.outer:.1f} / {ours.inner:.1f} |",
                     flush=True,
                 )
 

@@ -184,10 +184,16 @@ class FGW(Transport):
             C_hi, C_lo = pairwise_cost(H, H, self.cost), pairwise_cost(X_lo, X_lo, self.cost)
         return M, C_hi, C_lo
 
+    def _normalized(self, raw: Costs) -> Costs:
+        """``raw`` with ``normalize`` applied (each matrix divided by its mean), or ``raw`` itself."""
+        if not self.normalize:
+            return raw
+        M, C_hi, C_lo = (None if c is None else _by_mean(c) for c in raw)
+        return M, C_hi, C_lo
+
     def _costs(self, X_hi: torch.Tensor, X_lo: torch.Tensor) -> Costs:
         """``(M, C_hi, C_lo)`` with ``center`` and ``normalize`` applied (class docstring); ``X_hi`` detached."""
-        raw = self._raw_costs(X_hi.detach(), X_lo)
-        return tuple(None if c is None else _by_mean(c) for c in raw) if self.normalize else raw  # type: ignore[return-value]
+        return self._normalized(self._raw_costs(X_hi.detach(), X_lo))
 
     def _envelope_grad(
         self,
@@ -253,18 +259,17 @@ class FGW(Transport):
                     lo.requires_grad_()
                     costs = self._costs(hi, lo)
                     with torch.no_grad():
-                        plan, info = self._plan(
-                            hi, lo, tuple(c if c is None else c.detach() for c in costs), a, b
-                        )  # type: ignore[arg-type]
+                        M, C_hi, C_lo = (None if c is None else c.detach() for c in costs)
+                        plan, info = self._plan(hi, lo, (M, C_hi, C_lo), a, b)
                     value = self._value(costs, plan, a, b)
                 (grad,) = torch.autograd.grad(value, lo)
             else:
                 with torch.no_grad():
                     raw = self._raw_costs(hi, lo)
-                    costs = tuple(None if c is None else _by_mean(c) for c in raw) if self.normalize else raw
-                    plan, info = self._plan(hi, lo, costs, a, b)  # type: ignore[arg-type]
-                    value = self._value(costs, plan, a, b)  # type: ignore[arg-type]
-                    grad = self._envelope_grad(hi, lo, raw, costs, plan, b) if want_grad else None  # type: ignore[arg-type]
+                    costs = self._normalized(raw)
+                    plan, info = self._plan(hi, lo, costs, a, b)
+                    value = self._value(costs, plan, a, b)
+                    grad = self._envelope_grad(hi, lo, raw, costs, plan, b) if want_grad else None
         value = value.detach().to(device)
         if grad is not None:
             value = attach_gradient(X_lo, value, grad)

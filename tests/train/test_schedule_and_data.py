@@ -79,3 +79,33 @@ def test_batches_drop_the_last_partial_batch_and_pick_one_cached_view_per_sample
     again = trainer.batches(epoch=0)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))  # (seed, epoch) fixes it
     assert not torch.equal(torch.cat([b[1] for b in trainer.batches(epoch=1)]), seen)
+
+
+class _WithSolverState(torch.nn.Linear):
+    """A stand-in method that carries solver state between steps, as K-MaT's transport does."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        super().__init__(1, 1)
+        self.state = state
+
+    def solver_state(self) -> dict[str, torch.Tensor]:
+        return self.state
+
+    def load_solver_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.state = state
+
+
+def test_checkpoints_carry_the_solver_state(tmp_path: Path) -> None:
+    from kmat_cli.train import Trainer
+
+    cfg = {"batch_size": 2, "seed": 1, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}
+    cfg["scheduler"] = "cosine"
+    feats, labels = torch.randn(4, 1), torch.zeros(4, dtype=torch.long)
+    plan = torch.rand(3, 3, dtype=torch.float64)
+    state = {"plan": plan, "g": torch.randn(3, dtype=torch.float64)}
+    saving = Trainer(_WithSolverState(state), feats, labels, cfg, device=torch.device("cpu"), folder=tmp_path)
+    saving.save()
+    resumed = _WithSolverState({})
+    Trainer(resumed, feats, labels, cfg, device=torch.device("cpu"), folder=tmp_path).resume()
+    assert resumed.state.keys() == state.keys()
+    assert all(torch.equal(resumed.state[k], state[k]) for k in state)
