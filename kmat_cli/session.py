@@ -82,9 +82,10 @@ class Run:
         """Evaluate on both test splits; returns (and writes) ``metrics.json``."""
         return evaluate(self.path, progress=progress)
 
-    def export(self, path: str | Path | None = None) -> Path:
-        """Write the class embeddings to ``path`` (default: the run's ``prompts.safetensors``)."""
-        return export(self.path, path)
+    def export(self, path: str | Path | None = None, *, fmt: str = "safetensors") -> Path:
+        """Write the class embeddings to ``path`` (default: the run's ``prompts.safetensors``); ``fmt="onnx"``:
+        the low-end classifier as one ONNX model (default: the run's ``classifier.onnx``)."""
+        return export(self.path, path, fmt=fmt)
 
     def predict(self, paths: Sequence[str | Path], **options: Any) -> list[dict[str, Any]]:
         """Classify image files and folders with this run's prompts (see :func:`predict`)."""
@@ -167,11 +168,12 @@ def evaluate(run: str | Path | Run, *, progress: bool = False, show: bool = Fals
     return workflow.evaluate_run(_path(run), progress=progress, show=show)
 
 
-def export(run: str | Path | Run, path: str | Path | None = None) -> Path:
-    """``kmat export``: a run's class embeddings to ``path`` (default ``RUN/prompts.safetensors``)."""
+def export(run: str | Path | Run, path: str | Path | None = None, *, fmt: str = "safetensors") -> Path:
+    """``kmat export``: a run's class embeddings to ``path`` (default ``RUN/prompts.safetensors``);
+    ``fmt="onnx"``: its low-end classifier as one ONNX model (default ``RUN/classifier.onnx``)."""
     from kmat_cli import workflow
 
-    return workflow.export_run(_path(run), path)
+    return workflow.export_run(_path(run), path, fmt=fmt)
 
 
 def load_prompts(path: str | Path) -> Any:
@@ -202,6 +204,7 @@ def predict(
     *,
     run: str | Path | Run | None = None,
     embeddings: str | Path | None = None,
+    onnx: str | Path | None = None,
     modality: str = "lo",
     device: str = "auto",
     batch_size: int = 64,
@@ -210,13 +213,19 @@ def predict(
 ) -> list[dict[str, Any]]:
     """``kmat predict`` as rows: one dict per image (per frame of a multi-frame DICOM) with ``path``,
     ``frame``, ``label``, ``probabilities`` ({class: p}) and ``error`` (a file that cannot be read gets
-    its error on its row, the others go on). Give exactly one of ``run`` and ``embeddings``."""
-    from kmat_cli.predict import find_inputs, load_classifier
+    its error on its row, the others go on). Give exactly one of ``run``, ``embeddings`` and ``onnx`` (a
+    ``classifier.onnx``, run by onnxruntime)."""
+    from kmat_cli.predict import find_inputs, open_classifier
     from kmat_cli.predict import predict as classify
 
     files, _ = find_inputs(paths)
-    classifier = load_classifier(
-        run=_path(run) if run is not None else None, embeddings=embeddings, modality=modality, device=device
+    classifier = open_classifier(
+        run=_path(run) if run is not None else None,
+        embeddings=embeddings,
+        onnx=onnx,
+        modality=modality,
+        device=device,
+        threads=threads,
     )
     sink = _row_sink(classifier.class_names)
     classify(classifier, files, sink, batch_size=batch_size, workers=workers, threads=threads)

@@ -286,16 +286,16 @@ def _marking(run: runs.Run) -> Iterator[None]:
     run.mark("finished")
 
 
-def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
-    """Rebuild a run's parts and method with its learned state: (run, cfg, parts, method)."""
+def load_trained(path: str | Path, device: str | None = None) -> tuple[runs.Run, dict[str, Any], Any, Any]:
+    """Rebuild a run's parts and method with its learned state: (run, cfg, parts, method), on ``device``
+    (None: the run config's ``train.device``)."""
     from kmat_cli import assemble, train
     from kmat_cli.config import load_yaml
 
     run = runs.open_run(path)
     cfg = load_yaml(run.file(Run.CONFIG))
     train.set_threads(int(cfg["train"].get("threads", 0)))
-    device = resolve_device(cfg["train"]["device"])
-    parts = assemble.build_parts(cfg, device)
+    parts = assemble.build_parts(cfg, resolve_device(device or cfg["train"]["device"]))
     train.seed_everything(int(cfg["train"]["seed"]))
     method = assemble.build_method(parts)
     if method.trainable:
@@ -360,15 +360,48 @@ def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
     return metrics
 
 
-def export_run(path: str | Path, out: str | Path | None = None) -> Path:
-    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``) from the run's learned state."""
-    from kmat_cli import export
+EXPORT_FORMATS = ("safetensors", "onnx")
 
-    run, cfg, parts, method = load_trained(path)
-    return export.write_prompts(
-        out or run.file(Run.PROMPTS),
+
+def export_run(path: str | Path, out: str | Path | None = None, fmt: str = "safetensors") -> Path:
+    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``) from the run's learned state;
+    ``fmt="onnx"``: ``classifier.onnx``, the low-end classifier as one ONNX model (:mod:`kmat_cli.onnx_export`)."""
+    import hashlib
+
+    from kmat_cli import export, onnx_export
+
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"--format '{fmt}' is not known; use one of: {', '.join(EXPORT_FORMATS)}")
+    if fmt == "onnx":
+        onnx_export.require("onnx")
+        onnx_export.require("onnxruntime")
+    run, cfg, parts, method = load_trained(path, device="cpu" if fmt == "onnx" else None)
+    if fmt == "safetensors":
+        return export.write_prompts(
+            out or run.file(Run.PROMPTS),
+            method,
+            parts.backbone,
+            task=parts.task,
+            backbone_config=cfg["backbone"],
+        )
+    tensors, metadata = export.prompt_file_content(
         method,
         parts.backbone,
-        task=parts.task,
+        task=parts.task.name,
+        class_names=list(parts.task.class_names),
+        modalities=parts.task.modalities,
         backbone_config=cfg["backbone"],
+    )
+    provenance = {
+        "run": run.path.name,
+        "seed": int(cfg["train"]["seed"]),
+        "config_sha256": hashlib.sha256(run.file(Run.CONFIG).read_bytes()).hexdigest(),
+    }
+    return onnx_export.write_onnx(
+        out or run.file(Run.ONNX),
+        parts.backbone,
+        tensors["text_embeddings.lo"],
+        metadata,
+        modality="lo",
+        provenance=provenance,
     )

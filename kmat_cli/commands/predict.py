@@ -15,6 +15,9 @@ def command(
     embeddings: Path = typer.Option(
         None, "--embeddings", "-e", help="A prompts.safetensors made by `kmat export`."
     ),
+    onnx: Path = typer.Option(
+        None, "--onnx", help="A classifier.onnx made by `kmat export --format onnx` (runs on onnxruntime)."
+    ),
     modality: str = typer.Option("lo", "--modality", help="Which class embeddings: lo or hi."),
     fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or jsonl."),
     output: Path = options.output("Write rows here (default: stdout)."),
@@ -44,6 +47,8 @@ def command(
     SIGTERM (both keep the rows so far), 141 when the reader of stdout left early (`| head`).
 
     Example: kmat predict scans/ --run runs/train/phantom-kmat-s1-1 --output predictions.csv
+
+    Example: kmat predict scans/ --onnx runs/train/phantom-kmat-s1-1/classifier.onnx
     """
     from kmat_cli.predict import run_predict
 
@@ -51,6 +56,7 @@ def command(
         paths,
         run=run,
         embeddings=embeddings,
+        onnx=onnx,
         modality=modality,
         fmt=fmt,
         output=output,

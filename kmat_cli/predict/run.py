@@ -21,8 +21,9 @@ from kmat_cli import imagefiles, outputs
 from kmat_cli import threads as thread_policy
 from kmat_cli.errors import UsageError
 from kmat_cli.images import Frames, check_frames, load_frames
-from kmat_cli.predict.classifier import Classifier, load_classifier
+from kmat_cli.predict.classifier import Classifier, open_classifier
 from kmat_cli.predict.inputs import find_inputs
+from kmat_cli.predict.onnx import OnnxClassifier
 from kmat_cli.predict.output import Row, RowWriter, check_format
 from kmat_cli.progress import bar, say
 from kmat_cli.signals import Terminated, terminate_as_interrupt
@@ -99,7 +100,7 @@ class Summary:
 
 
 def predict(
-    classifier: Classifier,
+    classifier: Classifier | OnnxClassifier,
     files: Sequence[Path],
     writer: RowWriter,
     *,
@@ -157,6 +158,7 @@ def run_predict(
     *,
     run: str | Path | None = None,
     embeddings: str | Path | None = None,
+    onnx: str | Path | None = None,
     modality: str = "lo",
     fmt: str = "csv",
     output: str | Path | None = None,
@@ -167,7 +169,8 @@ def run_predict(
     progress: bool | None = None,
     threads: int | None = None,
 ) -> Summary:
-    """What ``kmat predict`` does: find the inputs, load the classifier, stream rows to ``output`` (stdout
+    """What ``kmat predict`` does: find the inputs, load the classifier (``run``, ``embeddings`` or an ONNX
+    model ``onnx``: :func:`~kmat_cli.predict.classifier.open_classifier`), stream rows to ``output`` (stdout
     when None), print the summary line to stderr. Bad usage raises ``UsageError`` before any row."""
     check_format(fmt)
     check_options(batch_size=batch_size, workers=workers, frames=frames, threads=threads)
@@ -176,7 +179,9 @@ def run_predict(
         output = Path(output)
         outputs.check_output(output, paths, files)
     stream = outputs.stdout_stream() if output is None else None
-    classifier = load_classifier(run=run, embeddings=embeddings, modality=modality, device=device)
+    classifier = open_classifier(
+        run=run, embeddings=embeddings, onnx=onnx, modality=modality, device=device, threads=threads
+    )
     if output is not None:
         outputs.check_output(output, paths, (), protected=[classifier.source])
         stream = outputs.open_output(output)
