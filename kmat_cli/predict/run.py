@@ -13,14 +13,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from kmat_cli import imagefiles, outputs
 from kmat_cli import threads as thread_policy
 from kmat_cli.errors import UsageError
+from kmat_cli.imagefiles import SplitPreprocess
 from kmat_cli.images import Frames, check_frames, load_frames
+from kmat_cli.plainpng import read_plain_png
 from kmat_cli.predict.classifier import Classifier, open_classifier
 from kmat_cli.predict.inputs import find_inputs
 from kmat_cli.predict.onnx import OnnxClassifier
@@ -46,12 +47,16 @@ def check_options(*, batch_size: int, workers: int | None, frames: str, threads:
 
 
 class FrameReader:
-    """The ``read`` of predict's pipeline: a file's frames (``all`` or the ``first``), preprocessed."""
+    """The ``read`` of predict's pipeline: a file's frames (``all`` or the ``first``), preprocessed; a plain
+    PNG (:mod:`kmat_cli.plainpng`) decoded by libpng alone, with the same pixels."""
 
     def __init__(self, frames: Frames) -> None:
         self.frames = frames
 
-    def __call__(self, path: Path, preprocess: Any) -> list[tuple[int | None, torch.Tensor]]:
+    def __call__(self, path: Path, preprocess: SplitPreprocess) -> list[tuple[int | None, torch.Tensor]]:
+        pixels = read_plain_png(path)
+        if pixels is not None:
+            return [(None, preprocess.from_pixels(pixels))]
         return [(frame, preprocess(img)) for frame, img in load_frames(path, self.frames)]
 
 
