@@ -366,24 +366,33 @@ EXPORT_FORMATS = ("safetensors", "onnx")
 def export_run(path: str | Path, out: str | Path | None = None, fmt: str = "safetensors") -> Path:
     """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``) from the run's learned state;
     ``fmt="onnx"``: ``classifier.onnx``, the low-end classifier as one ONNX model (:mod:`kmat_cli.onnx_export`)."""
-    import hashlib
-
     from kmat_cli import export, onnx_export
 
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"--format '{fmt}' is not known; use one of: {', '.join(EXPORT_FORMATS)}")
     if fmt == "onnx":
-        onnx_export.require("onnx")
+        onnx_export.require("onnx")  # before the run is loaded: a missing extra is the first thing said
         onnx_export.require("onnxruntime")
-    run, cfg, parts, method = load_trained(path, device="cpu" if fmt == "onnx" else None)
-    if fmt == "safetensors":
-        return export.write_prompts(
-            out or run.file(Run.PROMPTS),
-            method,
-            parts.backbone,
-            task=parts.task,
-            backbone_config=cfg["backbone"],
-        )
+        return _export_onnx(*load_trained(path, device="cpu"), out)
+    run, cfg, parts, method = load_trained(path)
+    return export.write_prompts(
+        out or run.file(Run.PROMPTS),
+        method,
+        parts.backbone,
+        task=parts.task,
+        backbone_config=cfg["backbone"],
+    )
+
+
+def _export_onnx(
+    run: runs.Run, cfg: Mapping[str, Any], parts: Any, method: Any, out: str | Path | None
+) -> Path:
+    """``classifier.onnx`` (or ``out``) of a loaded run: its low-end embeddings and the prompts file's
+    metadata, with the run's folder name, seed and config hash as provenance."""
+    import hashlib
+
+    from kmat_cli import export, onnx_export
+
     tensors, metadata = export.prompt_file_content(
         method,
         parts.backbone,
@@ -402,6 +411,5 @@ def export_run(path: str | Path, out: str | Path | None = None, fmt: str = "safe
         parts.backbone,
         tensors["text_embeddings.lo"],
         metadata,
-        modality="lo",
         provenance=provenance,
     )

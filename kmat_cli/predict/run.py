@@ -48,7 +48,7 @@ def check_options(*, batch_size: int, workers: int | None, frames: str, threads:
 
 class FrameReader:
     """The ``read`` of predict's pipeline: a file's frames (``all`` or the ``first``), preprocessed; a plain
-    PNG (:mod:`kmat_cli.plainpng`) decoded by libpng alone, with the same pixels."""
+    PNG (:mod:`kmat_cli.plainpng`) without Pillow's per-file work, with the same pixels."""
 
     def __init__(self, frames: Frames) -> None:
         self.frames = frames
