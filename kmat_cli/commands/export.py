@@ -19,7 +19,7 @@ def command(
         "safetensors",
         "--format",
         "-f",
-        help="safetensors: the class embeddings; onnx: image tower + low-end embeddings -> probabilities (needs kmat[onnx]).",
+        help="safetensors: the class embeddings; onnx: image tower + low-end embeddings -> probabilities (needs the onnx extra).",
     ),
 ) -> None:
     """Export a run's class embeddings (hi and lo, K x D) with metadata to a safetensors file, or its
