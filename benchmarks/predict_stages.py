@@ -4,8 +4,7 @@ Each stage of predict's pipeline is timed on its own over the same PNG files (mi
 of ``--reps``): reading the bytes, decoding through Pillow (:func:`kmat_cli.images.load_frames`), the
 preprocessing steps before ``ToTensor`` (resize, crop, mode), the PIL image to a uint8 tensor, the whole
 per-file decode of the pipeline as it runs (``ImageFiles.__getitems__``: the plain-PNG fast path where it
-applies, :mod:`kmat_cli.plainpng`) and the same with the fast path off, the collate, the pickled hand-over of a
-batch, normalising it, the forward, softmax and ``tolist``, and the CSV rows.
+applies, :mod:`kmat_cli.plainpng`) and the same with the fast path off, the collate, normalising a batch, the forward, softmax and ``tolist``, and the CSV rows.
 
     .venv/bin/python benchmarks/predict_stages.py --images 1024 --size 32
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import tempfile
 import time
 from collections.abc import Callable
@@ -91,9 +89,6 @@ def main() -> None:
             "pipeline decode, fast path on": decode,
             "pipeline decode, fast path off (Pillow)": decode_pillow,
             "collate (stack a batch)": lambda: [collate(i) for i in items],
-            "hand-over (pickle + unpickle a batch)": lambda: [
-                pickle.loads(pickle.dumps(b, 5)) for b in batches
-            ],
             "normalise the batch": lambda: [split.finish(torch.from_numpy(b[1])) for b in batches],
             "image-tower forward": lambda: [clf.backbone.encode_image(p) for p in pixels],
             "softmax + tolist": lambda: [clf.classify(f).tolist() for f in feats],
