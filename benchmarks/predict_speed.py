@@ -14,6 +14,10 @@
   the benchmark's own RGB PNGs already at the model's size, which is checked on the first file). What predict
   would reach if decoding cost next to nothing: the ceiling any faster decoder could approach.
 
+* predict, Pillow decoding (``--pillow-decoding``): the same predict runs with the plain-PNG fast path off
+  (:mod:`kmat_cli.plainpng`), every file through Pillow as before it existed: the before/after of that path,
+  interleaved.
+
 Ratio = predict images/s / bare images/s (goal: >= 90%). Backbones: ``phantom`` (the shipped weights when
 present, else the same architecture with seeded random weights; 32 px), ``vit-b-16`` (open_clip ViT-B-16
 image tower, BiomedCLIP's architecture, random weights, 224 px). Images are random PNGs of ``--size`` px.
@@ -115,6 +119,24 @@ def ideal_decoding(files: list[Path], preprocess: Any) -> Iterator[None]:
         ImageFiles._decode = real
 
 
+@contextmanager
+def pillow_decoding() -> Iterator[None]:
+    """Within the block, predict's reader takes no file for a plain PNG: all go through Pillow."""
+    from kmat_cli.predict import run as predict_run
+
+    real = predict_run.read_plain_png
+    predict_run.read_plain_png = lambda path: None
+    try:
+        yield
+    finally:
+        predict_run.read_plain_png = real
+
+
+def _pillow(run: Callable[[], object]) -> None:
+    with pillow_decoding():
+        run()
+
+
 def _ideal(run: Callable[[], object], files: list[Path], clf: Any) -> None:
     with ideal_decoding(files, clf.backbone.preprocess):
         run()
@@ -162,6 +184,12 @@ def print_report(
         print(
             f"| kmat predict | {w} | {rate(n / statistics.median(t))} | {rate(n / min(t))} | {100 * ratio:.0f}% |"
         )
+    for w in worker_list if args.pillow_decoding else []:
+        t = times[f"pillow-{worker_name(w)}"]
+        print(
+            f"| kmat predict, Pillow decoding | {worker_name(w)} | {rate(n / statistics.median(t))} "
+            f"| {rate(n / min(t))} | {100 * per_rep_ratio(bare_t, t):.0f}% |"
+        )
     for w in worker_list if args.ideal_decoding else []:
         t = times[f"ideal-{worker_name(w)}"]
         print(
@@ -188,6 +216,11 @@ def main() -> None:
         action="store_true",
         help="also time predict with decoding cut to bytes + decode_png (the ceiling of a faster decoder)",
     )
+    ap.add_argument(
+        "--pillow-decoding",
+        action="store_true",
+        help="also time predict with the plain-PNG fast path off (every file through Pillow)",
+    )
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -213,6 +246,10 @@ def main() -> None:
             fns = predict_fns(clf, files, batch_size=args.batch_size, workers=worker_list, sink=sink)
             if args.busy_core:
                 fns["bare-busy"] = with_busy_core(fns["bare"])
+            if args.pillow_decoding:
+                for w in worker_list:
+                    run = fns[f"predict-{worker_name(w)}"]
+                    fns[f"pillow-{worker_name(w)}"] = lambda run=run: _pillow(run)
             if args.ideal_decoding:
                 for w in worker_list:
                     run = fns[f"predict-{worker_name(w)}"]

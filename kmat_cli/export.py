@@ -134,7 +134,7 @@ def _metadata_json(path: Path, metadata: Mapping[str, str], key: str, default: s
     )  # type: ignore[arg-type]
 
 
-def _class_names(path: Path, metadata: Mapping[str, str]) -> list[str]:
+def checked_class_names(path: Path, metadata: Mapping[str, str]) -> list[str]:
     """``kmat.class_names``: a non-empty JSON list of distinct, non-empty, UTF-8-encodable strings."""
     names = _metadata_json(path, metadata, "kmat.class_names")
     key = "kmat.class_names"
@@ -216,7 +216,7 @@ def read_prompts(path: str | Path) -> Prompts:
         raise UsageError(
             f"{path}: not a {PROMPTS_FORMAT} file (kmat.format is {metadata.get('kmat.format')!r})"
         )
-    class_names = _class_names(path, metadata)
+    class_names = checked_class_names(path, metadata)
     logit_scale = _logit_scale(path, metadata)
     _check_tensors(path, tensors, len(class_names), metadata)
     preprocess = _metadata_json(path, metadata, "kmat.preprocess", default="{}")

@@ -53,7 +53,8 @@ class SplitPreprocess:
         from torchvision.transforms import Compose, Normalize, ToTensor
 
         self.preprocess = preprocess
-        self.head: Callable[[Any], Any] | None = None
+        self.head: Any = None
+        self._keeps: dict[tuple[int, int], bool] = {}
         steps = getattr(preprocess, "transforms", None)
         if (
             isinstance(preprocess, Compose)
@@ -81,6 +82,28 @@ class SplitPreprocess:
             return torch.from_numpy(np.array(x)).permute(2, 0, 1)
         return self.tail(x)
 
+    def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Worker side for an image already decoded to (3, H, W) uint8 RGB pixels (a plain PNG,
+        :mod:`kmat_cli.plainpng`): what ``self(img)`` gives for the same image as a PIL RGB image. The pixels
+        pass as they are where every step before ``ToTensor`` keeps an H x W image unchanged
+        (:meth:`keeps`), e.g. a resize and centre crop to the size the image already has."""
+        if self.head is not None and self.keeps(int(pixels.shape[1]), int(pixels.shape[2])):
+            return pixels
+        from PIL import Image
+
+        return self(Image.fromarray(pixels.permute(1, 2, 0).numpy(), "RGB"))
+
+    def keeps(self, height: int, width: int) -> bool:
+        """Whether the steps before ``ToTensor`` leave an RGB image of ``height`` x ``width`` as it is: each is
+        a torchvision ``Resize`` to that size (an int: the shorter side's length; or the two sides), a
+        ``CenterCrop`` to it, or a conversion to RGB (open_clip's ``MaybeConvertMode``)."""
+        key = (height, width)
+        if key not in self._keeps:
+            self._keeps[key] = self.head is not None and all(
+                _keeps(step, height, width) for step in self.head.transforms
+            )
+        return self._keeps[key]
+
     def finish(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> normalised float, as ``ToTensor`` then ``Normalize`` (float input as is)."""
         if pixels.dtype != torch.uint8:
@@ -88,6 +111,22 @@ class SplitPreprocess:
         dev = pixels.device
         x = pixels.to(dtype=torch.get_default_dtype()).div(255)
         return x.sub_(self.mean.to(dev)).div_(self.std.to(dev))
+
+
+def _keeps(step: Any, height: int, width: int) -> bool:
+    """Whether one preprocessing step leaves an RGB image of ``height`` x ``width`` unchanged."""
+    from torchvision.transforms import CenterCrop, Resize
+
+    if isinstance(step, Resize):
+        size = [step.size] if isinstance(step.size, int) else list(step.size)
+        if len(size) == 1:
+            return min(height, width) == size[0] and (
+                step.max_size is None or max(height, width) <= step.max_size
+            )
+        return size == [height, width]
+    if isinstance(step, CenterCrop):
+        return list(step.size) == [height, width]
+    return type(step).__name__ == "MaybeConvertMode" and getattr(step, "mode", None) == "RGB"
 
 
 Read = Callable[

@@ -51,6 +51,9 @@ class Run:
     VAL_METRICS: ClassVar[str] = "metrics-val.json"  # high-end validation metrics
     CHECKS: ClassVar[str] = "checks.json"  # label-free checks of prompts and prototypes
     PROMPTS: ClassVar[str] = "prompts.safetensors"  # exported class embeddings
+    ONNX: ClassVar[str] = (
+        "classifier.onnx"  # the low-end classifier as one ONNX model (kmat export --format onnx)
+    )
     CHECKPOINT: ClassVar[str] = "checkpoint.json"  # the last checkpoint's state
 
     path: Path

@@ -116,9 +116,10 @@ class Run:
         """Evaluate on both test splits; returns (and writes) ``metrics.json`` (see :func:`evaluate`)."""
         return evaluate(self.path, progress=progress)
 
-    def export(self, path: str | Path | None = None) -> Path:
-        """Write the class embeddings to ``path`` (default: the run's ``prompts.safetensors``)."""
-        return export(self.path, path)
+    def export(self, path: str | Path | None = None, *, fmt: str = "safetensors") -> Path:
+        """Write the class embeddings to ``path`` (default: the run's ``prompts.safetensors``); ``fmt="onnx"``:
+        the low-end classifier as one ONNX model (default: the run's ``classifier.onnx``)."""
+        return export(self.path, path, fmt=fmt)
 
     def predict(self, inputs: Any, **options: Any) -> list[dict[str, Any]]:
         """Classify images with this run's prompts (see :func:`predict`)."""
@@ -223,15 +224,16 @@ def evaluate(run: str | Path | Run, *, progress: bool = True, show: bool = False
     return workflow.evaluate_run(_path(run), progress=progress, show=show)
 
 
-def export(run: str | Path | Run, path: str | Path | None = None) -> Path:
-    """``kmat export``: a finished run's class embeddings to ``path`` (default ``RUN/prompts.safetensors``).
+def export(run: str | Path | Run, path: str | Path | None = None, *, fmt: str = "safetensors") -> Path:
+    """``kmat export``: a finished run's class embeddings to ``path`` (default ``RUN/prompts.safetensors``);
+    ``fmt="onnx"``: its low-end classifier as one ONNX model (default ``RUN/classifier.onnx``).
 
     >>> kmat.export("runs/train/phantom-kmat-s1-1", "phantom-prompts.safetensors").name
     'phantom-prompts.safetensors'
     """
     from kmat_cli import workflow
 
-    return workflow.export_run(_path(run), path)
+    return workflow.export_run(_path(run), path, fmt=fmt)
 
 
 def load_prompts(path: str | Path | Run) -> Any:
@@ -287,6 +289,7 @@ def predict(
     *,
     run: str | Path | Run | None = None,
     embeddings: str | Path | None = None,
+    onnx: str | Path | None = None,
     modality: str = "lo",
     device: str = "auto",
     batch_size: int = 64,
@@ -303,7 +306,7 @@ def predict(
     list of these; an image in memory gets ``<image N>`` as its path. A file that cannot be read gets its
     error on its row, the others go on. Prompts: ``run`` (a finished run) or ``embeddings`` (a
     ``prompts.safetensors``); neither: the run that finished last under ``./runs/train``, else
-    ``./prompts.safetensors``.
+    ``./prompts.safetensors``; ``onnx``: a ``classifier.onnx`` run by onnxruntime.
 
     >>> rows = kmat.predict("scans/", run="runs/train/phantom-kmat-s1-1", progress=False)
     >>> len(rows), sorted(rows[0])
@@ -312,12 +315,17 @@ def predict(
     >>> [r["path"] for r in kmat.predict([Image.open(rows[0]["path"])], progress=False)]
     ['<image 0>']
     """
-    from kmat_cli.predict import gather, load_classifier
+    from kmat_cli.predict import gather, open_classifier
     from kmat_cli.predict import predict as classify
 
     files, _ = gather(inputs)
-    classifier = load_classifier(
-        run=_path(run) if run is not None else None, embeddings=embeddings, modality=modality, device=device
+    classifier = open_classifier(
+        run=_path(run) if run is not None else None,
+        embeddings=embeddings,
+        onnx=onnx,
+        modality=modality,
+        device=device,
+        threads=threads,
     )
     sink = _row_sink(classifier.class_names)
     classify(

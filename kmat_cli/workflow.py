@@ -303,8 +303,9 @@ def _marking(run: runs.Run, *, talk: bool = False) -> Iterator[None]:
     run.mark("finished")
 
 
-def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
-    """Rebuild a run's parts and method with its learned state: (run, cfg, parts, method)."""
+def load_trained(path: str | Path, device: str | None = None) -> tuple[runs.Run, dict[str, Any], Any, Any]:
+    """Rebuild a run's parts and method with its learned state: (run, cfg, parts, method), on ``device``
+    (None: the run config's ``train.device``)."""
     from kmat_cli import assemble, train
     from kmat_cli.config import load_saved
 
@@ -315,8 +316,7 @@ def load_trained(path: str | Path) -> tuple[runs.Run, dict[str, Any], Any, Any]:
         )
     cfg = load_saved(run.file(Run.CONFIG))
     train.set_threads(int(cfg["train"].get("threads", 0)))
-    device = resolve_device(cfg["train"]["device"])
-    parts = assemble.build_parts(cfg, device)
+    parts = assemble.build_parts(cfg, resolve_device(device or cfg["train"]["device"]))
     train.seed_everything(int(cfg["train"]["seed"]))
     method = assemble.build_method(parts)
     if method.trainable:
@@ -391,18 +391,32 @@ def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
     return metrics
 
 
-def export_run(path: str | Path, out: str | Path | None = None) -> Path:
-    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``, never another file of the run)
-    from the run's learned state."""
-    from kmat_cli import export, outputs
+EXPORT_FORMATS = ("safetensors", "onnx")
 
+
+def export_run(path: str | Path, out: str | Path | None = None, fmt: str = "safetensors") -> Path:
+    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``, never another file of the run)
+    from a finished run's learned state; ``fmt="onnx"``: ``classifier.onnx``, the low-end classifier as one
+    ONNX model (:mod:`kmat_cli.onnx_export`)."""
+    from kmat_cli import export, onnx_export, outputs
+
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"--format '{fmt}' is not known; use one of: {', '.join(EXPORT_FORMATS)}")
+    if fmt == "onnx":  # before the run is loaded: a missing extra is the first thing said
+        onnx_export.require("onnx")
+        onnx_export.require("onnxruntime")
     finished = runs.require_finished(path, "export")  # a partly trained model is resumed, not deployed
+    own_file = finished.file(Run.ONNX if fmt == "onnx" else Run.PROMPTS)
     if out is not None:
-        outputs.check_run_files(out, finished.path, "--output", allowed=[finished.file(Run.PROMPTS)])
+        outputs.check_run_files(out, finished.path, "--output", allowed=[own_file])
+    if fmt == "onnx":
+        loaded = load_trained(path, device="cpu")
+        with _kept(loaded[0], "export"):
+            return _export_onnx(*loaded, out)
     run, cfg, parts, method = load_trained(path)
     with _kept(run, "export"):
         return export.write_prompts(
-            out or run.file(Run.PROMPTS),
+            out or own_file,
             method,
             parts.backbone,
             task=parts.task,
@@ -415,3 +429,35 @@ def _kept(run: runs.Run, doing: str) -> contextlib.AbstractContextManager[None]:
     """While a command reads and writes a finished run: a write into its folder after the folder was
     deleted or replaced fails (RuntimeFailure) instead of recreating it (:func:`kmat_cli.atomic.guard_folder`)."""
     return atomic.guard_folder(run.path, f"run folder {run.path} vanished during {doing}")
+
+
+def _export_onnx(
+    run: runs.Run, cfg: Mapping[str, Any], parts: Any, method: Any, out: str | Path | None
+) -> Path:
+    """``classifier.onnx`` (or ``out``) of a loaded run: its low-end embeddings and the prompts file's
+    metadata, with the run's folder name, seed and config hash as provenance."""
+    import hashlib
+
+    from kmat_cli import export, onnx_export
+
+    tensors, metadata = export.prompt_file_content(
+        method,
+        parts.backbone,
+        task=parts.task.name,
+        class_names=list(parts.task.class_names),
+        modalities=parts.task.modalities,
+        backbone_config=cfg["backbone"],
+    )
+    provenance = {
+        "run": run.path.name,
+        "seed": int(cfg["train"]["seed"]),
+        "config_sha256": hashlib.sha256(run.file(Run.CONFIG).read_bytes()).hexdigest(),
+    }
+    return onnx_export.write_onnx(
+        out or run.file(Run.ONNX),
+        parts.backbone,
+        tensors["text_embeddings.lo"],
+        metadata,
+        provenance=provenance,
+        user_named=out is not None,
+    )

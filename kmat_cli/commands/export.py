@@ -1,4 +1,5 @@
-"""``kmat export RUN``: write the run's prompts.safetensors (the learned class embeddings)."""
+"""``kmat export RUN``: write the run's prompts.safetensors (the learned class embeddings) or, with
+``--format onnx``, its low-end classifier as one ONNX model."""
 
 from __future__ import annotations
 
@@ -11,12 +12,23 @@ from kmat_cli.commands import _options as options
 
 def command(
     run: Path = options.run_folder(),
-    output: Path = options.output("Write here instead of RUN/prompts.safetensors."),
+    output: Path = options.output(
+        "Write here instead of RUN/prompts.safetensors (RUN/classifier.onnx with --format onnx)."
+    ),
+    fmt: str = typer.Option(
+        "safetensors",
+        "--format",
+        "-f",
+        help="safetensors: the class embeddings; onnx: image tower + low-end embeddings -> probabilities (needs the onnx extra).",
+    ),
 ) -> None:
-    """Export a run's class embeddings (hi and lo, K x D) with metadata to a safetensors file.
+    """Export a run's class embeddings (hi and lo, K x D) with metadata to a safetensors file, or its
+    low-end classifier (preprocessed images in, class probabilities out) to one ONNX model.
 
     Example: kmat export runs/train/phantom-kmat-s1-1 --output phantom-prompts.safetensors
+
+    Example: kmat export runs/train/phantom-kmat-s1-1 --format onnx
     """
     from kmat_cli import session
 
-    typer.echo(str(session.export(run, output)))
+    typer.echo(str(session.export(run, output, fmt=fmt)))

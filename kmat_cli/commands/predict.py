@@ -23,6 +23,9 @@ def command(
         "-e",
         help="A prompts.safetensors (from a run or `kmat export`), or a run folder.",
     ),
+    onnx: Path = typer.Option(
+        None, "--onnx", help="A classifier.onnx made by `kmat export --format onnx` (runs on onnxruntime)."
+    ),
     modality: str = typer.Option("lo", "--modality", help="Which class embeddings: lo or hi."),
     fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or jsonl."),
     output: Path = options.output("Write rows here (default: stdout)."),
@@ -53,6 +56,8 @@ def command(
 
     Example: kmat predict scans/ --run runs/train/phantom-kmat-s1-1 --output predictions.csv
 
+    Example: kmat predict scans/ --onnx runs/train/phantom-kmat-s1-1/classifier.onnx
+
     Sample images to try it on: kmat data sample --out scans/
     """
     from kmat_cli.predict import run_predict
@@ -61,6 +66,7 @@ def command(
         paths,
         run=run,
         embeddings=embeddings,
+        onnx=onnx,
         modality=modality,
         fmt=fmt,
         output=output,

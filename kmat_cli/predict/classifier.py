@@ -24,7 +24,7 @@ from kmat_cli.export import Prompts, read_prompts
 from kmat_cli.progress import say
 from kmat_cli.runs import Run
 
-__all__ = ["Classifier", "check_match", "load_classifier"]
+__all__ = ["Classifier", "check_match", "load_classifier", "open_classifier"]
 
 
 @dataclass
@@ -212,3 +212,25 @@ def load_classifier(
     check_match(prompts, backbone, source)
     on_device = {m: e.float().to(dev) for m, e in prompts.embeddings.items()}
     return Classifier(backbone, replace(prompts, embeddings=on_device), modality, source)
+
+
+def open_classifier(
+    *,
+    run: str | Path | None = None,
+    embeddings: str | Path | None = None,
+    onnx: str | Path | None = None,
+    modality: str = "lo",
+    device: str | torch.device = "auto",
+    threads: int | None = None,
+) -> Any:
+    """The classifier ``kmat predict``'s options name: a ``classifier.onnx`` run by onnxruntime on the CPU
+    (``onnx``, alone: :func:`kmat_cli.predict.onnx.load_onnx_classifier`), else :func:`load_classifier`."""
+    if onnx is None:
+        return load_classifier(run=run, embeddings=embeddings, modality=modality, device=device)
+    if run is not None or embeddings is not None:
+        raise UsageError("give only one of --run RUN, --embeddings prompts.safetensors and --onnx MODEL")
+    if str(device) not in ("auto", "cpu"):
+        raise UsageError(f"--onnx runs on the CPU (onnxruntime); drop --device {device}")
+    from kmat_cli.predict.onnx import load_onnx_classifier
+
+    return load_onnx_classifier(onnx, modality=modality, threads=threads)

@@ -13,16 +13,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from kmat_cli import imagefiles, outputs
 from kmat_cli import threads as thread_policy
 from kmat_cli.errors import UsageError
+from kmat_cli.imagefiles import SplitPreprocess
 from kmat_cli.images import Frames, check_frames, load_frames
-from kmat_cli.predict.classifier import Classifier, load_classifier
+from kmat_cli.plainpng import read_plain_png
+from kmat_cli.predict.classifier import Classifier, open_classifier
 from kmat_cli.predict.inputs import InMemoryImage, find_inputs
+from kmat_cli.predict.onnx import OnnxClassifier
 from kmat_cli.predict.output import Row, RowWriter, check_format
 from kmat_cli.progress import bar, say
 from kmat_cli.signals import Terminated, terminate_as_interrupt
@@ -45,14 +47,20 @@ def check_options(*, batch_size: int, workers: int | None, frames: str, threads:
 
 
 class FrameReader:
-    """The ``read`` of predict's pipeline: a file's frames (``all`` or the ``first``), preprocessed."""
+    """The ``read`` of predict's pipeline: a file's frames (``all`` or the ``first``), preprocessed; a plain
+    PNG (:mod:`kmat_cli.plainpng`) without Pillow's per-file work, with the same pixels."""
 
     def __init__(self, frames: Frames) -> None:
         self.frames = frames
 
-    def __call__(self, path: Path | InMemoryImage, preprocess: Any) -> list[tuple[int | None, torch.Tensor]]:
+    def __call__(
+        self, path: Path | InMemoryImage, preprocess: SplitPreprocess
+    ) -> list[tuple[int | None, torch.Tensor]]:
         if isinstance(path, InMemoryImage):
             return [(None, preprocess(path.image))]
+        pixels = read_plain_png(path)
+        if pixels is not None:
+            return [(None, preprocess.from_pixels(pixels))]
         return [(frame, preprocess(img)) for frame, img in load_frames(path, self.frames)]
 
 
@@ -101,7 +109,7 @@ class Summary:
 
 
 def predict(
-    classifier: Classifier,
+    classifier: Classifier | OnnxClassifier,
     files: Sequence[Path],
     writer: RowWriter,
     *,
@@ -159,6 +167,7 @@ def run_predict(
     *,
     run: str | Path | None = None,
     embeddings: str | Path | None = None,
+    onnx: str | Path | None = None,
     modality: str = "lo",
     fmt: str = "csv",
     output: str | Path | None = None,
@@ -169,7 +178,8 @@ def run_predict(
     progress: bool | None = None,
     threads: int | None = None,
 ) -> Summary:
-    """What ``kmat predict`` does: find the inputs, load the classifier, stream rows to ``output`` (stdout
+    """What ``kmat predict`` does: find the inputs, load the classifier (``run``, ``embeddings`` or an ONNX
+    model ``onnx``: :func:`~kmat_cli.predict.classifier.open_classifier`), stream rows to ``output`` (stdout
     when None), print the summary line to stderr. Bad usage raises ``UsageError`` before any row."""
     check_format(fmt)
     check_options(batch_size=batch_size, workers=workers, frames=frames, threads=threads)
@@ -178,7 +188,9 @@ def run_predict(
         output = Path(output)
         outputs.check_output(output, paths, files)
     stream = outputs.stdout_stream() if output is None else None
-    classifier = load_classifier(run=run, embeddings=embeddings, modality=modality, device=device)
+    classifier = open_classifier(
+        run=run, embeddings=embeddings, onnx=onnx, modality=modality, device=device, threads=threads
+    )
     if output is not None:
         outputs.check_output(output, paths, (), protected=[classifier.source])
         if run is not None:
