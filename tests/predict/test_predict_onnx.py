@@ -180,7 +180,7 @@ def test_missing_extra_is_one_line_naming_the_install(
     assert "pip install 'kmat[onnx]'" in one_line_error(capsys)
     assert not out.exists()
     monkeypatch.setitem(sys.modules, "onnx", None)
-    assert cli("export", world["run"], "--format", "onnx", "--out", tmp_path / "c.onnx") == 2
+    assert cli("export", world["run"], "--format", "onnx", "--output", tmp_path / "c.onnx") == 2
     assert "pip install 'kmat[onnx]'" in one_line_error(capsys)
     assert not (tmp_path / "c.onnx").exists()
 
@@ -205,7 +205,7 @@ def test_bad_models_and_options_are_refused_with_exit_2(
     ]
     for args, message in cases:
         out = tmp_path / "rows.csv"
-        assert cli(*args, "--output" if args[0] == "predict" else "--out", out) == 2, args
+        assert cli(*args, "--output", out) == 2, args
         assert message in one_line_error(capsys), args
         assert not out.exists()
 
