@@ -48,6 +48,7 @@ SAFE_CHUNKS = frozenset(
 TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
 ORIENTATION_KEYWORDS = (b"Raw profile type", b"XML:com.adobe.xmp")  # Pillow reads EXIF and XMP from these
 _DICOM_AT = slice(128, 132)
+MAX_BYTES = 64 << 20  # larger files take the Pillow path, which streams them
 
 
 def _pixel_limit() -> float:
@@ -87,19 +88,22 @@ def plain_png(data: bytes) -> tuple[str, tuple[int, int], bytes] | None:
 
 
 def _regular_file_bytes(path: str | os.PathLike) -> bytes | None:
-    """The bytes of ``path`` if it is a regular file starting with the PNG signature, else None; opened
-    without blocking, so a FIFO or a device is never waited on."""
+    """The bytes of ``path`` if it is a regular file of at most :data:`MAX_BYTES` starting with the PNG
+    signature, else None; opened without blocking, so a FIFO or a device is never waited on, and only the
+    signature is read of any other file."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
             return None
-        chunks = []
+        if os.read(fd, len(SIGNATURE)) != SIGNATURE:
+            return None
+        chunks = [SIGNATURE]
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
-    return data if data.startswith(SIGNATURE) else None
+    return b"".join(chunks)
 
 
 def read_plain_png(path: str | os.PathLike) -> torch.Tensor | None:
