@@ -1,5 +1,5 @@
 # kmat: two commands do all the set-up on a fresh machine with Python 3.11:
-#   make demo   create .venv, install, train zero-shot, CoOp and K-MaT on the shipped phantom world (one
+#   make demo   create .venv, install, train zero-shot, description prototypes, CoOp and K-MaT on the shipped phantom world (one
 #               seed) and print their Hi / Lo / H side by side
 #   make test   create .venv, install, run the test suite
 # Override the interpreter, the torch pins or the package index, e.g.
@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 DEMO_OUT ?= runs/demo
 DEMO_FLAGS ?=
 demo: $(STAMP)
-	@$(BIN)/kmat benchmark --task phantom --methods zeroshot,coop,kmat --seeds 1 --no-plots --summary \
+	@$(BIN)/kmat benchmark --task phantom --methods zeroshot,descriptions,coop,kmat --seeds 1 --no-plots --summary \
 		--out $(DEMO_OUT) $(DEMO_FLAGS)
 	@echo "Full 3-seed report (methods and K-MaT ablation): docs/benchmark-phantom/report.md"
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("zeroshot", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat")  # the paper's Table 2 columns
+METHODS = ("zeroshot", "descriptions", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat")  # Table 2 columns
 METHOD_LABELS = {
     "zeroshot": "Zero-shot",
+    "descriptions": "Descriptions",
     "coop": "CoOp",
     "cocoop": "CoCoOp",
     "kgcoop": "KgCoOp",

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kmat_cli.contracts import Backbone, Transport
+from kmat_cli.contracts import MODALITIES, Backbone, Transport
 from kmat_cli.errors import UsageError
 
 
@@ -158,6 +158,18 @@ def templated(per_class: Sequence[Sequence[str]], template: str, modality: str) 
     """Every description of every class written through ``template`` with ``{modality}`` = ``modality``
     (the modality words) and ``{description}`` = the description (see :func:`check_template`)."""
     return [[template.format(modality=modality, description=d) for d in texts] for texts in per_class]
+
+
+def modality_prototypes(method: Method, template: str) -> torch.Tensor:
+    """(M, K, D): p_{k,m} = normalize(mean_j normalize(E(template(words_m, desc_{k,m,j})))) of every
+    modality m in ``MODALITIES`` order, from ``method``'s descriptions and backbone; no gradient."""
+    words = method.setup.modalities
+    return torch.stack(
+        [
+            prototypes(method.backbone, templated(method.descriptions_for(m), template, words[m]))
+            for m in MODALITIES
+        ]
+    )
 
 
 def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:

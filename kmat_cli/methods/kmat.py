@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from kmat_cli.contracts import MODALITIES
-from kmat_cli.methods.base import Method, MethodSetup, check_template, mean_cosine, prototypes, templated
+from kmat_cli.methods.base import Method, MethodSetup, check_template, mean_cosine, modality_prototypes
 from kmat_cli.prompts import PromptLearner
 
 
@@ -72,14 +72,7 @@ class KMaT(Method):
 
     def _prototypes(self) -> torch.Tensor:
         """(2, K, D): p_{k,m} of every modality m in MODALITIES order (see the class docstring)."""
-        words = self.setup.modalities
-        per_modality = [
-            prototypes(
-                self.backbone, templated(self.descriptions_for(m), self.description_template, words[m])
-            )
-            for m in MODALITIES
-        ]
-        return torch.stack(per_modality)
+        return modality_prototypes(self, self.description_template)
 
     def text_checks(self) -> dict[str, Any] | None:
         """At the current prompts: ``cos_p_hi_lo`` = mean_k cos(p_hi,k, p_lo,k), ``cos_t_hi_lo`` = mean_k

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-COLUMNS = {"Zero-shot": "zeroshot", "CoOp": "coop", "K-MaT": "kmat"}
+COLUMNS = {"Zero-shot": "zeroshot", "Descriptions": "descriptions", "CoOp": "coop", "K-MaT": "kmat"}
 
 
 @pytest.mark.slow
