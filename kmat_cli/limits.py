@@ -15,6 +15,7 @@ from typing import Any
 
 from kmat_cli.errors import UsageError, shown
 
+KNOWLEDGE_REGIMES = ("shipped", "partial", "pooled", "generic", "shuffled")  # see kmat_cli.knowledge
 SEED_MAX = 2**32 - 1  # numpy's limit; torch's generators and the per-epoch seeds take it too
 
 # key: (least, most); None: unbounded on that side
@@ -32,10 +33,13 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.eval_batch_size": (1, None),
     "train.num_workers": (0, None),
     "train.threads": (0, None),
+    "knowledge.fraction": (0, 1),
+    "knowledge.seed": (0, SEED_MAX),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("sgd",),
     "train.scheduler": ("cosine", "constant"),
+    "knowledge.regime": KNOWLEDGE_REGIMES,
 }
 # key: (pattern the whole value must match, what to write instead)
 PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
