@@ -57,7 +57,8 @@ def groups(
     order = [names[i] for i in np.random.default_rng([seed, 99]).permutation(len(names))]
     pairs = [order[i : i + 2] for i in range(0, len(order), 2)]
     if len(pairs) > 1 and len(pairs[-1]) == 1:
-        pairs[-2] += pairs.pop()
+        odd = pairs.pop()
+        pairs[-1] = pairs[-1] + odd
     return pairs
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic, config
+from kmat_cli import atomic, config, registry
 from kmat_cli.errors import UsageError
 from kmat_cli.experiments import axes, report, report_plots, rule
 from kmat_cli.experiments.cells import Cell, Outcome, read_cells
@@ -141,6 +141,11 @@ def _set_key(item: str) -> str:
     return item.partition("=")[0].strip()
 
 
+def _knows(item: str) -> bool:
+    """A ``--set`` item of the ``knowledge`` section (moot for a method that reads no descriptions)."""
+    return _set_key(item).startswith("knowledge.")
+
+
 class Plan:
     """The cells of a request and the tables they fill."""
 
@@ -201,11 +206,13 @@ class Plan:
 
     def _spelling(self, block: str, variant: Variant, seed: int) -> tuple[dict[str, Any], tuple[str, ...]]:
         """(flags, sets) of (block, row, seed): common flags, then task/method/seed; user sets, then the
-        block's axis values, then the row's (a later one replaces an earlier one of the same key)."""
+        block's axis values, then the row's (a later one replaces an earlier one of the same key). A method
+        that reads no descriptions skips the knowledge axis: its cell is shared by every regime."""
         b = self.blocks[block]
         flags = {**self.request.flags, "task.name": b.task, "method.name": variant.method, "train.seed": seed}
         own = {_set_key(s) for s in variant.sets}
-        axis = tuple(s for s in b.sets if _set_key(s) not in own)
+        blind = not getattr(registry.get("methods", variant.method), "reads_descriptions", True)
+        axis = tuple(s for s in b.sets if _set_key(s) not in own and not (blind and _knows(s)))
         mine = own | {_set_key(s) for s in axis}
         sets = tuple(s for s in self.request.sets if _set_key(s) not in mine) + axis + variant.sets
         return flags, sets

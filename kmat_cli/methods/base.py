@@ -45,10 +45,13 @@ class Method(nn.Module):
     ``trainable``: False for methods without parameters (zero-shot): the trainer skips the epochs.
     ``image_conditioned``: True when :meth:`logits` depends on each image beyond ``text_embeddings``
     (CoCoOp); exported embeddings are then an image-independent approximation (see the method).
+    ``reads_descriptions``: False for methods that never read class descriptions (then the run's
+    ``knowledge`` section cannot change what they compute, and a benchmark shares their cells across it).
     """
 
     trainable: ClassVar[bool] = True
     image_conditioned: ClassVar[bool] = False
+    reads_descriptions: ClassVar[bool] = True
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__()

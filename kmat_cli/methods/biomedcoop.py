@@ -21,6 +21,8 @@ class BiomedCoOp(CoOp):
       teacher logits = s * f(x) . normalize(mean over kept j of e_{k,j}).
     """
 
+    reads_descriptions = True
+
     def __init__(
         self,
         setup: MethodSetup,

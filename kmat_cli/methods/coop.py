@@ -19,6 +19,8 @@ class CoOp(Method):
     the same K embeddings are used for the high-end and the low-end modality.
     """
 
+    reads_descriptions = False
+
     def __init__(
         self, setup: MethodSetup, *, n_ctx: int = 4, init_words: str = "a photo of a", csc: bool = False
     ) -> None:
