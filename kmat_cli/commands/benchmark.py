@@ -59,7 +59,8 @@ def benchmark_grid(
         None,
         "--knowledge",
         help="Knowledge regimes of the low-end descriptions, comma-separated (shipped, partial, pooled, "
-        "generic, shuffled): an axis of the grid, with K-MaT's agreement rule and fixed configurations.",
+        "generic, shuffled): an axis of the grid, with K-MaT's agreement rule and fixed configurations "
+        "as extra rows (--vary knowledge.regime=... gives the axis alone).",
     ),
     vary: list[str] = typer.Option(
         [], "--vary", help="Another axis of the grid: --vary task.seed=0,1,11,23 (a block per value)."
@@ -131,6 +132,7 @@ def benchmark_grid(
         flags=benchmark.common_flags(config, flags),
         sets=tuple(sets),
         axes=grid_axes,
+        knowledge_rows=knowledge is not None,
     )
     folder = out or benchmark.default_out(tasks)
     plan, outcomes = benchmark.run(

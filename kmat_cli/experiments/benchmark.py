@@ -24,7 +24,7 @@ from typing import Any
 
 from kmat_cli import atomic, config, registry
 from kmat_cli.errors import UsageError
-from kmat_cli.experiments import axes, report, report_plots, rule
+from kmat_cli.experiments import axes, knowledge_report, report, report_plots, rule
 from kmat_cli.experiments.cells import Cell, Outcome, read_cells
 from kmat_cli.experiments.flags import common_flags, flatten
 from kmat_cli.experiments.runner import run_cells
@@ -109,6 +109,7 @@ class Request:
     sets: tuple[str, ...] = ()
     defaults_rule: bool = False
     axes: axes.Axes = ()
+    knowledge_rows: bool = False  # K-MaT's agreement rule and fixed configurations (variants.KNOWLEDGE_ROWS)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +122,7 @@ class Request:
             "flags": dict(self.flags),
             "sets": list(self.sets),
             "axes": axes.to_json(self.axes),
+            "knowledge_rows": self.knowledge_rows,
         }
 
     @classmethod
@@ -134,6 +136,7 @@ class Request:
             flags=dict(data.get("flags", {})),
             sets=tuple(data.get("sets", ())),
             axes=axes.from_json(data.get("axes", ())),
+            knowledge_rows=bool(data.get("knowledge_rows", False)),
         )
 
 
@@ -152,16 +155,18 @@ class Plan:
     def __init__(self, request: Request) -> None:
         if not request.tasks or not request.seeds:
             raise UsageError("kmat benchmark needs at least one --task and one --seeds value")
-        if not request.methods and not request.ablation and not request.defaults_rule:
-            raise UsageError("kmat benchmark needs --methods, --ablation, --defaults-rule or a mix")
+        if not (request.methods or request.ablation or request.defaults_rule or request.knowledge_rows):
+            raise UsageError(
+                "kmat benchmark needs --methods, --ablation, --defaults-rule, --knowledge or a mix"
+            )
         self.request = request
         self.blocks = {b.name: b for b in axes.blocks(request.tasks, request.axes)}
         self._configs: dict[tuple[str, Variant, int], dict[str, Any]] = {}
         self.methods = [Variant(method_label(m), m) for m in dict.fromkeys(request.methods)]
         self.ablation = self._ablation_rows() if request.ablation else []
         self.candidates = self._rule_rows() if request.defaults_rule else []
-        knows = any(k == axes.KNOWLEDGE for k, _ in request.axes)
-        self.knowledge = [Variant(label, "kmat", sets) for label, sets in KNOWLEDGE_ROWS] if knows else []
+        rows = KNOWLEDGE_ROWS if request.knowledge_rows else ()
+        self.knowledge = [Variant(label, "kmat", sets) for label, sets in rows]
 
     @property
     def block_names(self) -> list[str]:
@@ -335,11 +340,25 @@ def _protocol(plan: Plan) -> str:
         return ""
     t = cfg["train"]
     transport = cfg["transport"]
-    options = ", ".join(f"{k} {v}" for k, v in transport.items() if k in ("epsilon", "alpha", "cost"))
+    shown = ("epsilon", "alpha", "cost", "center", "normalize")
+    options = ", ".join(f"{k} {v}" for k, v in transport.items() if k in shown)
+    kmat = plan.config(plan.block_names[0], Variant("K-MaT", "kmat"), req.seeds[0])["method"]
+    method = ", ".join(
+        f"{k} {kmat[k]!r}" if isinstance(kmat[k], str) else f"{k} {kmat[k]}"
+        for k in ("lambda1", "lambda2", "description_template", "agreement")
+        if k in kmat
+    )
+    axis = [f"{k} in {{{', '.join(map(str, v))}}}" for k, v in req.axes]
+    regime = (
+        "" if any(k == axes.KNOWLEDGE for k, _ in req.axes) else f"; knowledge {cfg['knowledge']['regime']}"
+    )
     return (
         f"Protocol: backbone `{cfg['backbone']['name']}`, {t['shots']} shots per class, {t['epochs']} epochs, "
         f"batch {t['batch_size']}, lr {t['lr']}; transport `{transport['name']}`"
         + (f" ({options})" if options else "")
+        + (f"; K-MaT {method}" if method else "")
+        + regime
+        + (f"; axes: {'; '.join(axis)}" if axis else "")
         + f"; seeds {', '.join(map(str, req.seeds))}."
         + (f" Overrides: `{' '.join(req.sets)}`." if req.sets else "")
     )
@@ -430,6 +449,9 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
                 "",
                 report.ablation_markdown(layout, table, by_key),
             ]
+    knowledge = knowledge_report.section(plan, layout, by_key, layout.tables)
+    if knowledge:
+        parts += [knowledge]
     timing = report.timing_markdown(layout, layout.tables[0], by_key)
     if timing:
         parts += ["## Wall time", "", timing]
