@@ -246,7 +246,8 @@ class Plan:
             }
             info = {v.label: v for v in rows}
             tables.append(report.Table(kind, [v.label for v in rows], cells, info))
-        return report.Layout(self.block_names, list(self.request.seeds), tables)
+        what = "blocks (task x axis values)" if self.request.axes else "tasks"
+        return report.Layout(self.block_names, list(self.request.seeds), tables, what)
 
     def entries(self) -> Iterator[tuple[str, Variant, int, Cell]]:
         """(task, row, seed, cell) of every table, in table order (a shared cell once per table)."""
