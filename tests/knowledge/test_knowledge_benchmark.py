@@ -109,4 +109,10 @@ def test_cli_knowledge_grid_writes_the_section_and_saves_the_regime(tmp_path) ->
 
         regimes.add(yaml.safe_load(cfg.read_text())["knowledge"]["regime"])
         assert json.loads(spec.read_text())["flags"]["method.name"] in ("descriptions", "kmat")
+        (metrics_file,) = spec.parent.glob("train/*/metrics.json")
+        for m in ("hi", "lo"):  # per-image correctness agrees with the accuracy and the confusion matrix
+            got = json.loads(metrics_file.read_text())[m]
+            correct = paired.correctness(got["correct"])
+            assert correct.size == got["n"] and correct.mean() == pytest.approx(got["accuracy"])
+            assert correct.sum() == sum(got["confusion"][k][k] for k in range(len(got["confusion"])))
     assert regimes == {"shipped", "shuffled"}
