@@ -141,6 +141,24 @@ def test_transport_gradients_reach_only_the_low_end_context(transport: str) -> N
     assert torch.count_nonzero(grad[0]) == 0 and torch.count_nonzero(grad[1]) > 0
 
 
+@pytest.mark.parametrize("independent, moves_hi", [(False, True), (True, False)])
+def test_a_transport_step_moves_the_high_end_prompts_through_the_shared_class_context(
+    independent: bool, moves_hi: bool
+) -> None:
+    """docs/method.md: T sees stop_grad(t_hi), yet with CSC the shared C_k carries its gradient to t_hi."""
+    torch.manual_seed(0)
+    t = registry.get("transports", "fgw")()
+    method = registry.get("methods", "kmat")(setup(transport=t), anchor=False, independent=independent)
+    f, y = features()
+    before = {m: e.detach().clone() for m, e in method.text_embeddings().items()}
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1.0)
+    method.losses(f, y)["transport"].backward()
+    opt.step()
+    after = method.text_embeddings()
+    assert not torch.allclose(after["lo"], before["lo"])
+    assert (not torch.allclose(after["hi"], before["hi"])) == moves_hi
+
+
 def test_anchor_training_leaves_token_embeddings_and_tower_untouched() -> None:
     method = build("kmat", transport=False, lambda1=5.0)
     bb = method.backbone
