@@ -116,3 +116,14 @@ def test_cli_knowledge_grid_writes_the_section_and_saves_the_regime(tmp_path) ->
             assert correct.size == got["n"] and correct.mean() == pytest.approx(got["accuracy"])
             assert correct.sum() == sum(got["confusion"][k][k] for k in range(len(got["confusion"])))
     assert regimes == {"shipped", "shuffled"}
+
+
+def test_vary_parses_values_as_yaml_and_rejects_a_bad_item() -> None:
+    from kmat_cli.errors import UsageError
+
+    assert axes.parse_vary(["task.seed=0, 1,11"]) == (("task.seed", (0, 1, 11)),)
+    for bad in ("task.seed", "task.seed=", "=1,2"):
+        with pytest.raises(UsageError, match="--vary"):
+            axes.parse_vary([bad])
+    with pytest.raises(UsageError, match="twice"):
+        axes.parse_vary(["task.seed=0", "task.seed=1"])
