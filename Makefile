@@ -1,6 +1,7 @@
 # kmat: two commands do all the set-up on a fresh machine with Python 3.11:
-#   make demo   create .venv, install, train zero-shot, CoOp and K-MaT on the shipped phantom world (one
-#               seed) and print their Hi / Lo / H side by side
+#   make demo   create .venv, install, run zero-shot, description prototypes, CoOp and K-MaT on the phantom
+#               world (one seed) with the shipped low-end descriptions and with half the classes' low-end
+#               descriptions made generic, and print their Hi / Lo / H side by side
 #   make test   create .venv, install, run the test suite
 # Override the interpreter, the torch pins or the package index, e.g.
 #   make test PYTHON=python3.12 TORCH_CONSTRAINTS=my-constraints.txt INDEX_URL=https://my.mirror/simple
@@ -34,9 +35,9 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 DEMO_OUT ?= runs/demo
 DEMO_FLAGS ?=
 demo: $(STAMP)
-	@$(BIN)/kmat benchmark --task phantom --methods zeroshot,coop,kmat --seeds 1 --no-plots --summary \
-		--out $(DEMO_OUT) $(DEMO_FLAGS)
-	@echo "Full 3-seed report (methods and K-MaT ablation): docs/benchmark-phantom/report.md"
+	@$(BIN)/kmat benchmark --task phantom --methods zeroshot,descriptions,coop,kmat --seeds 1 --no-plots --summary \
+		--vary knowledge.regime=shipped,partial --jobs 2 --out $(DEMO_OUT) $(DEMO_FLAGS)
+	@echo "Full 3-seed reports: docs/benchmark-phantom/report.md (methods, K-MaT ablation), docs/benchmark-knowledge/report.md (knowledge regimes)"
 	@echo "kmat is installed in $(VENV): run 'source $(BIN)/activate' to call kmat in this shell (or call $(BIN)/kmat)."
 	@echo "Next: kmat data sample --out scans/ && kmat train --task phantom --epochs 5 && kmat predict scans/"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from kmat_cli import registry
+from kmat_cli import knowledge, registry
 from kmat_cli.api import Backbone, Task, Transport, load_descriptions
 from kmat_cli.config import NO_PLUGIN
 from kmat_cli.errors import UsageError
@@ -63,7 +63,8 @@ def build_task(cfg: Mapping[str, Any]) -> Task:
 
 def build_parts(cfg: Mapping[str, Any], device: torch.device, *, task: Task | None = None) -> Parts:
     """Backbone (moved to ``device``), task, descriptions (``cfg["descriptions"]`` file, else the
-    task's own; None when the task has none) and transport (None for ``transport.name: none``)."""
+    task's own; None when the task has none; its low-end part degraded by ``cfg["knowledge"]``,
+    :mod:`kmat_cli.knowledge`) and transport (None for ``transport.name: none``)."""
     task = task if task is not None else build_task(cfg)
     backbone = construct("backbones", cfg["backbone"], device=str(device))
     backbone.to(device)
@@ -74,6 +75,7 @@ def build_parts(cfg: Mapping[str, Any], device: torch.device, *, task: Task | No
             descriptions = task.descriptions
         except (NotImplementedError, FileNotFoundError):
             descriptions = None
+    descriptions = knowledge.apply(descriptions, task, cfg)
     return Parts(
         cfg=dict(cfg),
         device=device,

@@ -116,12 +116,15 @@ class Task:
     (``{"hi": words, "lo": words}``, e.g. ``{"hi": "dermoscopy", "lo": "clinical photograph"}``);
     ``descriptions`` (``[modality][class] -> list[str]``); ``split(modality, split)`` -> list of
     :class:`Sample`. ``config`` holds run-config overrides the task recommends (the "task YAML" layer).
+    ``class_groups`` (optional): groups of class names that belong together (e.g. confusable pairs), used
+    by the ``pooled`` and ``partial`` knowledge regimes (:mod:`kmat_cli.knowledge`); None: not declared.
     """
 
     name: str
     class_names: list[str]
     modalities: dict[str, str]
     config: ClassVar[dict[str, Any]] = {}
+    class_groups: list[list[str]] | None = None
 
     @property
     def descriptions(self) -> dict[str, dict[str, list[str]]]:

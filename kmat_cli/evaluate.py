@@ -65,10 +65,13 @@ class Evaluation:
             "macro_f1": macro_f1(y, p, k),
             "n": int(y.numel()),
             "confusion": confusion_matrix(y, p, k).tolist(),
+            "correct": "".join("1" if ok else "0" for ok in (y == p).tolist()),
         }
 
     def metrics(self) -> dict[str, Any]:
-        """The ``metrics.json`` content: ``hi``, ``lo`` (accuracy, macro_f1, n, confusion) and ``H``."""
+        """The ``metrics.json`` content: ``hi``, ``lo`` (accuracy, macro_f1, n, confusion, and ``correct``:
+        one character per test image in split order, "1" where it was classified right, for paired
+        statistics) and ``H``."""
         per = {m: self.modality(m) for m in MODALITIES}
         return {
             "format": METRICS_FORMAT,

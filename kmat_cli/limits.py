@@ -26,6 +26,7 @@ class Above(float):
 
 Range = tuple[float | None, float | None]
 
+KNOWLEDGE_REGIMES = ("shipped", "partial", "pooled", "generic", "shuffled")  # see kmat_cli.knowledge
 SEED_MAX = 2**32 - 1  # numpy's limit; torch's generators and the per-epoch seeds take it too
 
 # key: (least, most); None: unbounded on that side
@@ -43,10 +44,13 @@ RANGES: dict[str, Range] = {
     "train.eval_batch_size": (1, None),
     "train.num_workers": (0, None),
     "train.threads": (0, None),
+    "knowledge.fraction": (0, 1),
+    "knowledge.seed": (0, SEED_MAX),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("sgd",),
     "train.scheduler": ("cosine", "constant"),
+    "knowledge.regime": KNOWLEDGE_REGIMES,
 }
 # key: (pattern the whole value must match, what to write instead)
 PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {

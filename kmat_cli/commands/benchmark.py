@@ -55,6 +55,16 @@ def benchmark_grid(
         help="Also the candidates of K-MaT's defaults rule (alpha x center x normalize, docs/defaults.md) "
         "and the rule's outcome.",
     ),
+    knowledge: str = typer.Option(
+        None,
+        "--knowledge",
+        help="Knowledge regimes of the low-end descriptions, comma-separated (shipped, partial, pooled, "
+        "generic, shuffled): an axis of the grid, with K-MaT's agreement rule and fixed configurations "
+        "as extra rows (--vary knowledge.regime=... gives the axis alone).",
+    ),
+    vary: list[str] = typer.Option(
+        [], "--vary", help="Another axis of the grid: --vary task.seed=0,1,11,23 (a block per value)."
+    ),
     transport: str = options.transport("Transport of K-MaT: fgw, wasserstein, gw, none."),
     backbone: str = options.backbone(),
     shots: int = options.shots(),
@@ -107,6 +117,15 @@ def benchmark_grid(
         "train.epochs": epochs,
         "train.device": device,
     }
+    from kmat_cli.experiments import axes
+
+    grid_axes = axes.parse_vary(vary)
+    if knowledge is not None:
+        if any(k == axes.KNOWLEDGE for k, _ in grid_axes):
+            raise UsageError(
+                f"give the knowledge regimes with --knowledge or --vary {axes.KNOWLEDGE}, not both"
+            )
+        grid_axes += ((axes.KNOWLEDGE, tuple(options.comma_list(knowledge, "knowledge"))),)
     request = benchmark.Request(
         tasks=tuple(tasks),
         methods=tuple(options.comma_list(methods, "methods")),
@@ -115,6 +134,8 @@ def benchmark_grid(
         defaults_rule=defaults_rule,
         flags=benchmark.common_flags(config, flags),
         sets=tuple(sets),
+        axes=grid_axes,
+        knowledge_rows=knowledge is not None,
     )
     folder = out or benchmark.choose_folder(request, tasks)
     if out is None and folder != benchmark.default_out(tasks):

@@ -22,13 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic, config, datafiles
+from kmat_cli import atomic, config, datafiles, registry
 from kmat_cli.errors import UsageError
-from kmat_cli.experiments import report, report_plots, rule
+from kmat_cli.experiments import axes, knowledge_report, report, report_plots, rule
 from kmat_cli.experiments.cells import Cell, Outcome, read_cells
 from kmat_cli.experiments.flags import common_flags, flatten, task_slug
 from kmat_cli.experiments.runner import run_cells
-from kmat_cli.experiments.variants import METHODS, WITHOUT_TRANSPORT, Result, Variant, method_label
+from kmat_cli.experiments.variants import (
+    KNOWLEDGE_ROWS,
+    METHODS,
+    WITHOUT_TRANSPORT,
+    Result,
+    Variant,
+    method_label,
+)
 
 REQUEST_FILE = "benchmark.json"
 REQUEST_FORMAT = "kmat.benchmark/v1"
@@ -101,6 +108,8 @@ class Request:
     flags: Mapping[str, Any] = field(default_factory=dict)
     sets: tuple[str, ...] = ()
     defaults_rule: bool = False
+    axes: axes.Axes = ()
+    knowledge_rows: bool = False  # K-MaT's agreement rule and fixed configurations (variants.KNOWLEDGE_ROWS)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +121,8 @@ class Request:
             "defaults_rule": self.defaults_rule,
             "flags": dict(self.flags),
             "sets": list(self.sets),
+            "axes": axes.to_json(self.axes),
+            "knowledge_rows": self.knowledge_rows,
         }
 
     @classmethod
@@ -124,11 +135,18 @@ class Request:
             defaults_rule=bool(data.get("defaults_rule", False)),
             flags=dict(data.get("flags", {})),
             sets=tuple(data.get("sets", ())),
+            axes=axes.from_json(data.get("axes", ())),
+            knowledge_rows=bool(data.get("knowledge_rows", False)),
         )
 
 
 def _set_key(item: str) -> str:
     return item.partition("=")[0].strip()
+
+
+def _knows(item: str) -> bool:
+    """A ``--set`` item of the ``knowledge`` section (moot for a method that reads no descriptions)."""
+    return _set_key(item).startswith("knowledge.")
 
 
 class Plan:
@@ -137,16 +155,26 @@ class Plan:
     def __init__(self, request: Request) -> None:
         if not request.tasks or not request.seeds:
             raise UsageError("kmat benchmark needs at least one --task and one --seeds value")
-        if not request.methods and not request.ablation and not request.defaults_rule:
-            raise UsageError("kmat benchmark needs --methods, --ablation, --defaults-rule or a mix")
+        if not (request.methods or request.ablation or request.defaults_rule or request.knowledge_rows):
+            raise UsageError(
+                "kmat benchmark needs --methods, --ablation, --defaults-rule, --knowledge or a mix"
+            )
         self.request = request
+        self.blocks = {b.name: b for b in axes.blocks(request.tasks, request.axes)}
         self._configs: dict[tuple[str, Variant, int], dict[str, Any]] = {}
         self.methods = [Variant(method_label(m), m) for m in dict.fromkeys(request.methods)]
         self.ablation = self._ablation_rows() if request.ablation else []
         self.candidates = self._rule_rows() if request.defaults_rule else []
+        rows = KNOWLEDGE_ROWS if request.knowledge_rows else ()
+        self.knowledge = [Variant(label, "kmat", sets) for label, sets in rows]
+
+    @property
+    def block_names(self) -> list[str]:
+        """The report blocks: each task under each combination of the axes' values (:mod:`.axes`)."""
+        return list(self.blocks)
 
     def _rule_rows(self) -> list[Variant]:
-        cfg = self.config(self.request.tasks[0], Variant("K-MaT", "kmat"), self.request.seeds[0])
+        cfg = self.config(self.block_names[0], Variant("K-MaT", "kmat"), self.request.seeds[0])
         if "center" not in cfg["transport"] or "normalize" not in cfg["transport"]:
             name = cfg["transport"]["name"]
             raise UsageError(
@@ -157,12 +185,17 @@ class Plan:
     @property
     def tables(self) -> list[tuple[str, list[Variant]]]:
         """(kind, rows) of every table asked for, in report order."""
-        kinds = (("methods", self.methods), ("ablation", self.ablation), ("rule", self.candidates))
+        kinds = (
+            ("methods", self.methods),
+            ("ablation", self.ablation),
+            ("rule", self.candidates),
+            ("knowledge", self.knowledge),
+        )
         return [(kind, rows) for kind, rows in kinds if rows]
 
     def _ablation_rows(self) -> list[Variant]:
         rows = [Variant(label, "kmat", sets) for label, sets in ABLATION]
-        cfg = self.config(self.request.tasks[0], rows[-1], self.request.seeds[0])
+        cfg = self.config(self.block_names[0], rows[-1], self.request.seeds[0])
         if "center" in cfg["transport"] and "normalize" in cfg["transport"]:
             rows += [Variant(label, "kmat", sets) for label, sets in DEVIATIONS]
         alpha = cfg["transport"].get("alpha")
@@ -176,11 +209,17 @@ class Plan:
             ]
         return rows
 
-    def _spelling(self, task: str, variant: Variant, seed: int) -> tuple[dict[str, Any], tuple[str, ...]]:
-        """(flags, sets) of (task, row, seed): common flags, then task/method/seed; user sets, then the row's."""
-        flags = {**self.request.flags, "task.name": task, "method.name": variant.method, "train.seed": seed}
+    def _spelling(self, block: str, variant: Variant, seed: int) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """(flags, sets) of (block, row, seed): common flags, then task/method/seed; user sets, then the
+        block's axis values, then the row's (a later one replaces an earlier one of the same key). A method
+        that reads no descriptions skips the knowledge axis: its cell is shared by every regime."""
+        b = self.blocks[block]
+        flags = {**self.request.flags, "task.name": b.task, "method.name": variant.method, "train.seed": seed}
         own = {_set_key(s) for s in variant.sets}
-        sets = tuple(s for s in self.request.sets if _set_key(s) not in own) + variant.sets
+        blind = not getattr(registry.get("methods", variant.method), "reads_descriptions", True)
+        axis = tuple(s for s in b.sets if _set_key(s) not in own and not (blind and _knows(s)))
+        mine = own | {_set_key(s) for s in axis}
+        sets = tuple(s for s in self.request.sets if _set_key(s) not in mine) + axis + variant.sets
         return flags, sets
 
     def cell(self, task: str, variant: Variant, seed: int) -> Cell:
@@ -201,18 +240,19 @@ class Plan:
         for kind, rows in self.tables:
             cells = {
                 (t, v.label, s): self.cell(t, v, s).key
-                for t in self.request.tasks
+                for t in self.block_names
                 for v in rows
                 for s in self.request.seeds
             }
             info = {v.label: v for v in rows}
             tables.append(report.Table(kind, [v.label for v in rows], cells, info))
-        return report.Layout(list(self.request.tasks), list(self.request.seeds), tables)
+        what = "blocks (task x axis values)" if self.request.axes else "tasks"
+        return report.Layout(self.block_names, list(self.request.seeds), tables, what)
 
     def entries(self) -> Iterator[tuple[str, Variant, int, Cell]]:
         """(task, row, seed, cell) of every table, in table order (a shared cell once per table)."""
         for _, rows in self.tables:
-            for t in self.request.tasks:
+            for t in self.block_names:
                 for v in rows:
                     for s in self.request.seeds:
                         yield t, v, s, self.cell(t, v, s)
@@ -237,7 +277,7 @@ class Plan:
     def validate(self) -> None:
         """Build every cell's config (bad usage is a UsageError before anything runs)."""
         for _, rows in self.tables:
-            for t in self.request.tasks:
+            for t in self.block_names:
                 for v in rows:
                     try:
                         self.config(t, v, self.request.seeds[0])
@@ -347,16 +387,32 @@ def merge(shards: Sequence[Path], out: Path) -> tuple[Plan, list[Outcome]]:
 def _protocol(plan: Plan) -> str:
     req = plan.request
     try:
-        cfg = plan.config(req.tasks[0], (plan.methods or plan.ablation)[-1], req.seeds[0])
+        cfg = plan.config(
+            plan.block_names[0], (plan.methods or plan.ablation or plan.knowledge)[-1], req.seeds[0]
+        )
     except UsageError:
         return ""
     t = cfg["train"]
     transport = cfg["transport"]
-    options = ", ".join(f"{k} {v}" for k, v in transport.items() if k in ("epsilon", "alpha", "cost"))
+    shown = ("epsilon", "alpha", "cost", "center", "normalize")
+    options = ", ".join(f"{k} {v}" for k, v in transport.items() if k in shown)
+    kmat = plan.config(plan.block_names[0], Variant("K-MaT", "kmat"), req.seeds[0])["method"]
+    method = ", ".join(
+        f"{k} {kmat[k]!r}" if isinstance(kmat[k], str) else f"{k} {kmat[k]}"
+        for k in ("lambda1", "lambda2", "description_template", "agreement")
+        if k in kmat
+    )
+    axis = [f"{k} in {{{', '.join(map(str, v))}}}" for k, v in req.axes]
+    regime = (
+        "" if any(k == axes.KNOWLEDGE for k, _ in req.axes) else f"; knowledge {cfg['knowledge']['regime']}"
+    )
     return (
         f"Protocol: backbone `{cfg['backbone']['name']}`, {t['shots']} shots per class, {t['epochs']} epochs, "
         f"batch {t['batch_size']}, lr {t['lr']}; transport `{transport['name']}`"
         + (f" ({options})" if options else "")
+        + (f"; K-MaT {method}" if method else "")
+        + regime
+        + (f"; axes: {'; '.join(axis)}" if axis else "")
         + f"; seeds {', '.join(map(str, req.seeds))}."
         + (f" Overrides: `{' '.join(req.sets)}`." if req.sets else "")
     )
@@ -436,6 +492,14 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
                 report.ablation_markdown(layout, table, by_key),
                 _rule_outcome(plan, layout, table, by_key),
             ]
+        elif table.kind == "knowledge":
+            parts += [
+                "## K-MaT configurations (knowledge benchmark)",
+                "",
+                "The agreement rule (docs/defaults.md) and the fixed configurations it is measured against.",
+                "",
+                report.methods_markdown(layout, table, by_key),
+            ]
         else:
             parts += [
                 "## K-MaT ablation (Table 3 layout)",
@@ -445,6 +509,9 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
                 "",
                 report.ablation_markdown(layout, table, by_key),
             ]
+    knowledge = knowledge_report.section(plan, layout, by_key, layout.tables)
+    if knowledge:
+        parts += [knowledge]
     timing = report.timing_markdown(layout, layout.tables[0], by_key)
     if timing:
         parts += ["## Wall time", "", timing]

@@ -71,6 +71,7 @@ class Layout:
     tasks: Sequence[str]
     seeds: Sequence[int]
     tables: Sequence[Table]
+    blocks_are: str = "tasks"  # what a block is, for the average's heading ("tasks", or "blocks" with axes)
 
 
 def _value(outcome: Any, modality: str, metric: str) -> float | None:
@@ -144,7 +145,7 @@ def _blocks(layout: Layout) -> list[tuple[str, str]]:
     """(stats key, heading) per block: each task, then the average when there is more than one task."""
     blocks = [(t, t) for t in layout.tasks]
     if len(layout.tasks) > 1:
-        blocks.append((AVERAGE, f"Average over {len(layout.tasks)} tasks"))
+        blocks.append((AVERAGE, f"Average over {len(layout.tasks)} {layout.blocks_are}"))
     return blocks
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("zeroshot", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat")  # the paper's Table 2 columns
+METHODS = ("zeroshot", "descriptions", "coop", "cocoop", "kgcoop", "biomedcoop", "kmat")  # Table 2 columns
 METHOD_LABELS = {
     "zeroshot": "Zero-shot",
+    "descriptions": "Descriptions",
     "coop": "CoOp",
     "cocoop": "CoCoOp",
     "kgcoop": "KgCoOp",
@@ -21,6 +22,15 @@ METHOD_LABELS = {
     "kmat": "K-MaT",
 }
 WITHOUT_TRANSPORT = ("method.transport=false",)  # K-MaT with its transport term off (Fig. 2's pair)
+# The K-MaT rows of a knowledge benchmark (beside the methods' K-MaT with its defaults): the label-free
+# agreement rule (docs/defaults.md) and the fixed configurations it is measured against.
+AGREEMENT_RULE = "K-MaT, agreement rule"
+KNOWLEDGE_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (AGREEMENT_RULE, ("method.agreement=true",)),
+    ("K-MaT, anchor only", WITHOUT_TRANSPORT),
+    ("K-MaT, transport only", ("method.anchor=false",)),
+    ("K-MaT, lambda2 3", ("method.lambda2=3.0",)),
+)
 
 
 def method_label(method: str) -> str:

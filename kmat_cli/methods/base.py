@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kmat_cli.contracts import Backbone, Transport
+from kmat_cli.contracts import MODALITIES, Backbone, Transport
 from kmat_cli.errors import UsageError
 from kmat_cli.limits import Range
 
@@ -50,11 +50,14 @@ class Method(nn.Module):
     (CoCoOp); exported embeddings are then an image-independent approximation (see the method).
     ``limits``: the ranges of the constructor's options (:mod:`kmat_cli.limits`); a loss weight lies in
     ``[0, LOSS_WEIGHT_MAX]`` (a negative one rewards the loss it weighs, a huge one overflows it).
+    ``reads_descriptions``: False for methods that never read class descriptions (then the run's
+    ``knowledge`` section cannot change what they compute, and a benchmark shares their cells across it).
     """
 
     trainable: ClassVar[bool] = True
     image_conditioned: ClassVar[bool] = False
     limits: ClassVar[dict[str, Range]] = {}  # option -> (least, most), checked with the config
+    reads_descriptions: ClassVar[bool] = True
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__()
@@ -175,6 +178,18 @@ def templated(per_class: Sequence[Sequence[str]], template: str, modality: str) 
     """Every description of every class written through ``template`` with ``{modality}`` = ``modality``
     (the modality words) and ``{description}`` = the description (see :func:`check_template`)."""
     return [[template.format(modality=modality, description=d) for d in texts] for texts in per_class]
+
+
+def modality_prototypes(method: Method, template: str) -> torch.Tensor:
+    """(M, K, D): p_{k,m} = normalize(mean_j normalize(E(template(words_m, desc_{k,m,j})))) of every
+    modality m in ``MODALITIES`` order, from ``method``'s descriptions and backbone; no gradient."""
+    words = method.setup.modalities
+    return torch.stack(
+        [
+            prototypes(method.backbone, templated(method.descriptions_for(m), template, words[m]))
+            for m in MODALITIES
+        ]
+    )
 
 
 def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -30,6 +30,7 @@ class BiomedCoOp(CoOp):
         "lambda_kdsp": (0, LOSS_WEIGHT_MAX),
         "tau": (0, None),
     }
+    reads_descriptions = True
 
     def __init__(
         self,

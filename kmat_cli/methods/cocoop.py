@@ -25,6 +25,8 @@ class CoCoOp(Method):
     every image. :meth:`logits` (used by ``kmat evaluate``) conditions on each image, as CoCoOp does.
     """
 
+    reads_descriptions = False
+
     image_conditioned = True
 
     limits: ClassVar[dict[str, Range]] = {

@@ -23,6 +23,7 @@ class CoOp(Method):
     """
 
     limits: ClassVar[dict[str, Range]] = {"n_ctx": (1, None)}
+    reads_descriptions = False
 
     def __init__(
         self, setup: MethodSetup, *, n_ctx: int = 4, init_words: str = "a photo of a", csc: bool = False

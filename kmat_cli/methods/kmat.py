@@ -8,15 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from kmat_cli.contracts import MODALITIES
-from kmat_cli.limits import Range
+from kmat_cli.limits import Above, Range
+from kmat_cli.methods.agreement import class_agreement, disagreement
 from kmat_cli.methods.base import (
     LOSS_WEIGHT_MAX,
     Method,
     MethodSetup,
     check_template,
     mean_cosine,
-    prototypes,
-    templated,
+    modality_prototypes,
 )
 from kmat_cli.prompts import PromptLearner
 
@@ -30,7 +30,7 @@ class KMaT(Method):
 
         L = L_ce + lambda1 * L_anchor + lambda2 * L_FGW
         L_ce     = CE(s * cos(f(x), t_{k,hi}) over k)
-        L_anchor = mean_{k,m} || t_{k,m} - p_{k,m} ||_2,   p_{k,m} = normalize(mean_j normalize(E(d_{k,m,j})))
+        L_anchor = mean_{k,m} w_{m,k} || t_{k,m} - p_{k,m} ||_2,   p_{k,m} = normalize(mean_j normalize(E(d_{k,m,j})))
         d_{k,m,j} = description_template.format(modality=<modality words of m>, description=desc_{k,m,j})
         L_FGW    = T(stop_grad(t_{.,hi}), t_{.,lo})        T: the run's transport (fgw, wasserstein, gw, ...)
 
@@ -38,6 +38,13 @@ class KMaT(Method):
     same modality words as the prompt it anchors, so that p_{k,hi} and p_{k,lo} differ by modality as the
     prompts do; ``"{description}"`` is the literal reading (bare descriptions). The transport is solved
     in float64 (K x D is small), so that its solver's tolerances are reachable.
+
+    ``agreement`` (the label-free rule of docs/defaults.md, :mod:`kmat_cli.methods.agreement`): from the
+    prototypes alone, a_k = how surely the low-end prototype of class k and the high-end prototype of
+    class k find each other (centred cosines, softmax temperature ``agreement_tau``); the low-end anchor
+    of class k is weighted by a_k (w_{lo,k} = a_k, w_{hi,k} = 1) and lambda2 becomes
+    ``agreement_lambda2 * delta``, delta = clip((1 - mean_k a_k) / (1 - 1/K), 0, 1): weak or permuted
+    low-end descriptions hand the low end to the transport, agreeing ones to the anchor.
 
     Ablation switches: ``anchor`` and ``transport`` drop their term; ``csc``/``msc`` as above. The
     prototypes are computed once (no gradient). Low-end images are never used.
@@ -47,6 +54,8 @@ class KMaT(Method):
         "n_ctx": (1, None),
         "lambda1": (0, LOSS_WEIGHT_MAX),
         "lambda2": (0, LOSS_WEIGHT_MAX),
+        "agreement_tau": (Above(0), None),
+        "agreement_lambda2": (0, LOSS_WEIGHT_MAX),
     }
 
     def __init__(
@@ -63,6 +72,9 @@ class KMaT(Method):
         lambda1: float = 1.0,
         lambda2: float = 1.0,
         description_template: str = "{modality}: {description}",
+        agreement: bool = False,
+        agreement_tau: float = 0.1,
+        agreement_lambda2: float = 3.0,
     ) -> None:
         super().__init__(setup)
         check_template(description_template, "method.description_template")
@@ -78,23 +90,26 @@ class KMaT(Method):
             independent=independent,
             init_words=init_words,
         )
+        self._unanchored: torch.Tensor | None = None  # the prototypes of text_checks, without an anchor
+        weights = torch.ones(len(MODALITIES), self.num_classes)
+        self.agreement: torch.Tensor | None = None
+        if agreement:  # the label-free rule of docs/defaults.md: weights from the descriptions' agreement
+            p = self._prototypes()
+            self.agreement = class_agreement(
+                p[MODALITIES.index("lo")], p[MODALITIES.index("hi")], agreement_tau
+            )
+            weights[MODALITIES.index("lo")] = self.agreement
+            lambda2 = agreement_lambda2 * disagreement(self.agreement)
         self.lambda1, self.lambda2 = lambda1, lambda2
         self.use_anchor = anchor and lambda1 != 0
         self.use_transport = transport and lambda2 != 0 and setup.transport is not None
-        self._unanchored: torch.Tensor | None = None  # the prototypes of text_checks, without an anchor
+        self.register_buffer("anchor_weights", weights, persistent=False)  # (2, K): w_{m,k}
         if self.use_anchor:
             self.register_buffer("prototypes", self._prototypes(), persistent=False)  # (2, K, D)
 
     def _prototypes(self) -> torch.Tensor:
         """(2, K, D): p_{k,m} of every modality m in MODALITIES order (see the class docstring)."""
-        words = self.setup.modalities
-        per_modality = [
-            prototypes(
-                self.backbone, templated(self.descriptions_for(m), self.description_template, words[m])
-            )
-            for m in MODALITIES
-        ]
-        return torch.stack(per_modality)
+        return modality_prototypes(self, self.description_template)
 
     def text_checks(self) -> dict[str, Any] | None:
         """At the current prompts: ``cos_p_hi_lo`` = mean_k cos(p_hi,k, p_lo,k), ``cos_t_hi_lo`` = mean_k
@@ -111,7 +126,11 @@ class KMaT(Method):
         with torch.no_grad():
             t = self.prompts()
         t = {m: t[m].to(p.device) for m in MODALITIES}
+        extra = {}
+        if self.agreement is not None:
+            extra = {"agreement": self.agreement.tolist(), "lambda2": self.lambda2}
         return {
+            **extra,
             "description_template": self.description_template,
             "cos_p_hi_lo": mean_cosine(p[0], p[1]),
             "cos_t_hi_lo": mean_cosine(t["hi"], t["lo"]),
@@ -122,9 +141,9 @@ class KMaT(Method):
         return self.prompts()
 
     def anchor_loss(self, text: dict[str, torch.Tensor]) -> torch.Tensor:
-        """mean over (k, m) of || t_{k,m} - p_{k,m} ||_2."""
+        """mean over (k, m) of w_{m,k} || t_{k,m} - p_{k,m} ||_2 (w = 1 unless ``agreement``)."""
         t = torch.stack([text[m] for m in MODALITIES])
-        return (t - self.prototypes).norm(dim=-1).mean()
+        return (self.anchor_weights * (t - self.prototypes).norm(dim=-1)).mean()
 
     def losses(self, features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.loss_terms(self.prompts(), features, labels)

@@ -14,6 +14,7 @@ class ZeroShot(Method):
     """
 
     trainable = False
+    reads_descriptions = False
 
     def __init__(self, setup: MethodSetup, *, template: str = "a {modality} image of {classname}.") -> None:
         super().__init__(setup)

@@ -69,6 +69,10 @@ class Phantom(Task):
         self.root = Path(root).expanduser() if root else cache_root()
         self.class_names = list(world.CLASS_NAMES)
         self.modalities = dict(world.MODALITY_WORDS)
+        # the four confusable pairs (each class with its partner), for the knowledge regimes
+        self.class_groups = [
+            [c.name, world.CLASSES[c.partner].name] for i, c in enumerate(world.CLASSES) if i < c.partner
+        ]
 
     @cached_property
     def folder(self) -> Path:
