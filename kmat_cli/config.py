@@ -283,11 +283,26 @@ def load_saved(path: str | Path, plugin_lookup: Callable[[str, str], Any] | None
     return cfg
 
 
+# Keys added after run folders were first saved, whose defaults compute what runs saved before them did:
+# a saved config may lack them (a run folder of an earlier kmat). Any other missing key means damage.
+LATER_KEYS = frozenset(
+    {
+        "knowledge",
+        "transport.warm_start",
+        "method.agreement",
+        "method.agreement_tau",
+        "method.agreement_lambda2",
+    }
+)
+
+
 def _first_missing(full: Mapping[str, Any], given: Mapping[str, Any], prefix: str = "") -> str | None:
-    """The first dotted key of ``full`` that ``given`` lacks (plugin sections given as a bare name count
-    as naming the plugin only)."""
+    """The first dotted key of ``full`` that ``given`` lacks, :data:`LATER_KEYS` aside (plugin sections
+    given as a bare name count as naming the plugin only)."""
     for key, value in full.items():
         where = f"{prefix}{key}"
+        if where in LATER_KEYS and key not in given:
+            continue
         if key not in given:
             return where
         if isinstance(value, Mapping) and isinstance(given[key], Mapping):

@@ -16,6 +16,7 @@ import yaml
 from faults import assert_error, cli, custom_task, run_folders, train_args
 
 from kmat_cli import config
+from kmat_cli.errors import UsageError
 from kmat_cli.runs import Run
 
 
@@ -82,3 +83,19 @@ def test_damaged_saved_config_is_one_line_naming_file_and_key(
 def test_a_sound_saved_config_loads_as_saved(finished: Path) -> None:
     saved = yaml.safe_load((finished / Run.CONFIG).read_text(encoding="utf-8"))
     assert config.load_saved(finished / Run.CONFIG) == saved
+
+
+def test_a_run_saved_before_later_keys_existed_still_loads(tmp_path: Path) -> None:
+    """A run folder of an earlier kmat lacks the keys added since (``config.LATER_KEYS``); it loads with
+    their defaults, which compute what it computed, while any other missing key stays refused."""
+    cfg = config.resolve([{"task": {"name": "phantom"}, "method": {"name": "kmat"}}])
+    older = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items() if k != "knowledge"}
+    for section, key in (("transport", "warm_start"), ("method", "agreement"), ("method", "agreement_tau")):
+        older[section].pop(key)
+    file = tmp_path / "config.yaml"
+    file.write_text(config.dump(older), encoding="utf-8")
+    assert config.load_saved(file) == cfg
+    del older["method"]["lambda1"]
+    file.write_text(config.dump(older), encoding="utf-8")
+    with pytest.raises(UsageError, match=r"'method\.lambda1' is missing"):
+        config.load_saved(file)
