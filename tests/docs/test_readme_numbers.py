@@ -13,7 +13,13 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 KNOWLEDGE_CSV = REPO / "docs" / "benchmark-knowledge" / "report.csv"
 KNOWLEDGE_MDS = [
-    REPO / "docs" / d / "report.md" for d in ("benchmark-knowledge", "benchmark-knowledge-world1")
+    REPO / "docs" / d / "report.md"
+    for d in (
+        "benchmark-knowledge",
+        "benchmark-knowledge-world1",
+        "benchmark-knowledge-world11",
+        "benchmark-knowledge-world23",
+    )
 ]
 PHANTOM_CSV = REPO / "docs" / "benchmark-phantom" / "report.csv"
 
