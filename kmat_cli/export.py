@@ -124,7 +124,7 @@ def write_prompts(
 MAX_LOGIT_SCALE = 1000.0  # CLIP models clamp theirs at 100; anything far above is a broken file
 
 
-def _metadata_json(path: Path, metadata: Mapping[str, str], key: str, default: str | None = None) -> Any:
+def metadata_json(path: Path, metadata: Mapping[str, str], key: str, default: str | None = None) -> Any:
     """``metadata[key]`` parsed as JSON; a missing key (without ``default``) or bad JSON names the key."""
     if key not in metadata and default is None:
         raise UsageError(f"{path}: incomplete kmat metadata (no {key}); export the prompts again")
@@ -136,7 +136,7 @@ def _metadata_json(path: Path, metadata: Mapping[str, str], key: str, default: s
 
 def checked_class_names(path: Path, metadata: Mapping[str, str]) -> list[str]:
     """``kmat.class_names``: a non-empty JSON list of distinct, non-empty, UTF-8-encodable strings."""
-    names = _metadata_json(path, metadata, "kmat.class_names")
+    names = metadata_json(path, metadata, "kmat.class_names")
     key = "kmat.class_names"
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
         raise UsageError(
@@ -219,7 +219,7 @@ def read_prompts(path: str | Path) -> Prompts:
     class_names = checked_class_names(path, metadata)
     logit_scale = _logit_scale(path, metadata)
     _check_tensors(path, tensors, len(class_names), metadata)
-    preprocess = _metadata_json(path, metadata, "kmat.preprocess", default="{}")
+    preprocess = metadata_json(path, metadata, "kmat.preprocess", default="{}")
     if not isinstance(preprocess, dict):
         raise UsageError(f"{path}: kmat.preprocess must be a JSON object, got {preprocess!r:.80}")
     return Prompts(

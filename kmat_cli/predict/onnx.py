@@ -7,7 +7,6 @@ the classifier's ``classify`` passes them through. Decoding, batching, rows and 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import torch
 
 from kmat_cli import threads as thread_policy
 from kmat_cli.errors import UsageError
-from kmat_cli.export import checked_class_names
+from kmat_cli.export import checked_class_names, metadata_json
 from kmat_cli.onnx_export import INPUT, ONNX_FORMAT, OUTPUT, check_preprocess, preprocess_transform, require
 
 __all__ = ["OnnxClassifier", "OnnxModel", "load_onnx_classifier"]
@@ -99,11 +98,7 @@ def load_onnx_classifier(
             "make one with `kmat export RUN --format onnx`"
         )
     names = checked_class_names(path, meta)
-    try:
-        spec = json.loads(meta.get("kmat.preprocess", "null"))
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise UsageError(f"{path}: kmat.preprocess is not valid JSON") from exc
-    spec = check_preprocess(spec, path)
+    spec = check_preprocess(metadata_json(path, meta, "kmat.preprocess"), path)
     if meta.get("kmat.modality") != modality:
         raise UsageError(
             f"{path}: the model classifies with the {meta.get('kmat.modality')!r:.20} embeddings, "
