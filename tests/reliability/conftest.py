@@ -34,7 +34,9 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 class ChatServer:
     """Answers ``POST /v1/chat/completions`` with JSON descriptions; requires ``key`` as a bearer token and,
     like OpenAI, echoes a wrong key in its 401 message. Records the headers it received. A test may replace
-    ``answer``; a payload given as bytes is sent as it is."""
+    ``answer``; a payload given as bytes is sent as it is. The handler reads the whole request body into
+    ``handler.body`` before ``answer`` runs: a socket closed with unread request bytes is reset by the
+    kernel, which can cut the client's read of the answer short."""
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -42,7 +44,7 @@ class ChatServer:
         self.base_url = ""
 
     def answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, Any]]:
-        body = json.loads(handler.rfile.read(int(handler.headers.get("Content-Length", 0))))
+        body = json.loads(handler.body)  # type: ignore[attr-defined]
         self.headers.append(dict(handler.headers))
         given = handler.headers.get("Authorization", "").removeprefix("Bearer ")
         if given != self.key:
@@ -64,6 +66,7 @@ def chat_server() -> Iterator[ChatServer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            self.body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             status, payload = server_state.answer(self)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
