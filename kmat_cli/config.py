@@ -280,20 +280,34 @@ def load_saved(path: str | Path, plugin_lookup: Callable[[str, str], Any] | None
     missing = _first_missing(cfg, saved)
     if missing is not None:
         raise UsageError(f"{path}: config key '{missing}' is missing; {damaged}")
+    _fill_later_keys(cfg, saved)
     return cfg
 
 
-# Keys added after run folders were first saved, whose defaults compute what runs saved before them did:
-# a saved config may lack them (a run folder of an earlier kmat). Any other missing key means damage.
-LATER_KEYS = frozenset(
-    {
-        "knowledge",
-        "transport.warm_start",
-        "method.agreement",
-        "method.agreement_tau",
-        "method.agreement_lambda2",
-    }
-)
+# Keys added after run folders were first saved, with the value a run saved before them computed with
+# (None: the key's default computes it). A saved config may lack them (a run folder of an earlier kmat);
+# any other missing key means damage.
+LATER_KEYS: dict[str, Any] = {
+    "knowledge": None,
+    "transport.warm_start": False,
+    "method.agreement": False,
+    "method.agreement_tau": None,
+    "method.agreement_lambda2": None,
+}
+
+
+def _fill_later_keys(cfg: dict[str, Any], saved: Mapping[str, Any]) -> None:
+    """Set each :data:`LATER_KEYS` key that ``saved`` lacks and ``cfg`` (resolved) has to its older value."""
+    for dotted, older in LATER_KEYS.items():
+        if older is None:
+            continue
+        *sections, key = dotted.split(".")
+        have, given = cfg, saved
+        for section in sections:
+            have = have.get(section) if isinstance(have, dict) else None
+            given = given.get(section) if isinstance(given, Mapping) else None
+        if isinstance(have, dict) and key in have and isinstance(given, Mapping) and key not in given:
+            have[key] = older
 
 
 def _first_missing(full: Mapping[str, Any], given: Mapping[str, Any], prefix: str = "") -> str | None:

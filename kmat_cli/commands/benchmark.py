@@ -59,8 +59,8 @@ def benchmark_grid(
         None,
         "--knowledge",
         help="Knowledge regimes of the low-end descriptions, comma-separated (shipped, partial, pooled, "
-        "generic, shuffled): an axis of the grid, with K-MaT's agreement rule and fixed configurations "
-        "as extra rows (--vary knowledge.regime=... gives the axis alone).",
+        "generic, shuffled): an axis of the grid, with fixed K-MaT configurations without its agreement "
+        "rule as extra rows (--vary knowledge.regime=... gives the axis alone).",
     ),
     vary: list[str] = typer.Option(
         [], "--vary", help="Another axis of the grid: --vary task.seed=0,1,11,23 (a block per value)."

@@ -109,7 +109,7 @@ class Request:
     sets: tuple[str, ...] = ()
     defaults_rule: bool = False
     axes: axes.Axes = ()
-    knowledge_rows: bool = False  # K-MaT's agreement rule and fixed configurations (variants.KNOWLEDGE_ROWS)
+    knowledge_rows: bool = False  # fixed K-MaT configurations without its agreement rule (variants)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -496,7 +496,8 @@ def render(plan: Plan, outcomes: Sequence[Outcome], out: Path, *, plots: bool = 
             parts += [
                 "## K-MaT configurations (knowledge benchmark)",
                 "",
-                "The agreement rule (docs/defaults.md) and the fixed configurations it is measured against.",
+                "K-MaT with its defaults uses the agreement rule (docs/defaults.md); these fixed configurations, "
+                "without it, are what it is measured against.",
                 "",
                 report.methods_markdown(layout, table, by_key),
             ]

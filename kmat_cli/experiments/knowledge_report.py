@@ -15,20 +15,26 @@ from typing import Any
 
 from kmat_cli.experiments import axes, paired
 from kmat_cli.experiments.report import Layout, Table
-from kmat_cli.experiments.variants import AGREEMENT_RULE, method_label
+from kmat_cli.experiments.variants import (
+    AGREEMENT_OFF,
+    ANCHOR_ONLY,
+    LAMBDA2_3,
+    TRANSPORT_ONLY,
+    method_label,
+)
 
 SHIPPED = "shipped"
-_ANCHOR_ONLY = "K-MaT, anchor only"
+_KMAT = method_label("kmat")  # with its defaults: the agreement rule
 # (A, B, B's regime or None for the same regime as A): the comparisons of the paired table
 COMPARISONS: tuple[tuple[str, str, str | None], ...] = (
-    (AGREEMENT_RULE, method_label("descriptions"), None),
-    (AGREEMENT_RULE, method_label("kmat"), None),
-    (AGREEMENT_RULE, _ANCHOR_ONLY, None),
-    (AGREEMENT_RULE, "K-MaT, transport only", None),
-    (AGREEMENT_RULE, "K-MaT, lambda2 3", None),
-    (method_label("kmat"), _ANCHOR_ONLY, None),
-    (AGREEMENT_RULE, AGREEMENT_RULE, SHIPPED),
-    (method_label("kmat"), method_label("kmat"), SHIPPED),
+    (_KMAT, method_label("descriptions"), None),
+    (_KMAT, AGREEMENT_OFF, None),
+    (_KMAT, ANCHOR_ONLY, None),
+    (_KMAT, TRANSPORT_ONLY, None),
+    (_KMAT, LAMBDA2_3, None),
+    (AGREEMENT_OFF, ANCHOR_ONLY, None),
+    (_KMAT, _KMAT, SHIPPED),
+    (AGREEMENT_OFF, AGREEMENT_OFF, SHIPPED),
 )
 
 

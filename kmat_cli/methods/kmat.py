@@ -30,7 +30,7 @@ class KMaT(Method):
 
         L = L_ce + lambda1 * L_anchor + lambda2 * L_FGW
         L_ce     = CE(s * cos(f(x), t_{k,hi}) over k)
-        L_anchor = mean_{k,m} w_{m,k} || t_{k,m} - p_{k,m} ||_2,   p_{k,m} = normalize(mean_j normalize(E(d_{k,m,j})))
+        L_anchor = mean_{k,m} || t_{k,m} - p_{k,m} ||_2 (split as below under ``agreement``),   p_{k,m} = normalize(mean_j normalize(E(d_{k,m,j})))
         d_{k,m,j} = description_template.format(modality=<modality words of m>, description=desc_{k,m,j})
         L_FGW    = T(stop_grad(t_{.,hi}), t_{.,lo})        T: the run's transport (fgw, wasserstein, gw, ...)
 
@@ -39,12 +39,19 @@ class KMaT(Method):
     prompts do; ``"{description}"`` is the literal reading (bare descriptions). The transport is solved
     in float64 (K x D is small), so that its solver's tolerances are reachable.
 
-    ``agreement`` (the label-free rule of docs/defaults.md, :mod:`kmat_cli.methods.agreement`): from the
-    prototypes alone, a_k = how surely the low-end prototype of class k and the high-end prototype of
-    class k find each other (centred cosines, softmax temperature ``agreement_tau``); the low-end anchor
-    of class k is weighted by a_k (w_{lo,k} = a_k, w_{hi,k} = 1) and lambda2 becomes
-    ``agreement_lambda2 * delta``, delta = clip((1 - mean_k a_k) / (1 - 1/K), 0, 1): weak or permuted
-    low-end descriptions hand the low end to the transport, agreeing ones to the anchor.
+    ``agreement`` (default on; the label-free rule of docs/defaults.md, :mod:`kmat_cli.methods.agreement`):
+    from the prototypes alone, a_k = how surely the low-end prototype of class k and the high-end
+    prototype of class k find each other (centred cosines, softmax temperature ``agreement_tau``). The
+    low-end anchor is split into the modality's location and the classes' offsets from it, the latter
+    weighted by a_k (the centred transport places offsets, never the location):
+
+        L_anchor = 1/2 [ mean_k ||t_{k,hi} - p_{k,hi}|| + ||tbar_lo - pbar_lo||
+                         + mean_k a_k ||(t_{k,lo} - tbar_lo) - (p_{k,lo} - pbar_lo)|| ],  xbar = mean_k x_k
+
+    and the transport weight becomes ``lambda2 * agreement_lambda2 * delta``, delta = clip((1 - mean_k
+    a_k) / (1 - 1/K), 0, 1): agreeing low-end descriptions keep the low end on their anchor, weak or
+    permuted ones hand the class geometry to the transport. With ``agreement`` off, L_anchor = mean_{k,m}
+    ||t_{k,m} - p_{k,m}|| and the transport weight is ``lambda2``.
 
     Ablation switches: ``anchor`` and ``transport`` drop their term; ``csc``/``msc`` as above. The
     prototypes are computed once (no gradient). Low-end images are never used.
@@ -72,7 +79,7 @@ class KMaT(Method):
         lambda1: float = 1.0,
         lambda2: float = 1.0,
         description_template: str = "{modality}: {description}",
-        agreement: bool = False,
+        agreement: bool = True,
         agreement_tau: float = 0.1,
         agreement_lambda2: float = 3.0,
     ) -> None:
@@ -91,19 +98,16 @@ class KMaT(Method):
             init_words=init_words,
         )
         self._unanchored: torch.Tensor | None = None  # the prototypes of text_checks, without an anchor
-        weights = torch.ones(len(MODALITIES), self.num_classes)
-        self.agreement: torch.Tensor | None = None
+        self.agreement: torch.Tensor | None = None  # (K,) a_k of the low-end descriptions, when ``agreement``
         if agreement:  # the label-free rule of docs/defaults.md: weights from the descriptions' agreement
             p = self._prototypes()
             self.agreement = class_agreement(
                 p[MODALITIES.index("lo")], p[MODALITIES.index("hi")], agreement_tau
             )
-            weights[MODALITIES.index("lo")] = self.agreement
-            lambda2 = agreement_lambda2 * disagreement(self.agreement)
+            lambda2 = lambda2 * agreement_lambda2 * disagreement(self.agreement)
         self.lambda1, self.lambda2 = lambda1, lambda2
         self.use_anchor = anchor and lambda1 != 0
         self.use_transport = transport and lambda2 != 0 and setup.transport is not None
-        self.register_buffer("anchor_weights", weights, persistent=False)  # (2, K): w_{m,k}
         if self.use_anchor:
             self.register_buffer("prototypes", self._prototypes(), persistent=False)  # (2, K, D)
 
@@ -141,9 +145,17 @@ class KMaT(Method):
         return self.prompts()
 
     def anchor_loss(self, text: dict[str, torch.Tensor]) -> torch.Tensor:
-        """mean over (k, m) of w_{m,k} || t_{k,m} - p_{k,m} ||_2 (w = 1 unless ``agreement``)."""
-        t = torch.stack([text[m] for m in MODALITIES])
-        return (self.anchor_weights * (t - self.prototypes).norm(dim=-1)).mean()
+        """L_anchor of the class docstring: mean_{k,m} ||t_{k,m} - p_{k,m}||, or its split form under
+        ``agreement``."""
+        hi, lo = MODALITIES.index("hi"), MODALITIES.index("lo")
+        if self.agreement is None:
+            t = torch.stack([text[m] for m in MODALITIES])
+            return (t - self.prototypes).norm(dim=-1).mean()
+        t_lo, p_lo = text["lo"], self.prototypes[lo]
+        t_mean, p_mean = t_lo.mean(0), p_lo.mean(0)
+        offsets = ((t_lo - t_mean) - (p_lo - p_mean)).norm(dim=-1)
+        high = (text["hi"] - self.prototypes[hi]).norm(dim=-1).mean()
+        return 0.5 * (high + (t_mean - p_mean).norm() + (self.agreement.to(offsets) * offsets).mean())
 
     def losses(self, features: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.loss_terms(self.prompts(), features, labels)

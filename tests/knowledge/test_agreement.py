@@ -55,19 +55,42 @@ def test_a_pair_sharing_one_text_loses_half_its_certainty() -> None:
     assert 0 < disagreement(a) < 1
 
 
-def test_kmat_weights_its_low_end_anchor_and_sets_lambda2_from_the_agreement() -> None:
+def test_kmat_splits_its_low_end_anchor_and_scales_lambda2_by_the_disagreement() -> None:
     from toyworld import setup
 
     from kmat_cli import registry
 
     s = setup(transport=registry.get("transports", "fgw")())
-    m = registry.get("methods", "kmat")(s, agreement=True, agreement_lambda2=3.0)
+    m = registry.get("methods", "kmat")(s, lambda2=2.0, agreement_lambda2=3.0)  # agreement: on by default
     p = m.prototypes
-    want = class_agreement(p[1], p[0])
-    torch.testing.assert_close(m.agreement, want)
-    torch.testing.assert_close(m.anchor_weights, torch.stack([torch.ones(3), want]))
-    assert m.lambda2 == pytest.approx(3.0 * disagreement(want))
-    t = {"hi": p[0] * 0.5, "lo": p[1] * 0.5}
-    by_hand = (p[0] * 0.5 - p[0]).norm(dim=-1).sum() + (want * (p[1] * 0.5 - p[1]).norm(dim=-1)).sum()
+    a = class_agreement(p[1], p[0])
+    torch.testing.assert_close(m.agreement, a)
+    assert m.lambda2 == pytest.approx(2.0 * 3.0 * disagreement(a))
+    g = torch.Generator().manual_seed(3)
+    t = {"hi": F.normalize(torch.randn(p[0].shape, generator=g), dim=-1), "lo": p[1] * 0.5 + 0.1}
+    hi = sum((t["hi"][k] - p[0][k]).norm() for k in range(3)) / 3
+    where = (t["lo"].sum(0) - p[1].sum(0)).norm() / 3
+    offsets = [((t["lo"][k] - t["lo"].sum(0) / 3) - (p[1][k] - p[1].sum(0) / 3)).norm() for k in range(3)]
+    by_hand = 0.5 * (hi + where + sum(a[k] * offsets[k] for k in range(3)) / 3)
+    torch.testing.assert_close(m.anchor_loss(t), by_hand)
+    # a common shift of the low-end prompts moves only the location term; the offsets term ignores it
+    shifted = {"hi": t["hi"], "lo": t["lo"] + 0.3}
+    moved = 0.5 * (
+        hi + (shifted["lo"].mean(0) - p[1].mean(0)).norm() + sum(a[k] * offsets[k] for k in range(3)) / 3
+    )
+    torch.testing.assert_close(m.anchor_loss(shifted), moved)
+    assert m.text_checks()["agreement"] == pytest.approx(a.tolist())
+
+
+def test_without_the_rule_the_anchor_is_the_plain_mean_distance_and_lambda2_is_kept() -> None:
+    from toyworld import setup
+
+    from kmat_cli import registry
+
+    s = setup(transport=registry.get("transports", "fgw")())
+    m = registry.get("methods", "kmat")(s, agreement=False, lambda2=2.0)
+    p = m.prototypes
+    assert m.agreement is None and m.lambda2 == 2.0
+    t = {"hi": p[0] * 0.5, "lo": p[1] * 0.25}
+    by_hand = (p[0] * 0.5 - p[0]).norm(dim=-1).sum() + (p[1] * 0.25 - p[1]).norm(dim=-1).sum()
     torch.testing.assert_close(m.anchor_loss(t), by_hand / 6)
-    assert m.text_checks()["agreement"] == pytest.approx(want.tolist())

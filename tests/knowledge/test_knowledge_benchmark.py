@@ -37,9 +37,11 @@ def test_every_block_sets_its_axis_values_and_blind_methods_share_cells() -> Non
     shipped = [k for n, k in by_block.items() if "shipped" in n]
     generic = [k for n, k in by_block.items() if "generic" in n]
     assert shipped == generic and len(set(shipped)) == 2  # one zero-shot cell per world, not per regime
-    assert p.knowledge[0].label == "K-MaT, agreement rule"
-    rule_cfg = p.config(p.block_names[0], p.knowledge[0], 1)
-    assert rule_cfg["method"]["agreement"] is True
+    kmat = next(v for v in p.methods if v.method == "kmat")
+    assert p.config(p.block_names[0], kmat, 1)["method"]["agreement"] is True  # K-MaT's default: the rule
+    assert p.knowledge[0].label == "K-MaT, agreement off"
+    for fixed in p.knowledge:  # the configurations the rule is measured against do without it
+        assert p.config(p.block_names[0], fixed, 1)["method"]["agreement"] is False
 
 
 def _outcomes(p: benchmark.Plan, rng: np.random.Generator) -> tuple[dict, dict]:
@@ -70,7 +72,7 @@ def test_regime_table_and_paired_differences_equal_a_recompute() -> None:
         want = f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f} (n=4)"
         row = next(line for line in md.splitlines() if line.startswith("| Descriptions |"))
         assert row.split("|")[2 + REGIMES.index(regime)].strip() == want
-    rule, desc = "K-MaT, agreement rule", "Descriptions"
+    rule, desc = "K-MaT", "Descriptions"
     got = knowledge_report.difference(p, layout, by_key, rule, desc, "generic", None)
     diffs = [
         vectors[(names[(w, "generic")], rule, s)].mean() - vectors[(names[(w, "generic")], desc, s)].mean()

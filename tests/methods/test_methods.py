@@ -95,7 +95,9 @@ def test_kmat_ce_only_equals_hand_written_cross_entropy() -> None:
 
 
 def test_kmat_anchor_is_mean_euclidean_distance_to_description_prototypes() -> None:
-    method = build("kmat", transport=False, lambda1=2.0, description_template="{description}")
+    method = build(
+        "kmat", transport=False, lambda1=2.0, description_template="{description}", agreement=False
+    )  # the plain anchor (tests/knowledge/test_agreement.py: its split form under the agreement rule)
     f, y = features()
     terms = method.losses(f, y)
     bb = method.backbone
@@ -112,7 +114,7 @@ def test_kmat_anchor_is_mean_euclidean_distance_to_description_prototypes() -> N
 
 
 def test_kmat_transport_term_is_the_transport_of_detached_hi_and_lo() -> None:
-    method = build("kmat", anchor=False, lambda2=3.0)
+    method = build("kmat", anchor=False, lambda2=3.0, agreement=False)  # the transport at a fixed weight
     f, y = features()
     terms = method.losses(f, y)
     with torch.no_grad():
@@ -125,7 +127,7 @@ def test_kmat_transport_term_is_the_transport_of_detached_hi_and_lo() -> None:
 def test_transport_gradients_reach_only_the_low_end_context(transport: str) -> None:
     torch.manual_seed(0)
     t = registry.get("transports", transport)()
-    method = registry.get("methods", "kmat")(setup(transport=t), anchor=False)
+    method = registry.get("methods", "kmat")(setup(transport=t), anchor=False, agreement=False)
     f, y = features()
     method.losses(f, y)["transport"].backward()
     pl = method.prompts
@@ -135,7 +137,9 @@ def test_transport_gradients_reach_only_the_low_end_context(transport: str) -> N
     assert all(p.grad is None for p in method.backbone.model.parameters())
 
     torch.manual_seed(0)
-    method = registry.get("methods", "kmat")(setup(transport=t), anchor=False, independent=True)
+    method = registry.get("methods", "kmat")(
+        setup(transport=t), anchor=False, independent=True, agreement=False
+    )
     method.losses(f, y)["transport"].backward()
     grad = method.prompts.ctx_independent.grad
     assert torch.count_nonzero(grad[0]) == 0 and torch.count_nonzero(grad[1]) > 0
@@ -148,7 +152,8 @@ def test_a_transport_step_moves_the_high_end_prompts_through_the_shared_class_co
     """docs/method.md: T sees stop_grad(t_hi), yet with CSC the shared C_k carries its gradient to t_hi."""
     torch.manual_seed(0)
     t = registry.get("transports", "fgw")()
-    method = registry.get("methods", "kmat")(setup(transport=t), anchor=False, independent=independent)
+    kmat = registry.get("methods", "kmat")
+    method = kmat(setup(transport=t), anchor=False, independent=independent, agreement=False)
     f, y = features()
     before = {m: e.detach().clone() for m, e in method.text_embeddings().items()}
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=1.0)

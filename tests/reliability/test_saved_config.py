@@ -87,14 +87,23 @@ def test_a_sound_saved_config_loads_as_saved(finished: Path) -> None:
 
 def test_a_run_saved_before_later_keys_existed_still_loads(tmp_path: Path) -> None:
     """A run folder of an earlier kmat lacks the keys added since (``config.LATER_KEYS``); it loads with
-    their defaults, which compute what it computed, while any other missing key stays refused."""
+    the values it was computed with (no warm start, no agreement rule), while any other missing key stays
+    refused."""
     cfg = config.resolve([{"task": {"name": "phantom"}, "method": {"name": "kmat"}}])
+    assert cfg["method"]["agreement"] is True and cfg["transport"]["warm_start"] is True  # today's defaults
     older = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items() if k != "knowledge"}
     for section, key in (("transport", "warm_start"), ("method", "agreement"), ("method", "agreement_tau")):
         older[section].pop(key)
     file = tmp_path / "config.yaml"
     file.write_text(config.dump(older), encoding="utf-8")
-    assert config.load_saved(file) == cfg
+    loaded = config.load_saved(file)
+    assert loaded["method"]["agreement"] is False and loaded["transport"]["warm_start"] is False
+    assert loaded["method"]["agreement_tau"] == cfg["method"]["agreement_tau"]
+    loaded["method"]["agreement"] = loaded["transport"]["warm_start"] = True
+    assert loaded == cfg
+    saved_today = tmp_path / "today.yaml"
+    saved_today.write_text(config.dump(cfg), encoding="utf-8")
+    assert config.load_saved(saved_today) == cfg  # a key that is present is never replaced
     del older["method"]["lambda1"]
     file.write_text(config.dump(older), encoding="utf-8")
     with pytest.raises(UsageError, match=r"'method\.lambda1' is missing"):
