@@ -34,6 +34,9 @@ def test_ablation_rows_are_variants_over_template_center_normalize_alpha() -> No
         assert cfg["method"]["description_template"] == template
         assert (cfg["transport"]["center"], cfg["transport"]["normalize"]) == (center, normalize)
         assert cfg["method"]["anchor"] and cfg["method"]["transport"]
+        assert cfg["method"]["agreement"] is False  # the 2 x 2 of template and transport shape, no rule
+    full = plan.config("phantom", rows["full K-MaT (fgw, alpha 0.1)"], 1)
+    assert full["method"]["agreement"] is True
     alphas = sorted(
         plan.config("phantom", v, 1)["transport"]["alpha"] for v in plan.ablation if "alpha" in v.label
     )
