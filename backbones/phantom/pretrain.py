@@ -4,7 +4,7 @@ The corpus comes from the phantom task's ``pretrain`` stream (its own seed and k
 task's splits is ever seen): ``--n`` images, a ``--lo-fraction`` of them low-end (rare, as clinical photos
 and X-rays are rare beside dermoscopy and CT in PubMed figures), each with a caption of what is visible and
 sometimes a class name (half of the high-end captions, a ``--named-lo`` share of the low-end ones) that is
-nearly as often the partner class's as its own (see ``tasks.phantom.world.caption``).
+nearly as often the partner class's as its own (see ``tasks.phantom.captions.caption``).
 
 Loss: symmetric InfoNCE over the batch, ``CE(s * f(x) g(t)^T, Y)`` with soft targets ``Y`` that spread
 each row's mass uniformly over the texts with an identical caption (identical captions are joint
