@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 
 from backbones.phantom import model as files
 from backbones.phantom.tokenizer import WordTokenizer
+from kmat_cli.api import write_with
 
 DEFAULTS: dict[str, Any] = {
     "seed": 1234,  # corpus seed (the task's splits use the "task" stream, whatever their seed)
@@ -91,17 +90,10 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 
 def write_files(out_dir: Path, writers: dict[str, Callable[[Path], Any]]) -> None:
-    """Write each file through a temporary sibling and ``os.replace`` it into place (atomic per file)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write each file ``out_dir / name`` by ``writer(tmp)`` through kmat's atomic writer (one file at a time:
+    a reader sees each old file or its complete new one)."""
     for name, writer in writers.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
-        os.close(fd)
-        try:
-            writer(Path(tmp))
-            os.replace(tmp, out_dir / name)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_with(out_dir / name, writer)
 
 
 def pretrain(out_dir: Path, cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:
