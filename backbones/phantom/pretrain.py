@@ -11,9 +11,9 @@ each row's mass uniformly over the texts with an identical caption (identical ca
 positives). AdamW, linear warm-up then cosine decay, learnable logit scale ``s`` capped at 100.
 
 Deterministic on CPU: fixed seeds, ``torch.use_deterministic_algorithms(True)`` and a fixed thread count
-(``--threads``, default 1: robust on a shared CPU); the same machine and thread count give the same bytes
-(checked: two full runs wrote identical files). The task plugin is
-found through the ``kmat.tasks`` entry point ``phantom``, as kmat's registry finds it.
+(``--threads``, default 1: robust on a shared CPU); the same machine and thread count give the same bytes.
+The files are written through kmat's atomic writer (:func:`write_files`). The task plugin is found through
+the ``kmat.tasks`` entry point ``phantom``, as kmat's registry finds it.
 """
 
 from __future__ import annotations
