@@ -15,6 +15,9 @@ What each kind needs:
 - a method: :class:`Method` and :class:`MethodSetup` (:mod:`kmat_cli.methods.base`) and
   :class:`PromptLearner` (:mod:`kmat_cli.prompts`); these three import torch, so they are loaded on
   first use and ``import kmat_cli.api`` stays cheap;
+- every kind writing a file: :func:`write_bytes`, :func:`write_text`, :func:`write_with` (``writer(tmp)``
+  then moved into place), :mod:`kmat_cli.atomic`'s writers: a reader sees the old file or the whole new one,
+  a link at the destination is replaced, never written through, a refused write is one line naming the file;
 - every kind: :class:`UsageError` (bad input, exit code 2), :class:`RuntimeFailure`, :class:`KmatError`,
   :func:`warn` (one ``kmat: warning: ...`` line on stderr).
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from kmat_cli.atomic import write_bytes, write_text, write_with
 from kmat_cli.contracts import MODALITIES, SPLITS, Backbone, Sample, Task, Transport
 from kmat_cli.datafiles import DataError, MissingFile, parse_json, parse_yaml, read_json, read_yaml
 from kmat_cli.descriptions import DESCRIPTIONS_FORMAT, load_descriptions
@@ -74,6 +78,9 @@ __all__ = [
     "read_yaml",
     "unprintable",
     "warn",
+    "write_bytes",
+    "write_text",
+    "write_with",
 ]
 
 _ON_FIRST_USE = {  # name -> module: the exports that import torch

@@ -4,16 +4,16 @@ The corpus comes from the phantom task's ``pretrain`` stream (its own seed and k
 task's splits is ever seen): ``--n`` images, a ``--lo-fraction`` of them low-end (rare, as clinical photos
 and X-rays are rare beside dermoscopy and CT in PubMed figures), each with a caption of what is visible and
 sometimes a class name (half of the high-end captions, a ``--named-lo`` share of the low-end ones) that is
-nearly as often the partner class's as its own (see ``tasks.phantom.world.caption``).
+nearly as often the partner class's as its own (see ``tasks.phantom.captions.caption``).
 
 Loss: symmetric InfoNCE over the batch, ``CE(s * f(x) g(t)^T, Y)`` with soft targets ``Y`` that spread
 each row's mass uniformly over the texts with an identical caption (identical captions are joint
 positives). AdamW, linear warm-up then cosine decay, learnable logit scale ``s`` capped at 100.
 
 Deterministic on CPU: fixed seeds, ``torch.use_deterministic_algorithms(True)`` and a fixed thread count
-(``--threads``, default 1: robust on a shared CPU); the same machine and thread count give the same bytes
-(checked: two full runs wrote identical files). The task plugin is
-found through the ``kmat.tasks`` entry point ``phantom``, as kmat's registry finds it.
+(``--threads``, default 1: robust on a shared CPU); the same machine and thread count give the same bytes.
+The files are written through kmat's atomic writer (:func:`write_files`). The task plugin is found through
+the ``kmat.tasks`` entry point ``phantom``, as kmat's registry finds it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 
 from backbones.phantom import model as files
 from backbones.phantom.tokenizer import WordTokenizer
+from kmat_cli.api import write_with
 
 DEFAULTS: dict[str, Any] = {
     "seed": 1234,  # corpus seed (the task's splits use the "task" stream, whatever their seed)
@@ -91,17 +90,10 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 
 def write_files(out_dir: Path, writers: dict[str, Callable[[Path], Any]]) -> None:
-    """Write each file through a temporary sibling and ``os.replace`` it into place (atomic per file)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write each file ``out_dir / name`` by ``writer(tmp)`` through kmat's atomic writer (one file at a time:
+    a reader sees each old file or its complete new one)."""
     for name, writer in writers.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
-        os.close(fd)
-        try:
-            writer(Path(tmp))
-            os.replace(tmp, out_dir / name)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_with(out_dir / name, writer)
 
 
 def pretrain(out_dir: Path, cfg: dict[str, Any], log: Any = print) -> dict[str, Any]:

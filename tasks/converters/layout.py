@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmat_cli.api import MODALITIES, SPLITS, UsageError
+from kmat_cli.api import MODALITIES, SPLITS, UsageError, write_text
 from tasks.splits import SPLITS_FILE, SPLITS_FORMAT, safe_relpath
 
 from .files import find_dirs
@@ -106,26 +105,6 @@ def merge(*parts: Collected) -> Collected:
     return Collected(splits=splits, skips=skips, notes=notes)
 
 
-def _atomic_json(dest: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``dest`` (:func:`_atomic_text`)."""
-    _atomic_text(dest, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
-
-
-def _atomic_text(dest: Path, text: str) -> None:
-    """Write ``text`` to ``dest`` through a temporary file and ``os.replace``, which replaces a link at
-    ``dest`` itself, never the file it points to."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _claim_root(root: Path) -> None:
     """Make ``root`` ready for a fresh layout: create it, or clear what an earlier prepare wrote.
 
@@ -138,7 +117,7 @@ def _claim_root(root: Path) -> None:
             f"--out {root}: folder is not empty and was not made by `kmat data prepare`; choose an empty one"
         )
     root.mkdir(parents=True, exist_ok=True)
-    _atomic_text(root / MARKER, "prepared by `kmat data prepare`; hi/, lo/ and splits.json are rewritten\n")
+    write_text(root / MARKER, "prepared by `kmat data prepare`; hi/, lo/ and splits.json are rewritten\n")
     (root / SPLITS_FILE).unlink(missing_ok=True)
     for modality in MODALITIES:
         target = root / modality
@@ -234,8 +213,6 @@ def write_prepared(
         "skipped": skips.as_list(),
         "notes": list(collected.notes),
     }
-    _atomic_json(
-        root / SPLITS_FILE,
-        {"format": SPLITS_FORMAT, "class_names": list(class_names), **report, **out},
-    )
+    document = {"format": SPLITS_FORMAT, "class_names": list(class_names), **report, **out}
+    write_text(root / SPLITS_FILE, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
     return report

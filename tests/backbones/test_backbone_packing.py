@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backbones.openclip_adapter import _PACK_FACTOR, _PACK_MIN_TOKENS, OpenClipBackbone
+from backbones.openclip_adapter import OpenClipBackbone
+from backbones.packing import PACK_FACTOR, PACK_MIN_TOKENS
 
 WORDS = ["irregular", "pigmented", "lesion", "with", "blue", "white", "veil", "and", "atypical", "network"]
 
@@ -42,7 +43,7 @@ def test_packed_equals_padded(
     assert prep.pack.rows * prep.pack.width < prep.ids.numel()  # less work than the padded batch
     assert real <= prep.pack.rows * prep.pack.width
     longest = int((prep.ids != b._layout_().pad_id).sum(1).max())
-    assert prep.pack.width <= max(_PACK_FACTOR * longest, _PACK_MIN_TOKENS)
+    assert prep.pack.width <= max(PACK_FACTOR * longest, PACK_MIN_TOKENS)
     if n == 40:
         assert prep.pack.rows > 1
     b.pack_prompts = False

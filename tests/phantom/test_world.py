@@ -13,7 +13,7 @@ from PIL import Image
 
 from kmat_cli.api import MODALITIES, SPLITS, Task, UsageError, load_descriptions
 from kmat_cli.registry import get
-from tasks.phantom import DESCRIPTIONS, SIZES, Phantom, world
+from tasks.phantom import DESCRIPTIONS, SIZES, Phantom, render, world
 
 K = len(world.CLASSES)
 
@@ -71,7 +71,7 @@ def test_folder_is_keyed_by_version_seed_and_pixels(tmp_path: Path, monkeypatch:
     assert name == f"v{world.GENERATOR_VERSION}-seed3-{world.fingerprint(3)}"
     assert Phantom(seed=3).folder != Phantom(seed=4).folder
     # a generator that draws other pixels gets another folder, never the old files
-    monkeypatch.setattr(world, "_to_uint8", lambda img: (np.clip(img, 0, 1) * 254).astype(np.uint8))
+    monkeypatch.setattr(render, "_to_uint8", lambda img: (np.clip(img, 0, 1) * 254).astype(np.uint8))
     assert Phantom(seed=3, root=str(tmp_path)).folder.name != name
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kmat_cli import images
+from kmat_cli import decoding, images
 
 PEAK = """
 import resource, sys
@@ -51,7 +51,7 @@ def _values(kind: str) -> np.ndarray:
 def test_values_equal_the_min_max_formula_across_block_edges(
     tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(images, "_BLOCK", 50, raising=False)  # two-row blocks: every edge crossed
+    monkeypatch.setattr(decoding, "_BLOCK", 50)  # two-row blocks: every edge crossed
     values = _values(kind)
     path = tmp_path / f"{kind}.tiff"
     Image.fromarray(values).save(path)
@@ -64,9 +64,9 @@ def test_values_equal_the_min_max_formula_across_block_edges(
 
 def test_scale_maps_non_finite_values_as_the_formula_does() -> None:
     values = np.array([[0.0, np.inf, -np.inf, np.nan, 10.0]])
-    assert images._scale(values, 0.0, 10.0).tolist() == [[0, 255, 0, 0, 255]]
-    assert images._finite_range(values) == (0.0, 10.0)
-    assert images._finite_range(np.array([[np.nan, np.inf]])) is None
+    assert decoding.scale_to_uint8(values, 0.0, 10.0).tolist() == [[0, 255, 0, 0, 255]]
+    assert decoding.finite_range(values) == (0.0, 10.0)
+    assert decoding.finite_range(np.array([[np.nan, np.inf]])) is None
 
 
 def test_a_large_16_bit_png_decodes_within_a_small_multiple_of_its_rgb_size(tmp_path: Path) -> None:
