@@ -7,7 +7,7 @@ at once and stays there after a crash, a kill or Ctrl-C. So that this cannot go 
 * an output that is one of the inputs, the prompts file, or a file inside a walked folder named like an
   image (the next run would classify it) is refused before anything is opened (:func:`check_output`), and
   so is any file of the run in use (:func:`check_run_files`, also for ``kmat export -o``);
-* a regular file (or a new one) is locked (``flock``) before it is emptied: a second ``kmat predict`` with
+* a regular file (or a new one) is locked (:mod:`kmat_cli.locks`) before it is emptied: a second ``kmat predict`` with
   the same output at the same time is refused with exit code 2 and leaves the first one's file alone, so
   the file is always one run's complete rows, never two runs interleaved (:func:`open_output`);
 * a FIFO or a device (``/dev/null``, ``/dev/stdout``) is opened and written as it is, and a symbolic link
@@ -16,7 +16,6 @@ at once and stays there after a crash, a kill or Ctrl-C. So that this cannot go 
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import sys
@@ -24,13 +23,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from kmat_cli import locks
 from kmat_cli.errors import UsageError
 from kmat_cli.images import IMAGE_SUFFIXES
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; outputs are not locked there
-    fcntl = None  # type: ignore[assignment]
 
 
 def _real(path: str | os.PathLike) -> str:
@@ -102,20 +97,6 @@ def check_run_files(
                 )
 
 
-def _lock(fd: int, output: Path) -> None:
-    """Take an exclusive ``flock`` on ``fd`` without waiting; a held one means another writer."""
-    if fcntl is None:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise UsageError(
-                f"{output}: another kmat predict is writing this file; wait for it or choose another --output"
-            ) from exc
-        # a file system without locks (some network mounts): write unlocked, as before
-
-
 def open_output(output: Path) -> BinaryIO:
     """``output`` opened for streaming rows, unbuffered (see the module docstring): a FIFO or device as it
     is; a regular or new file locked against other ``kmat predict`` runs and then emptied (opened for
@@ -129,7 +110,10 @@ def open_output(output: Path) -> BinaryIO:
     try:
         fd = stream.fileno()
         if stat.S_ISREG(os.fstat(fd).st_mode):
-            _lock(fd, output)
+            locks.lock_exclusive(
+                fd,
+                f"{output}: another kmat predict is writing this file; wait for it or choose another --output",
+            )
             os.ftruncate(fd, 0)
     except BaseException:
         stream.close()
