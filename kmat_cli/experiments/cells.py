@@ -41,7 +41,7 @@ from typing import Any
 
 from kmat_cli import atomic, datafiles, workflow
 from kmat_cli.api import MODALITIES
-from kmat_cli.errors import KmatError, UsageError, shown
+from kmat_cli.errors import KmatError, UsageError, short_repr
 from kmat_cli.runs import Run
 
 __all__ = [
@@ -220,7 +220,7 @@ def _malformed(data: Mapping[str, Any]) -> str | None:
     for key, kind in RESULT_FIELDS.items():
         value = data.get(key)
         if (value is not None or key == "metrics") and not isinstance(value, kind):
-            return f"'{key}' must be {'text' if kind is str else 'an object'}, got {shown(value, 60)}"
+            return f"'{key}' must be {'text' if kind is str else 'an object'}, got {short_repr(value, 60)}"
     bad = [m for m in MODALITIES if m in data["metrics"] and not isinstance(data["metrics"][m], dict)]
     return f"'metrics.{bad[0]}' must be an object" if bad else None
 
