@@ -111,7 +111,9 @@ def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
     train.set_threads(int(tcfg.get("threads", 0)))
     device = resolve_device(tcfg["device"])
     task = assemble.build_task(cfg)
-    shots = fewshot.few_shot(task.split("hi", "train"), task.class_names, int(tcfg["shots"]), int(tcfg["seed"]))
+    shots = fewshot.few_shot(
+        task.split("hi", "train"), task.class_names, int(tcfg["shots"]), int(tcfg["seed"])
+    )
     parts = assemble.build_parts(cfg, device, task=task)
     train.seed_everything(int(tcfg["seed"]))
     method = assemble.build_method(parts)
