@@ -28,7 +28,6 @@ import numpy as np
 from kmat_cli.errors import UsageError, short_repr
 from kmat_cli.limits import KNOWLEDGE_REGIMES as REGIMES
 
-WEAK = REGIMES[1:]
 MODALITY = "lo"  # the modality whose descriptions are degraded
 GENERIC = (
     "a lesion seen on the scan.",

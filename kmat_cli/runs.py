@@ -95,9 +95,6 @@ class Run:
             yield
 
 
-STATUS_FILE = Run.STATUS  # the old name of Run.STATUS, still read by the experiment modules
-
-
 def create(out_root: str | Path, command: str, task: str, method: str, seed: int | None = None) -> Run:
     """Claim the next free ``<out_root>/<command>/<task>-<method>-s<seed>-<n>`` (n = 1, 2, ...; without
     ``seed``: ``<task>-<method>-<n>``) and return it. The last ``-<n>`` is always the counter."""

@@ -28,8 +28,6 @@ from kmat_cli.progress import say, warn
 from kmat_cli.runs import Run
 from kmat_cli.signals import Terminated
 
-CHECKS_FILE = Run.CHECKS  # the name tests and docs use
-
 
 def _summary(cfg: Mapping[str, Any], backbone: Any) -> dict[str, Any]:
     t = cfg["train"]
