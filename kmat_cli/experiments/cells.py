@@ -75,7 +75,7 @@ class Cell:
     (their order would matter, and the key is order-free).
 
     ``identity``: optional fingerprint of the configuration the flags and sets resolve to (see
-    :func:`kmat_cli.experiments.benchmark.config_identity`). When given, the key hashes it instead of the spelling, so
+    :func:`kmat_cli.experiments.plan.config_identity`). When given, the key hashes it instead of the spelling, so
     two spellings of one configuration share a cell, and a changed default makes a new cell instead of
     reading back one trained under the old default.
     """
