@@ -43,7 +43,7 @@ for _path in (HERE.parent, HERE):
 
 from phantom_world import probe  # noqa: E402
 
-from kmat_cli import assemble, config, data, train  # noqa: E402
+from kmat_cli import assemble, config, fewshot, train  # noqa: E402
 from kmat_cli.api import MODALITIES  # noqa: E402
 from kmat_cli.devices import resolve_device  # noqa: E402
 from kmat_cli.features import image_features  # noqa: E402
@@ -112,7 +112,7 @@ class Diagnosis:
     def trained(self, extra: Sequence[str]) -> tuple[Any, dict[str, Any]]:
         method, cfg = self.method(extra)
         tcfg = cfg["train"]
-        shots = data.few_shot(
+        shots = fewshot.few_shot(
             self.task.split("hi", "train"), self.task.class_names, int(tcfg["shots"]), int(tcfg["seed"])
         )
         x = image_features(self.backbone, [s.path for s in shots], progress=False)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from kmat_cli import datafiles, limits
-from kmat_cli.errors import UsageError, shown
+from kmat_cli.errors import UsageError, short_repr
 
 PLUGIN_SECTIONS = {"task": "tasks", "backbone": "backbones", "method": "methods", "transport": "transports"}
 NO_PLUGIN = "none"  # `--transport none` disables the transport loss
@@ -80,8 +80,8 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set {shown(item)}: expected key=value, e.g. --set method.lambda1=2")
-        value = datafiles.parse_yaml(raw, f"--set {shown(item)}") if raw.strip() else None
+            raise UsageError(f"--set {short_repr(item)}: expected key=value, e.g. --set method.lambda1=2")
+        value = datafiles.parse_yaml(raw, f"--set {short_repr(item)}") if raw.strip() else None
         set_dotted(out, key.strip(), value)
     return out
 
@@ -179,15 +179,15 @@ def _validate(section: str, values: Mapping[str, Any], schema: Mapping[str, Any]
         value = _typed(default, value)
         if isinstance(default, dict) and not (section == "" and key in PLUGIN_SECTIONS):
             if not isinstance(value, Mapping):
-                raise UsageError(f"config key '{where}' must be a mapping, got {shown(value)}")
+                raise UsageError(f"config key '{where}' must be a mapping, got {short_repr(value)}")
             out[key] = _validate(where, value, default)
         elif _non_finite(value) and not _non_finite(default):
-            raise UsageError(f"config key '{where}' must be a finite number, got {shown(value)}")
+            raise UsageError(f"config key '{where}' must be a finite number, got {short_repr(value)}")
         elif not type_ok(default, value):
             # "{...}" reads as a YAML mapping: a text key given one was meant as text
             hint = f" (quote it: --set '{where}=\"...\"')" if isinstance(default, str) else ""
             raise UsageError(
-                f"config key '{where}' must be {type(default).__name__} like {default!r}, got {shown(value)}{hint}"
+                f"config key '{where}' must be {type(default).__name__} like {default!r}, got {short_repr(value)}{hint}"
             )
         else:
             out[key] = value
@@ -231,7 +231,9 @@ def resolve(
     _check_top_level(cfg, schema, plugin_lookup)
     cfg = _validate("", cfg, schema)
     if cfg.get("descriptions") is not None and not isinstance(cfg["descriptions"], str):
-        raise UsageError(f"config key 'descriptions' must be a file path, got {shown(cfg['descriptions'])}")
+        raise UsageError(
+            f"config key 'descriptions' must be a file path, got {short_repr(cfg['descriptions'])}"
+        )
     for section, kind in PLUGIN_SECTIONS.items():
         given = dict(cfg[section]) if isinstance(cfg[section], Mapping) else {"name": cfg[section]}
         name = given.pop("name", None)
@@ -359,7 +361,7 @@ def build(
         elif isinstance(section, str):
             task_name = section
     if not isinstance(task_name, str) or not task_name:
-        raise UsageError(f"config key 'task.name' must name a task, got {shown(task_name)}")
+        raise UsageError(f"config key 'task.name' must name a task, got {short_repr(task_name)}")
     task_layer = getattr(plugin_lookup("tasks", task_name), "config", {}) or {}
     if isinstance(task_name, str) and task_name.lower().endswith((".yaml", ".yml")):
         check_file_plugins(task_layer, task_name)  # a task file's config section is data too

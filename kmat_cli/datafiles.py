@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kmat_cli import atomic, safeyaml
-from kmat_cli.errors import UsageError, shown
+from kmat_cli.errors import UsageError, short_repr
 
 MAX_BYTES = 64 << 20  # the largest data file kmat reads (a split file of ~500k images); typical: a few KB
 MAX_DEPTH = safeyaml.MAX_DEPTH
@@ -77,7 +77,7 @@ def _parse_int(text: str) -> int:
 def _parse_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _Refused(f"number {shown(text, 40)} is out of range")
+        raise _Refused(f"number {short_repr(text, 40)} is out of range")
     return value
 
 

@@ -59,7 +59,7 @@ def from_os_error(exc: OSError) -> KmatError | None:
     return None
 
 
-def shown(value: object, limit: int = 200) -> str:
+def short_repr(value: object, limit: int = 200) -> str:
     """``repr(value)`` for an error message: at most ``limit`` characters, ending in ``...`` when cut, and
     bounded work however large ``value`` is (nested containers are abbreviated while rendering)."""
     import reprlib

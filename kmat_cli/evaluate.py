@@ -19,9 +19,7 @@ from typing import Any
 import torch
 
 from kmat_cli.api import MODALITIES
-from kmat_cli.runs import Run
 
-METRICS_FILE = Run.METRICS  # the old name of Run.METRICS, still read by the experiment modules
 METRICS_FORMAT = "kmat.metrics/v1"
 
 

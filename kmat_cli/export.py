@@ -28,9 +28,7 @@ from safetensors.torch import save_file
 from kmat_cli import __version__, atomic, datafiles
 from kmat_cli.api import MODALITIES
 from kmat_cli.errors import UsageError
-from kmat_cli.runs import Run
 
-PROMPTS_FILE = Run.PROMPTS  # the old name of the run-folder file
 PROMPTS_FORMAT = "kmat.prompts/v1"
 
 

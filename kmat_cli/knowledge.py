@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from kmat_cli.errors import UsageError, shown
+from kmat_cli.errors import UsageError, short_repr
 from kmat_cli.limits import KNOWLEDGE_REGIMES as REGIMES
 
-WEAK = REGIMES[1:]
 MODALITY = "lo"  # the modality whose descriptions are degraded
 GENERIC = (
     "a lesion seen on the scan.",
@@ -52,7 +51,7 @@ def groups(
     if declared:
         flat = [c for g in declared for c in g]
         if sorted(flat) != sorted(names):
-            raise UsageError(f"task class_groups {shown(declared)} must hold every class exactly once")
+            raise UsageError(f"task class_groups {short_repr(declared)} must hold every class exactly once")
         return [list(g) for g in declared]
     order = [names[i] for i in np.random.default_rng([seed, 99]).permutation(len(names))]
     pairs = [order[i : i + 2] for i in range(0, len(order), 2)]
@@ -95,7 +94,7 @@ def degrade(
     """``descriptions`` with the :data:`MODALITY` part rewritten by ``regime`` (module docstring); every
     other modality is copied unchanged."""
     if regime not in REGIMES:
-        raise UsageError(f"knowledge.regime {shown(regime)} is not one of {', '.join(REGIMES)}")
+        raise UsageError(f"knowledge.regime {short_repr(regime)} is not one of {', '.join(REGIMES)}")
     out = {m: {c: list(texts) for c, texts in per.items()} for m, per in descriptions.items()}
     if regime == "shipped":
         return out
@@ -128,13 +127,15 @@ def apply(descriptions: Descriptions | None, task: Any, cfg: Mapping[str, Any]) 
     regime = section.get("regime", "shipped")
     if descriptions is None or regime == "shipped":
         if regime not in REGIMES:
-            raise UsageError(f"knowledge.regime {shown(regime)} is not one of {', '.join(REGIMES)}")
+            raise UsageError(f"knowledge.regime {short_repr(regime)} is not one of {', '.join(REGIMES)}")
         return descriptions
     seed = section.get("seed")
     if seed is None:
         seed = cfg["train"]["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"config key 'knowledge.seed' must be null or an integer >= 0, got {shown(seed)}")
+        raise UsageError(
+            f"config key 'knowledge.seed' must be null or an integer >= 0, got {short_repr(seed)}"
+        )
     return degrade(
         descriptions,
         task.class_names,

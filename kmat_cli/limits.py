@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kmat_cli.errors import UsageError, shown
+from kmat_cli.errors import UsageError, short_repr
 
 
 class Above(float):
@@ -104,7 +104,7 @@ def check_plugin(section: str, plugin: Any, options: Mapping[str, Any]) -> None:
     for key, bounds in (getattr(plugin, "limits", None) or {}).items():
         bound = outside(options.get(key), bounds)
         if bound is not None:
-            raise UsageError(f"config key '{section}.{key}' must be {bound}, got {shown(options[key])}")
+            raise UsageError(f"config key '{section}.{key}' must be {bound}, got {short_repr(options[key])}")
 
 
 def check(cfg: Mapping[str, Any]) -> None:
@@ -114,12 +114,14 @@ def check(cfg: Mapping[str, Any]) -> None:
         found, value = _lookup(cfg, key)
         bound = outside(value, bounds) if found else None
         if bound is not None:
-            raise UsageError(f"config key '{key}' must be {bound}, got {shown(value)}")
+            raise UsageError(f"config key '{key}' must be {bound}, got {short_repr(value)}")
     for key, allowed in CHOICES.items():
         found, value = _lookup(cfg, key)
         if found and value not in allowed:
-            raise UsageError(f"config key '{key}' must be one of {', '.join(allowed)}, got {shown(value)}")
+            raise UsageError(
+                f"config key '{key}' must be one of {', '.join(allowed)}, got {short_repr(value)}"
+            )
     for key, (pattern, hint) in PATTERNS.items():
         found, value = _lookup(cfg, key)
         if found and not (isinstance(value, str) and pattern.fullmatch(value)):
-            raise UsageError(f"config key '{key}' must be {hint}, got {shown(value)}")
+            raise UsageError(f"config key '{key}' must be {hint}, got {short_repr(value)}")

@@ -19,7 +19,7 @@ from typing import Any
 
 from kmat_cli.errors import printable
 
-__all__ = ["Advance", "bar", "console", "rows", "say", "shown", "warn"]
+__all__ = ["Advance", "bar", "console", "draws_bars", "rows", "say", "warn"]
 
 Advance = Callable[..., None]  # advance(n=1, **fields)
 
@@ -41,7 +41,7 @@ def console() -> Any:
     return Console(stderr=True)
 
 
-def shown(enabled: bool = True, err: Any = None) -> bool:
+def draws_bars(enabled: bool = True, err: Any = None) -> bool:
     """Whether a bar is drawn: asked for, not switched off by ``KMAT_NO_PROGRESS``, stderr a terminal."""
     if not enabled or os.environ.get("KMAT_NO_PROGRESS"):
         return False
@@ -105,7 +105,7 @@ def rows(labels: Sequence[str], total: int, *, enabled: bool = True) -> Iterator
     Drawn on a terminal only, under the policy of :func:`bar` (``enabled``, ``KMAT_NO_PROGRESS``);
     elsewhere ``advance`` does nothing. ``advance`` may be called from several threads.
     """
-    if not shown(enabled) or total <= 0:
+    if not draws_bars(enabled) or total <= 0:
         yield lambda label, n=1: None
         return
     from rich.markup import escape

@@ -9,7 +9,8 @@ Files are data, never code (:func:`check_from_file`): a plugin name read from a 
 ``config``, a ``--config`` file, a run folder's ``config.yaml``, a benchmark request) may name an installed
 plugin, but ``module:attr`` there is refused before anything is imported, unless the user opts in with
 ``KMAT_TRUST_CODE=1``. The command line's own names (``--method pkg.mod:Attr``, ``--set``) are the user's
-and always accepted; a prompts file may only name an installed backbone (:mod:`kmat_cli.file_backbone`).
+and always accepted; a prompts file may only name an installed backbone
+(:mod:`kmat_cli.predict.file_backbone`).
 
     >>> from kmat_cli.registry import get
     >>> FGW = get("transports", "fgw")

@@ -4,9 +4,9 @@ A run folder is claimed with ``os.mkdir`` (atomic: two processes starting at onc
 It is *finished* only once ``run.json`` says ``"status": "finished"``; that file is written atomically
 and last, so a killed run never looks finished.
 
-While a run trains, its process holds an exclusive lock on the folder's ``.lock`` file (``flock``; released
-by the kernel when the process ends, however it ends), so a second ``kmat train --resume`` of the same run
-is refused while the first is alive; and the folder is guarded (:func:`kmat_cli.atomic.guard_folder`), so
+While a run trains, its process holds an exclusive lock on the folder's ``.lock`` file
+(:mod:`kmat_cli.locks`: released by the kernel when the process ends, however it ends), so a second
+``kmat train --resume`` of the same run is refused while the first is alive; and the folder is guarded (:func:`kmat_cli.atomic.guard_folder`), so
 deleting it mid-run fails the run instead of letting its writes recreate the folder.
 """
 
@@ -21,13 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kmat_cli import atomic, datafiles
+from kmat_cli import atomic, datafiles, locks
 from kmat_cli.errors import UsageError
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; runs are not protected against a concurrent resume
-    fcntl = None
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -86,27 +81,18 @@ class Run:
         process holds it) and the folder guard (a write after the folder was deleted or replaced is a
         RuntimeFailure saying it vanished, and never recreates it)."""
         with contextlib.ExitStack() as stack:
-            if fcntl is not None:
-                try:
-                    fd = atomic.open_owned(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-                except OSError as exc:
-                    raise UsageError(f"{self.path}: cannot lock the run folder ({exc.strerror})") from exc
-                stack.callback(os.close, fd)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError as exc:
-                    raise UsageError(
-                        f"{self.path}: this run is in use by another kmat process; wait until it ends"
-                    ) from exc
-                except OSError:  # a file system without locks (some network mounts): run unlocked
-                    pass
+            try:
+                fd = atomic.open_owned(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise UsageError(f"{self.path}: cannot lock the run folder ({exc.strerror})") from exc
+            stack.callback(os.close, fd)
+            locks.lock_exclusive(
+                fd, f"{self.path}: this run is in use by another kmat process; wait until it ends"
+            )
             stack.enter_context(
                 atomic.guard_folder(self.path, f"run folder {self.path} vanished during training")
             )
             yield
-
-
-STATUS_FILE = Run.STATUS  # the old name of Run.STATUS, still read by the experiment modules
 
 
 def create(out_root: str | Path, command: str, task: str, method: str, seed: int | None = None) -> Run:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from kmat_cli.errors import UsageError, shown
+from kmat_cli.errors import UsageError, short_repr
 
 MAX_DEPTH = 64  # kmat's deepest config is 3 levels; a task file's lists add 2 or 3
 MAX_DIGITS = 64  # kmat's largest integer (a seed) has 10 digits
@@ -64,7 +64,7 @@ class StrictSafeLoader(yaml.SafeLoader):
         value = super().construct_yaml_float(node)
         if math.isinf(value) and "inf" not in str(node.value).lower():
             raise _Refused(
-                problem=f"number {shown(node.value, 40)} is out of range", problem_mark=node.start_mark
+                problem=f"number {short_repr(node.value, 40)} is out of range", problem_mark=node.start_mark
             )
         return value
 
@@ -81,7 +81,8 @@ class StrictSafeLoader(yaml.SafeLoader):
                 continue
             if repeated:
                 raise _Refused(
-                    problem=f"key {shown(key)} is given twice; keep one", problem_mark=key_node.start_mark
+                    problem=f"key {short_repr(key)} is given twice; keep one",
+                    problem_mark=key_node.start_mark,
                 )
         return super().construct_mapping(node, deep=deep)
 

@@ -261,7 +261,7 @@ def sample_images(
     """
     from kmat_cli import registry
     from kmat_cli.api import MODALITIES
-    from kmat_cli.data import write_samples
+    from kmat_cli.fewshot import write_samples
 
     if modality not in MODALITIES:
         raise UsageError(f"--modality '{modality}' is not known; use one of: {', '.join(MODALITIES)}")

@@ -28,8 +28,6 @@ from kmat_cli.progress import say, warn
 from kmat_cli.runs import Run
 from kmat_cli.signals import Terminated
 
-CHECKS_FILE = Run.CHECKS  # the name tests and docs use
-
 
 def _summary(cfg: Mapping[str, Any], backbone: Any) -> dict[str, Any]:
     t = cfg["train"]
@@ -102,7 +100,7 @@ def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
     images' features, so that bad input fails before any output exists."""
     import torch
 
-    from kmat_cli import assemble, data, train
+    from kmat_cli import assemble, fewshot, train
 
     started = time.perf_counter()
     cfg = dict(cfg)
@@ -111,7 +109,9 @@ def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
     train.set_threads(int(tcfg.get("threads", 0)))
     device = resolve_device(tcfg["device"])
     task = assemble.build_task(cfg)
-    shots = data.few_shot(task.split("hi", "train"), task.class_names, int(tcfg["shots"]), int(tcfg["seed"]))
+    shots = fewshot.few_shot(
+        task.split("hi", "train"), task.class_names, int(tcfg["shots"]), int(tcfg["seed"])
+    )
     parts = assemble.build_parts(cfg, device, task=task)
     train.seed_everything(int(tcfg["seed"]))
     method = assemble.build_method(parts)

@@ -4,8 +4,9 @@
 - :mod:`~kmat_cli.experiments.runner`: :func:`run_cells`, in this process, a local pool or on Ray;
 - :mod:`~kmat_cli.experiments.variants`: table rows as :class:`Variant` objects, method labels;
 - :mod:`~kmat_cli.experiments.flags`: a config as the dotted flags a cell carries;
-- :mod:`~kmat_cli.experiments.benchmark`: ``kmat benchmark`` (Tables 2 and 3), :mod:`~.report` its text,
-  :mod:`~.report_plots` its plots (drawn by :mod:`~.plots`), :mod:`~.rule` the defaults rule;
+- :mod:`~kmat_cli.experiments.benchmark`: ``kmat benchmark`` (Tables 2 and 3): :mod:`~.request` what was
+  asked, :mod:`~.plan` its rows and cells, :mod:`~.benchmark_report` its report (:mod:`~.report` the text,
+  :mod:`~.report_plots` the plots drawn by :mod:`~.plots`, :mod:`~.rule` the defaults rule);
 - :mod:`~kmat_cli.experiments.tune`: ``kmat tune`` on the high-end validation split.
 
 The names below are re-exported here; submodules are imported on first use, so importing the package costs
@@ -26,8 +27,8 @@ _EXPORTS = {
     "Variant": "variants",
     "METHODS": "variants",
     "METHOD_LABELS": "variants",
-    "Plan": "benchmark",
-    "Request": "benchmark",
+    "Plan": "plan",
+    "Request": "request",
 }
 __all__ = sorted(_EXPORTS)
 

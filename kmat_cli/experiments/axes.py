@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kmat_cli.errors import UsageError, shown
+from kmat_cli.errors import UsageError, short_repr
 
 KNOWLEDGE = "knowledge.regime"
 Axes = tuple[tuple[str, tuple[Any, ...]], ...]
@@ -50,8 +50,10 @@ def parse_vary(items: Sequence[str]) -> Axes:
         key, sep, raw = item.partition("=")
         values = [v.strip() for v in raw.split(",") if v.strip()]
         if not sep or not key.strip() or not values:
-            raise UsageError(f"--vary {shown(item)}: expected key=v1,v2,..., e.g. --vary task.seed=0,1,11")
-        out.append((key.strip(), tuple(safeyaml.load(v, f"--vary {shown(item)}") for v in values)))
+            raise UsageError(
+                f"--vary {short_repr(item)}: expected key=v1,v2,..., e.g. --vary task.seed=0,1,11"
+            )
+        out.append((key.strip(), tuple(safeyaml.load(v, f"--vary {short_repr(item)}") for v in values)))
     keys = [k for k, _ in out]
     if len(set(keys)) != len(keys):
         raise UsageError(f"--vary names a key twice: {', '.join(keys)}")

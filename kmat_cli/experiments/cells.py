@@ -41,7 +41,7 @@ from typing import Any
 
 from kmat_cli import atomic, datafiles, workflow
 from kmat_cli.api import MODALITIES
-from kmat_cli.errors import KmatError, UsageError, shown
+from kmat_cli.errors import KmatError, UsageError, short_repr
 from kmat_cli.runs import Run
 
 __all__ = [
@@ -75,7 +75,7 @@ class Cell:
     (their order would matter, and the key is order-free).
 
     ``identity``: optional fingerprint of the configuration the flags and sets resolve to (see
-    :func:`kmat_cli.experiments.benchmark.config_identity`). When given, the key hashes it instead of the spelling, so
+    :func:`kmat_cli.experiments.plan.config_identity`). When given, the key hashes it instead of the spelling, so
     two spellings of one configuration share a cell, and a changed default makes a new cell instead of
     reading back one trained under the old default.
     """
@@ -220,7 +220,7 @@ def _malformed(data: Mapping[str, Any]) -> str | None:
     for key, kind in RESULT_FIELDS.items():
         value = data.get(key)
         if (value is not None or key == "metrics") and not isinstance(value, kind):
-            return f"'{key}' must be {'text' if kind is str else 'an object'}, got {shown(value, 60)}"
+            return f"'{key}' must be {'text' if kind is str else 'an object'}, got {short_repr(value, 60)}"
     bad = [m for m in MODALITIES if m in data["metrics"] and not isinstance(data["metrics"][m], dict)]
     return f"'metrics.{bad[0]}' must be an object" if bad else None
 

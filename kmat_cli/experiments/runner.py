@@ -88,7 +88,7 @@ def feature_jobs(cells: Sequence[Cell]) -> list[dict[str, Any]]:
 
 def features_entry(job: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: extract one job's image features into the cache; returns a summary."""
-    from kmat_cli import assemble, config, data, train
+    from kmat_cli import assemble, config, fewshot, train
     from kmat_cli.devices import resolve_device
     from kmat_cli.features import image_features
 
@@ -109,7 +109,7 @@ def features_entry(job: dict[str, Any]) -> dict[str, Any]:
         views = int(job["views"])
         by_seed: dict[int, dict[str, None]] = {}
         for shots, seed in job["draws"]:  # views > 0 are keyed by seed; plain features are not
-            drawn = data.few_shot(pool, task.class_names, int(shots), int(seed))
+            drawn = fewshot.few_shot(pool, task.class_names, int(shots), int(seed))
             by_seed.setdefault(int(seed) if views else 0, {}).update({str(s.path): None for s in drawn})
         for seed, paths in by_seed.items():
             rows += image_features(

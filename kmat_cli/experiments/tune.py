@@ -35,7 +35,7 @@ from typing import Any
 
 from kmat_cli import atomic, datafiles, runs
 from kmat_cli import config as config_mod
-from kmat_cli.errors import RuntimeFailure, UsageError, shown
+from kmat_cli.errors import RuntimeFailure, UsageError, short_repr
 from kmat_cli.experiments.cells import Cell
 from kmat_cli.experiments.flags import common_flags, flatten, task_slug
 from kmat_cli.experiments.runner import run_cells
@@ -58,7 +58,7 @@ def _value(raw: str, item: str) -> Any:
     raw = raw.strip()
     if not raw:
         raise UsageError(f"--grid '{item}': empty value; e.g. --grid method.lambda1=0.1,1,10")
-    value = datafiles.parse_yaml(raw, f"--grid {shown(item)}")
+    value = datafiles.parse_yaml(raw, f"--grid {short_repr(item)}")
     if isinstance(value, str) and config_mod.NUMBER.fullmatch(value):
         return float(value)
     return value

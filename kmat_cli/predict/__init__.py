@@ -2,8 +2,10 @@
 
 The package, by concept: :mod:`~kmat_cli.predict.inputs` (the input walk), :mod:`~kmat_cli.predict.classifier`
 (prompts and image tower as a classifier), :mod:`~kmat_cli.predict.onnx`
-(a ``classifier.onnx`` through onnxruntime), :mod:`~kmat_cli.predict.output` (the row writers) and
-:mod:`~kmat_cli.predict.run` (the run and its summary). Decoding and batching are the core's image-file
+(a ``classifier.onnx`` through onnxruntime), :mod:`~kmat_cli.predict.file_backbone` (the backbone config
+a prompts file brings, checked), :mod:`~kmat_cli.predict.output` (the row writers),
+:mod:`~kmat_cli.predict.destination` (where the rows go) and :mod:`~kmat_cli.predict.run` (the run and its
+summary). Decoding and batching are the core's image-file
 pipeline (:mod:`kmat_cli.imagefiles`). The names below are the public API (``from kmat_cli.predict import
 predict``).
 """

@@ -65,9 +65,9 @@ def _backbone_section(prompts_file: Path, metadata: Mapping[str, str], run: Path
     """The backbone config section (registry name and options) the embeddings were made with: the run's
     config.yaml (the user's own config: any plugin name), else the file's ``kmat.backbone_config``, else a
     config.yaml beside the file; the last two come with the file and may only name an installed backbone
-    with options of the right types (:mod:`kmat_cli.file_backbone`)."""
+    with options of the right types (:mod:`kmat_cli.predict.file_backbone`)."""
     from kmat_cli.config import load_yaml
-    from kmat_cli.file_backbone import checked_section
+    from kmat_cli.predict.file_backbone import checked_section
 
     config_file = (run or prompts_file.parent) / Run.CONFIG
     if run is None and "kmat.backbone_config" in metadata:

@@ -22,6 +22,7 @@ from kmat_cli.errors import UsageError
 from kmat_cli.imagefiles import SplitPreprocess
 from kmat_cli.images import Frames, check_frames, load_frames
 from kmat_cli.plainpng import read_plain_png
+from kmat_cli.predict import destination
 from kmat_cli.predict.classifier import Classifier, open_classifier
 from kmat_cli.predict.inputs import InMemoryImage, find_inputs
 from kmat_cli.predict.onnx import OnnxClassifier
@@ -186,16 +187,16 @@ def run_predict(
     files, skipped = find_inputs(paths)
     if output is not None:
         output = Path(output)
-        outputs.check_output(output, paths, files)
-    stream = outputs.stdout_stream() if output is None else None
+        destination.check_output(output, paths, files)
+    stream = destination.stdout_stream() if output is None else None
     classifier = open_classifier(
         run=run, embeddings=embeddings, onnx=onnx, modality=modality, device=device, threads=threads
     )
     if output is not None:
-        outputs.check_output(output, paths, (), protected=[classifier.source])
+        destination.check_output(output, paths, (), protected=[classifier.source])
         if run is not None:
             outputs.check_run_files(output, run, "--output")
-        stream = outputs.open_output(output)
+        stream = destination.open_output(output)
     summary = Summary(skipped=skipped)
     try:
         with terminate_as_interrupt():

@@ -123,7 +123,7 @@ def test_an_unfinished_run_folder_is_resumed_not_restarted(
 def test_local_grid_runs_the_image_tower_once_per_image(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kmat_cli import data
+    from kmat_cli import fewshot
 
     Phantom = registry.get("tasks", "phantom")
     world = Phantom().root  # the generated world stays shared; the feature cache starts empty
@@ -143,7 +143,9 @@ def test_local_grid_runs_the_image_tower_once_per_image(
     assert [o.status for o in outcomes] == ["done"] * 4
     task = Phantom(root=str(world))
     shots = {
-        s.path for seed in (1, 2) for s in data.few_shot(task.split("hi", "train"), task.class_names, 2, seed)
+        s.path
+        for seed in (1, 2)
+        for s in fewshot.few_shot(task.split("hi", "train"), task.class_names, 2, seed)
     }
     tests = {s.path for m in ("hi", "lo") for s in task.split(m, "test")}
     val = {s.path for s in task.split("hi", "val")}  # every cell records its high-end validation accuracy

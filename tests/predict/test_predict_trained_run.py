@@ -18,6 +18,7 @@ import toyworld
 from kmat_cli import config, evaluate, export, workflow
 from kmat_cli.errors import UsageError
 from kmat_cli.predict import run_predict
+from kmat_cli.runs import Run
 
 
 def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -31,7 +32,7 @@ def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys, monkey
     }
     cfg = config.build(flags=flags, sets=[f"task.root={tmp_path / 'data'}"])
     run = workflow.run_training(cfg, scores=(), progress=False)
-    meta = export.read_prompts(run.file(export.PROMPTS_FILE)).metadata
+    meta = export.read_prompts(run.file(Run.PROMPTS)).metadata
     assert meta["kmat.backbone_config"]  # written by training's export
     with pytest.raises(UsageError, match="KMAT_TRUST_CODE=1"):  # the run's config names code
         workflow.load_trained(run.path)
@@ -50,7 +51,7 @@ def test_predict_equals_evaluate_on_a_trained_run(tmp_path: Path, capsys, monkey
         rows = {Path(r["path"]).name: r["label"] for r in csv.DictReader(handle)}
     assert [rows[s.path.name] for s in split] == want
     with pytest.raises(UsageError, match=r"unknown backbone 'toyworld:ToyBackbone'.*--run RUN"):
-        run_predict([folder], embeddings=run.file(export.PROMPTS_FILE), output=tmp_path / "x.csv")
+        run_predict([folder], embeddings=run.file(Run.PROMPTS), output=tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
     assert "no vision_only option" in capsys.readouterr().err  # the toy backbone is built whole, said so
     assert torch.is_tensor(ev.preds["lo"])

@@ -208,7 +208,7 @@ def test_disk_full_while_predict_streams_rows(
     import csv
     import io
 
-    import kmat_cli.outputs as outputs
+    import kmat_cli.predict.destination as destination
 
     images = [png(tmp_path / "scans" / f"{i}.png", i) for i in range(6)]
 
@@ -233,7 +233,7 @@ def test_disk_full_while_predict_streams_rows(
         )
     )
     FullDisk.budget = header_and_two + 40  # room for the first batch and part of the second
-    monkeypatch.setattr(outputs, "open", FullDisk, raising=False)
+    monkeypatch.setattr(destination, "open", FullDisk, raising=False)
     out = tmp_path / "p.csv"
     result = cli(
         "predict", tmp_path / "scans", "--run", run, "--workers", "0", "--batch-size", "2", "--output", out

@@ -13,6 +13,7 @@ from toyworld import train_argv
 
 from kmat_cli import assemble, config, train, workflow
 from kmat_cli.app import main
+from kmat_cli.runs import Run
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -47,7 +48,7 @@ def test_train_prints_one_check_line_and_stores_it(tmp_path: Path, capsys) -> No
     assert len(lines) == 1, err
     run = Path(captured.out.strip())  # the run folder is all that train prints on stdout
     assert run.parent == out / "train"
-    checks = json.loads((run / workflow.CHECKS_FILE).read_text())
+    checks = json.loads((run / Run.CHECKS).read_text())
     assert checks["format"] == workflow.CHECKS_FORMAT
     init, trained = checks["init"], checks["trained"]
     assert init["description_template"] == "{modality}: {description}"
@@ -80,4 +81,4 @@ def test_methods_without_prototypes_write_no_check(tmp_path: Path, capsys) -> No
     assert "label-free check" not in captured.err
     run = Path(captured.out.strip())
     assert (run / "config.yaml").is_file()  # the run exists, only its check file does not
-    assert not (run / workflow.CHECKS_FILE).exists()
+    assert not (run / Run.CHECKS).exists()

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from kmat_cli.api import Sample, UsageError
-from kmat_cli.data import few_shot
 from kmat_cli.devices import resolve_device
+from kmat_cli.fewshot import few_shot
 from kmat_cli.train import lr_at
 
 

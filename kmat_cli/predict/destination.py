@@ -1,0 +1,116 @@
+"""Where ``kmat predict`` streams its rows: ``--output`` checked against the inputs and opened with a lock,
+or stdout.
+
+Rows are written in place (never through a temporary file) so that each finished batch is in the file
+at once and stays there after a crash, a kill or Ctrl-C. So that this cannot go wrong:
+
+* an output that is one of the inputs, the prompts file, or a file inside a walked folder named like an
+  image (the next run would classify it) is refused before anything is opened (:func:`check_output`), and
+  so is any file of the run in use (:func:`kmat_cli.outputs.check_run_files`);
+* a regular file (or a new one) is locked (:mod:`kmat_cli.locks`) before it is emptied: a second
+  ``kmat predict`` with the same output at the same time is refused with exit code 2 and leaves the first
+  one's file alone, so the file is always one run's complete rows, never two runs interleaved (:func:`open_output`);
+* a FIFO or a device (``/dev/null``, ``/dev/stdout``) is opened and written as it is, and a symbolic link
+  writes the file it points to.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from kmat_cli import locks
+from kmat_cli.errors import UsageError
+from kmat_cli.images import IMAGE_SUFFIXES
+from kmat_cli.outputs import same_file
+
+
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(path)
+
+
+def _inside(path: str, folder: str) -> Path | None:
+    """``path`` relative to ``folder`` when it lies inside it (both real paths), else None."""
+    try:
+        return Path(path).relative_to(folder)
+    except ValueError:
+        return None
+
+
+def check_output(
+    output: Path, paths: Sequence[str | Path], files: Iterable[Path], protected: Iterable[Path] = ()
+) -> None:
+    """Refuse (``UsageError``, nothing opened yet) an ``output`` that is the same file as one of the input
+    ``files`` or of the ``protected`` files (e.g. the prompts file; also through links or hard links), or
+    that lies in a folder of ``paths`` under a name the folder walk would pick up (not hidden, an image
+    suffix)."""
+    try:
+        mine = os.stat(output)
+    except OSError:
+        mine = None  # not there yet: it cannot be an existing input
+    for what, candidates in (("one of the inputs", files), ("the prompts file", protected)):
+        same = None if mine is None else next((p for p in candidates if same_file(p, mine)), None)
+        if same is not None:
+            raise UsageError(f"{output}: --output is {what} ({same}); choose another output file")
+    real = _real(output)
+    if Path(real).suffix.lower() not in IMAGE_SUFFIXES:
+        return
+    for folder in paths:
+        if not Path(folder).is_dir():
+            continue
+        rel = _inside(real, _real(folder))
+        if rel is not None and not any(part.startswith(".") for part in rel.parts):
+            raise UsageError(
+                f"{output}: --output lies in the input folder {folder} and is named like an image, so it "
+                "would be read as an input; choose another name or folder"
+            )
+
+
+def open_output(output: Path) -> BinaryIO:
+    """``output`` opened for streaming rows, unbuffered (see the module docstring): a FIFO or device as it
+    is; a regular or new file locked against other ``kmat predict`` runs and then emptied (opened for
+    appending, so nothing is cut before the lock is held). A file that cannot be opened is a one-line
+    ``UsageError``."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        stream = open(output, "ab", buffering=0)  # noqa: SIM115 (the caller closes it)
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write the output file ({exc.strerror or exc})") from exc
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            locks.lock_exclusive(
+                fd,
+                f"{output}: another kmat predict is writing this file; wait for it or choose another --output",
+            )
+            os.ftruncate(fd, 0)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+def stdout_stream() -> Any:
+    """The binary stream under ``sys.stdout`` (a text-only one wrapped); a closed stdout is bad usage."""
+    out = sys.stdout
+    if out is None or getattr(out, "closed", False):
+        raise UsageError("stdout is closed; give --output FILE for the rows")
+    return getattr(out, "buffer", None) or _TextStream(out)
+
+
+class _TextStream:
+    """A binary-stream face for a text stream without ``.buffer`` (e.g. a captured stdout)."""
+
+    def __init__(self, text: Any) -> None:
+        self.text = text
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.text.write(bytes(data).decode("utf-8", errors="surrogateescape"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.text.flush()
