@@ -14,6 +14,8 @@ import typer
 from kmat_cli.commands import _options as options
 from kmat_cli.experiments.variants import METHODS
 
+ALL_METHODS = ",".join(METHODS)  # --methods default: every method of the grid
+
 app = typer.Typer(
     no_args_is_help=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -45,7 +47,7 @@ def _finish(markdown_path: Path, outcomes: list, *, summary: bool = False) -> No
 def benchmark_grid(
     ctx: typer.Context,
     task: Annotated[str | None, options.task("Task(s), comma-separated: chest,breast.")] = None,
-    methods: options.Methods = ",".join(METHODS),
+    methods: options.Methods = ALL_METHODS,
     seeds: options.Seeds = "1,2,3",
     ablation: Annotated[
         bool,
