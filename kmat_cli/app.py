@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -39,9 +39,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version."
-    ),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     """kmat: K-MaT and baselines for cross-modal prompt learning."""
 
@@ -122,33 +122,35 @@ def _click_error(exc: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code (also raised as SystemExit by the script)."""
+    """Run ``kmat`` with ``argv`` (default: the command line) and return its exit code; never exits itself.
+
+    The console script calls ``sys.exit(main())``. Codes: 0 done, 1 runtime failure, 2 bad usage or input,
+    130 Ctrl-C, 143 SIGTERM, or the code a command ended with (``typer.Exit``).
+    """
     try:
         with terminate_as_interrupt():  # every command stops on SIGTERM as on Ctrl-C
             code = cli().main(args=argv, prog_name="kmat", standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        return code if isinstance(code, int) else 0
     except KmatError as exc:
         if _debug():
             raise
         print(f"kmat: error: {_one_line(str(exc))}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Abort:
         print("kmat: aborted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except Terminated:
         print("kmat: terminated", file=sys.stderr)
-        sys.exit(TERMINATED_EXIT_CODE)
+        return TERMINATED_EXIT_CODE
     except KeyboardInterrupt:
         print("kmat: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except Exception as exc:  # click's own usage errors (exit 2) and anything else: one line too
         if _debug() and not isinstance(exc, _click_exceptions()):
             raise
-        sys.exit(_report(exc))
-    return 0
+        return _report(exc)
 
 
 def _report(exc: Exception) -> int:
@@ -170,4 +172,4 @@ def _report(exc: Exception) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

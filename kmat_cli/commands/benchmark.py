@@ -7,11 +7,14 @@ with its own arguments (shard folders), so neither's ``--help`` lists the other'
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from kmat_cli.commands import _options as options
 from kmat_cli.experiments.variants import METHODS
+
+ALL_METHODS = ",".join(METHODS)  # --methods default: every method of the grid
 
 app = typer.Typer(
     no_args_is_help=False,
@@ -43,47 +46,70 @@ def _finish(markdown_path: Path, outcomes: list, *, summary: bool = False) -> No
 @app.callback(invoke_without_command=True)
 def benchmark_grid(
     ctx: typer.Context,
-    task: str = options.task("Task(s), comma-separated: chest,breast."),
-    methods: str = options.methods(",".join(METHODS)),
-    seeds: str = options.seeds("1,2,3"),
-    ablation: bool = typer.Option(
-        False, "--ablation", help="Also the K-MaT ablation (Table 3): CE only, +CSC/MSC, +anchor, +transport."
-    ),
-    defaults_rule: bool = typer.Option(
-        False,
-        "--defaults-rule",
-        help="Also the candidates of K-MaT's defaults rule (alpha x center x normalize, docs/defaults.md) "
-        "and the rule's outcome.",
-    ),
-    knowledge: str = typer.Option(
-        None,
-        "--knowledge",
-        help="Knowledge regimes of the low-end descriptions, comma-separated (shipped, partial, pooled, "
-        "generic, shuffled): an axis of the grid, with fixed K-MaT configurations without its agreement "
-        "rule as extra rows (--vary knowledge.regime=... gives the axis alone).",
-    ),
-    vary: list[str] = typer.Option(
-        [], "--vary", help="Another axis of the grid: --vary task.seed=0,1,11,23 (a block per value)."
-    ),
-    transport: str = options.transport("Transport of K-MaT: fgw, wasserstein, gw, none."),
-    backbone: str = options.backbone(),
-    shots: int = options.shots(),
-    epochs: int = options.epochs(),
-    device: str = options.device(),
-    config: Path = options.config("YAML config file applied to every cell."),
-    sets: list[str] = options.sets("Override a config key in every cell: --set train.lr=0.002"),
-    out: Path = options.out(
-        "Benchmark folder (default runs/benchmark/<tasks>, or <tasks>-2, ... when that holds another grid)."
-    ),
-    executor: str = options.executor(),
-    address: str = options.address(),
-    shard_index: int = typer.Option(0, "--shard-index", help="Run only this shard of the grid (0-based)."),
-    num_shards: int = typer.Option(1, "--num-shards", help="Number of shards the grid is split into."),
-    jobs: int = options.jobs("Cells run at once (worker processes; Ray: CPUs of a local Ray)."),
-    plots: bool = options.plots(),
-    summary: bool = typer.Option(
-        False, "--summary", help="Print only the methods table (report.md is still written in full)."
-    ),
+    task: Annotated[str | None, options.task("Task(s), comma-separated: chest,breast.")] = None,
+    methods: options.Methods = ALL_METHODS,
+    seeds: options.Seeds = "1,2,3",
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            "--ablation",
+            help="Also the K-MaT ablation (Table 3): CE only, +CSC/MSC, +anchor, +transport.",
+        ),
+    ] = False,
+    defaults_rule: Annotated[
+        bool,
+        typer.Option(
+            "--defaults-rule",
+            help="Also the candidates of K-MaT's defaults rule (alpha x center x normalize, docs/defaults.md) "
+            "and the rule's outcome.",
+        ),
+    ] = False,
+    knowledge: Annotated[
+        str | None,
+        typer.Option(
+            "--knowledge",
+            help="Knowledge regimes of the low-end descriptions, comma-separated (shipped, partial, pooled, "
+            "generic, shuffled): an axis of the grid, with fixed K-MaT configurations without its agreement "
+            "rule as extra rows (--vary knowledge.regime=... gives the axis alone).",
+        ),
+    ] = None,
+    vary: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vary", help="Another axis of the grid: --vary task.seed=0,1,11,23 (a block per value)."
+        ),
+    ] = None,
+    transport: Annotated[
+        str | None, options.transport("Transport of K-MaT: fgw, wasserstein, gw, none.")
+    ] = None,
+    backbone: options.Backbone = None,
+    shots: options.Shots = None,
+    epochs: options.Epochs = None,
+    device: options.Device = None,
+    config: Annotated[Path | None, options.config("YAML config file applied to every cell.")] = None,
+    sets: Annotated[
+        list[str] | None, options.sets("Override a config key in every cell: --set train.lr=0.002")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        options.out(
+            "Benchmark folder (default runs/benchmark/<tasks>, or <tasks>-2, ... when that holds another grid)."
+        ),
+    ] = None,
+    executor: options.Executor = "local",
+    address: options.Address = None,
+    shard_index: Annotated[
+        int, typer.Option("--shard-index", help="Run only this shard of the grid (0-based).")
+    ] = 0,
+    num_shards: Annotated[
+        int, typer.Option("--num-shards", help="Number of shards the grid is split into.")
+    ] = 1,
+    jobs: Annotated[int, options.jobs("Cells run at once (worker processes; Ray: CPUs of a local Ray).")] = 1,
+    plots: options.Plots = True,
+    summary: Annotated[
+        bool,
+        typer.Option("--summary", help="Print only the methods table (report.md is still written in full)."),
+    ] = False,
 ) -> None:
     """Run the methods x seeds grid (Table 2; Table 3 with --ablation) and write report.md, report.csv.
 
@@ -119,7 +145,7 @@ def benchmark_grid(
     }
     from kmat_cli.experiments import axes
 
-    grid_axes = axes.parse_vary(vary)
+    grid_axes = axes.parse_vary(vary or ())
     if knowledge is not None:
         if any(k == axes.KNOWLEDGE for k, _ in grid_axes):
             raise UsageError(
@@ -133,7 +159,7 @@ def benchmark_grid(
         ablation=ablation,
         defaults_rule=defaults_rule,
         flags=benchmark.common_flags(config, flags),
-        sets=tuple(sets),
+        sets=tuple(sets or ()),
         axes=grid_axes,
         knowledge_rows=knowledge is not None,
     )
@@ -156,9 +182,11 @@ def benchmark_grid(
 
 @app.command("merge")
 def merge(
-    shards: list[Path] = typer.Argument(..., help="Shard folders (each ran --shard-index i --num-shards n)."),
-    out: Path = options.out("Folder of the merged report.", required=True),
-    plots: bool = options.plots(),
+    shards: Annotated[
+        list[Path], typer.Argument(help="Shard folders (each ran --shard-index i --num-shards n).")
+    ],
+    out: Annotated[Path, options.out("Folder of the merged report.")],
+    plots: options.Plots = True,
 ) -> None:
     """Build one report from the folders of a sharded benchmark.
 

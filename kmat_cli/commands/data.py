@@ -4,7 +4,7 @@ small folder of a task's images to try ``kmat predict`` on (``sample``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -48,18 +48,25 @@ def _counts_table(title: str, counts: dict[str, dict[str, dict[str, int]]], clas
 
 @app.command("prepare")
 def prepare(
-    task: str = typer.Argument(..., help="Task name: skin1, skin2, chest or breast."),
-    source: Path = typer.Option(
-        ..., "--source", "-s", help="Downloaded dataset folder (the high-end one for chest and breast)."
-    ),
-    source_lo: Path = typer.Option(
-        None, "--source-lo", help="Downloaded low-end dataset folder (chest: X-ray, breast: BUSI)."
-    ),
-    out: Path = options.out("Data root to write (default: $KMAT_DATA/<task> or the user data dir)."),
-    seed: int = options.seed("Seed of the split (and of CT slice sampling).", default=0),
-    copy: bool = typer.Option(
-        False, "--copy/--symlink", help="Copy the images instead of symlinking them to the download."
-    ),
+    task: Annotated[str, typer.Argument(help="Task name: skin1, skin2, chest or breast.")],
+    source: Annotated[
+        Path,
+        typer.Option(
+            "--source", "-s", help="Downloaded dataset folder (the high-end one for chest and breast)."
+        ),
+    ],
+    source_lo: Annotated[
+        Path | None,
+        typer.Option("--source-lo", help="Downloaded low-end dataset folder (chest: X-ray, breast: BUSI)."),
+    ] = None,
+    out: Annotated[
+        Path | None, options.out("Data root to write (default: $KMAT_DATA/<task> or the user data dir).")
+    ] = None,
+    seed: Annotated[int, options.seed("Seed of the split (and of CT slice sampling).")] = 0,
+    copy: Annotated[
+        bool,
+        typer.Option("--copy/--symlink", help="Copy the images instead of symlinking them to the download."),
+    ] = False,
 ) -> None:
     """Convert a task's downloaded public dataset(s) into kmat's split layout and report the counts.
 
@@ -104,8 +111,10 @@ def prepare(
 
 @app.command("check")
 def check(
-    task: str = typer.Argument(..., help="Task name or a custom task YAML file."),
-    root: Path = typer.Option(None, "--root", help="Data root (default: the task's own, task.root)."),
+    task: Annotated[str, typer.Argument(help="Task name or a custom task YAML file.")],
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Data root (default: the task's own, task.root).")
+    ] = None,
 ) -> None:
     """Load every split of a task (validating paths, labels and files) and show the counts.
 
@@ -135,10 +144,12 @@ def check(
 
 @app.command("sample")
 def sample(
-    out: Path = options.out("New folder to write the images to.", required=True),
-    task: str = options.task("Task whose images to copy (default: phantom, generated offline)."),
-    modality: str = typer.Option("lo", "--modality", help="lo (the deployment side) or hi."),
-    per_class: int = typer.Option(1, "--per-class", "-n", help="Images per class."),
+    out: Annotated[Path, options.out("New folder to write the images to.")],
+    task: Annotated[
+        str | None, options.task("Task whose images to copy (default: phantom, generated offline).")
+    ] = None,
+    modality: Annotated[str, typer.Option("--modality", help="lo (the deployment side) or hi.")] = "lo",
+    per_class: Annotated[int, typer.Option("--per-class", "-n", help="Images per class.")] = 1,
 ) -> None:
     """Copy a few test images per class of a task into a new folder, to try `kmat predict` on.
 

@@ -5,52 +5,85 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from kmat_cli.commands import _options as options
+
 
 def command(
-    task: str = typer.Option(None, "--task", "-t", help="Task whose classes to describe (kmat list tasks)."),
-    modalities: str = typer.Option(
-        None, "--modalities", help="Comma-separated modality keys to describe (default: all, e.g. hi,lo)."
-    ),
-    classes: str = typer.Option(None, "--classes", help="Comma-separated class names (default: all)."),
-    n: int = typer.Option(50, "-n", "--count", help="Descriptions per class and modality."),
-    model: str = typer.Option(None, "--model", help="Model name the endpoint serves (default gpt-4o-mini)."),
-    base_url: str = typer.Option(
-        None,
-        "--base-url",
-        help="OpenAI-compatible API root, e.g. http://localhost:11434/v1 "
-        "(default: $OPENAI_BASE_URL, else https://api.openai.com/v1).",
-    ),
-    api_key_env: str = typer.Option(
-        None, "--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."
-    ),
-    temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature (0-2)."),
-    seed: int = typer.Option(None, "--seed", help="Sampling seed sent to the endpoint (if it supports one)."),
-    prompt_template: Path = typer.Option(
-        None, "--prompt-template", help="Prompt template file (see --show-template for the default)."
-    ),
-    output: Path = typer.Option(
-        None, "--output", "-o", help="Output JSON ('-' for stdout; default <task>.descriptions.json)."
-    ),
-    merge: Path = typer.Option(
-        None, "--merge", help="Existing descriptions file to add to (written back unless --output is given)."
-    ),
-    merge_task: bool = typer.Option(
-        False, "--merge-task", help="Start from the task's shipped descriptions and add/replace these."
-    ),
-    max_words: int = typer.Option(30, "--max-words", help="Longest accepted description, in words."),
-    max_rounds: int = typer.Option(
-        6, "--max-rounds", help="Requests per class and modality, top-ups included."
-    ),
-    concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at most."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Seconds one whole answer may take."),
-    max_retries: int = typer.Option(5, "--max-retries", help="Retries on 429/5xx/timeouts (with backoff)."),
-    max_tokens: int = typer.Option(None, "--max-tokens", help="max_tokens sent with each request."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the request cache."),
-    show_template: bool = typer.Option(False, "--show-template", help="Print the default template and exit."),
+    task: Annotated[str | None, options.task("Task whose classes to describe (kmat list tasks).")] = None,
+    modalities: Annotated[
+        str | None,
+        typer.Option(
+            "--modalities", help="Comma-separated modality keys to describe (default: all, e.g. hi,lo)."
+        ),
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option("--classes", help="Comma-separated class names (default: all).")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", "--count", help="Descriptions per class and modality.")] = 50,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model name the endpoint serves (default gpt-4o-mini).")
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="OpenAI-compatible API root, e.g. http://localhost:11434/v1 "
+            "(default: $OPENAI_BASE_URL, else https://api.openai.com/v1).",
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env", help="Environment variable holding the API key (default OPENAI_API_KEY)."
+        ),
+    ] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0-2).")] = 0.7,
+    seed: Annotated[
+        int | None, options.seed("Sampling seed sent to the endpoint (if it supports one).")
+    ] = None,
+    prompt_template: Annotated[
+        Path | None,
+        typer.Option("--prompt-template", help="Prompt template file (see --show-template for the default)."),
+    ] = None,
+    output: Annotated[
+        Path | None, options.output("Output JSON ('-' for stdout; default <task>.descriptions.json).")
+    ] = None,
+    merge: Annotated[
+        Path | None,
+        typer.Option(
+            "--merge", help="Existing descriptions file to add to (written back unless --output is given)."
+        ),
+    ] = None,
+    merge_task: Annotated[
+        bool,
+        typer.Option(
+            "--merge-task", help="Start from the task's shipped descriptions and add/replace these."
+        ),
+    ] = False,
+    max_words: Annotated[
+        int, typer.Option("--max-words", help="Longest accepted description, in words.")
+    ] = 30,
+    max_rounds: Annotated[
+        int, typer.Option("--max-rounds", help="Requests per class and modality, top-ups included.")
+    ] = 6,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight at most.")] = 4,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds one whole answer may take.")] = 60.0,
+    max_retries: Annotated[
+        int, typer.Option("--max-retries", help="Retries on 429/5xx/timeouts (with backoff).")
+    ] = 5,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="max_tokens sent with each request.")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
+    ] = False,
+    show_template: Annotated[
+        bool, typer.Option("--show-template", help="Print the default template and exit.")
+    ] = False,
 ) -> None:
     """Write descriptions of a task's classes per modality with an LLM, for `kmat train --descriptions`.
 

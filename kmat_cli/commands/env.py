@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
@@ -10,7 +11,7 @@ from kmat_cli.commands import _options as options
 
 
 def command(
-    as_json: bool = options.as_json("Print JSON instead of a table."),
+    as_json: Annotated[bool, options.as_json("Print JSON instead of a table.")] = False,
 ) -> None:
     """Show kmat's environment: versions, device, cache folders, git commit.
 

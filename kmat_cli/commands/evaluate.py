@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,10 +11,10 @@ from kmat_cli.commands import _options as options
 
 
 def command(
-    run: Path = options.run_folder(),
-    as_json: bool = options.as_json(
-        "Print {run, metrics} as JSON (metrics: metrics.json) instead of the table."
-    ),
+    run: options.RunFolder,
+    as_json: Annotated[
+        bool, options.as_json("Print {run, metrics} as JSON (metrics: metrics.json) instead of the table.")
+    ] = False,
 ) -> None:
     """Evaluate a trained run on the high-end and low-end test splits (table on stdout, metrics.json).
 

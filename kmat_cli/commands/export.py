@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,16 +12,21 @@ from kmat_cli.commands import _options as options
 
 
 def command(
-    run: Path = options.run_folder(),
-    output: Path = options.output(
-        "Write here instead of RUN/prompts.safetensors (RUN/classifier.onnx with --format onnx)."
-    ),
-    fmt: str = typer.Option(
-        "safetensors",
-        "--format",
-        "-f",
-        help="safetensors: the class embeddings; onnx: image tower + low-end embeddings -> probabilities (needs the onnx extra).",
-    ),
+    run: options.RunFolder,
+    output: Annotated[
+        Path | None,
+        options.output(
+            "Write here instead of RUN/prompts.safetensors (RUN/classifier.onnx with --format onnx)."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="safetensors: the class embeddings; onnx: image tower + low-end embeddings -> probabilities (needs the onnx extra).",
+        ),
+    ] = "safetensors",
 ) -> None:
     """Export a run's class embeddings (hi and lo, K x D) with metadata to a safetensors file, or its
     low-end classifier (preprocessed images in, class probabilities out) to one ONNX model.

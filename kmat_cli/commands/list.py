@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 
 def command(
-    kind: str = typer.Argument(None, help="backbones, transports, tasks or methods (default: all four)."),
-    verbose: bool = typer.Option(
-        False,
-        "--verbose",
-        "-v",
-        help="Import every plugin: check that it loads, docs of built-at-import ones.",
-    ),
+    kind: Annotated[
+        str | None, typer.Argument(help="backbones, transports, tasks or methods (default: all four).")
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Import every plugin: check that it loads, docs of built-at-import ones.",
+        ),
+    ] = False,
 ) -> None:
     """List the registered plugins: name, providing package, one-line description.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -10,40 +11,57 @@ from kmat_cli.commands import _options as options
 
 
 def command(
-    paths: list[Path] = typer.Argument(..., help="Image files and folders (walked recursively)."),
-    run: Path = typer.Option(
-        None,
-        "--run",
-        help="A finished run folder made by `kmat train` (its prompts). Default: the run that finished last "
-        "under ./runs/train, else ./prompts.safetensors.",
-    ),
-    embeddings: Path = typer.Option(
-        None,
-        "--embeddings",
-        "-e",
-        help="A prompts.safetensors (from a run or `kmat export`), or a run folder.",
-    ),
-    onnx: Path = typer.Option(
-        None, "--onnx", help="A classifier.onnx made by `kmat export --format onnx` (runs on onnxruntime)."
-    ),
-    modality: str = typer.Option("lo", "--modality", help="Which class embeddings: lo or hi."),
-    fmt: str = typer.Option("csv", "--format", "-f", help="Output format: csv or jsonl."),
-    output: Path = options.output("Write rows here (default: stdout)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per model batch."),
-    workers: int = typer.Option(
-        None,
-        "--workers",
-        "-w",
-        help="Decoding processes (default: on a GPU cores - 1, 1 to 8; on the CPU the cores torch leaves free; 0: none).",
-    ),
-    frames: str = typer.Option("all", "--frames", help="Multi-frame DICOM: all (a row each) or first."),
-    device: str = options.device(default="auto"),
-    threads: int = options.threads(
-        "torch CPU threads (default: $OMP_NUM_THREADS, else the cores not busy with other processes)."
-    ),
-    progress: bool = typer.Option(
-        None, "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
-    ),
+    paths: Annotated[list[Path], typer.Argument(help="Image files and folders (walked recursively).")],
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="A finished run folder made by `kmat train` (its prompts). Default: the run that finished "
+            "last under ./runs/train, else ./prompts.safetensors.",
+        ),
+    ] = None,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            "--embeddings",
+            "-e",
+            help="A prompts.safetensors (from a run or `kmat export`), or a run folder.",
+        ),
+    ] = None,
+    onnx: Annotated[
+        Path | None,
+        typer.Option(
+            "--onnx", help="A classifier.onnx made by `kmat export --format onnx` (runs on onnxruntime)."
+        ),
+    ] = None,
+    modality: Annotated[str, typer.Option("--modality", help="Which class embeddings: lo or hi.")] = "lo",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Output format: csv or jsonl.")] = "csv",
+    output: Annotated[Path | None, options.output("Write rows here (default: stdout).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per model batch.")] = 64,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            help="Decoding processes (default: on a GPU cores - 1, 1 to 8; on the CPU the cores torch leaves free; 0: none).",
+        ),
+    ] = None,
+    frames: Annotated[
+        str, typer.Option("--frames", help="Multi-frame DICOM: all (a row each) or first.")
+    ] = "all",
+    device: Annotated[str, options.device()] = "auto",
+    threads: Annotated[
+        int | None,
+        options.threads(
+            "torch CPU threads (default: $OMP_NUM_THREADS, else the cores not busy with other processes)."
+        ),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
+        ),
+    ] = None,
 ) -> None:
     """Classify images (PNG, JPEG, BMP, TIFF, WebP, DICOM) with a run's exported class embeddings.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -21,33 +22,45 @@ EPILOG = (
 
 
 def command(
-    task: str = options.task(),
-    method: str = options.method(),
-    transport: str = options.transport(),
-    backbone: str = options.backbone(),
-    shots: int = options.shots(),
-    seed: int = options.seed(),
-    epochs: int = options.epochs(),
-    device: str = options.device("auto, cpu, cuda, cuda:N or mps (with --resume: where to continue)."),
-    descriptions: Path = typer.Option(None, "--descriptions", help="Descriptions JSON replacing the task's."),
-    config: Path = options.config(),
-    sets: list[str] = options.sets(),
-    out: Path = options.out("Root folder of run folders (default runs/)."),
-    threads: int = options.threads(),
-    resume: Path = typer.Option(
-        None,
-        "--resume",
-        help="Continue a killed run folder to the same result, with its saved config.yaml; only --device, "
-        "--threads and --evaluate/--no-evaluate may be given with it.",
-    ),
-    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="Evaluate on both test splits."),
-    as_json: bool = options.as_json("Print {run, metrics} as JSON on stdout instead of the run folder."),
-    verbose: bool = typer.Option(
-        False,
-        "--verbose",
-        "-v",
-        help="Also show the label-free check at initialisation (always in checks.json).",
-    ),
+    task: options.Task = None,
+    method: options.Method = None,
+    transport: options.Transport = None,
+    backbone: options.Backbone = None,
+    shots: options.Shots = None,
+    seed: options.Seed = None,
+    epochs: options.Epochs = None,
+    device: Annotated[
+        str | None, options.device("auto, cpu, cuda, cuda:N or mps (with --resume: where to continue).")
+    ] = None,
+    descriptions: Annotated[
+        Path | None, typer.Option("--descriptions", help="Descriptions JSON replacing the task's.")
+    ] = None,
+    config: options.Config = None,
+    sets: options.Sets = None,
+    out: Annotated[Path | None, options.out("Root folder of run folders (default runs/).")] = None,
+    threads: options.Threads = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Continue a killed run folder to the same result, with its saved config.yaml; only --device, "
+            "--threads and --evaluate/--no-evaluate may be given with it.",
+        ),
+    ] = None,
+    evaluate: Annotated[
+        bool, typer.Option("--evaluate/--no-evaluate", help="Evaluate on both test splits.")
+    ] = True,
+    as_json: Annotated[
+        bool, options.as_json("Print {run, metrics} as JSON on stdout instead of the run folder.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also show the label-free check at initialisation (always in checks.json).",
+        ),
+    ] = False,
 ) -> None:
     """Train prompts with a method on a task and save the run (config, checkpoints, prompts, metrics).
 
@@ -75,7 +88,7 @@ def command(
         method,
         seed,
         config=config,
-        sets=sets,
+        sets=sets or (),
         resume=resume,
         evaluate=evaluate,
         progress=True,

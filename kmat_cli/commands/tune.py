@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -10,29 +11,38 @@ from kmat_cli.commands import _options as options
 
 
 def command(
-    task: str = options.task(),
-    method: str = options.method(),
-    grid: list[str] = typer.Option(
-        [],
-        "--grid",
-        "-g",
-        help="KEY=V1,V2,... values of one config key (repeat for more keys; the grid is their product). "
-        "Default: method.lambda1 and method.lambda2 each over 0.1,0.5,1,2,5.",
-    ),
-    seeds: str = options.seeds("1", "Comma-separated seeds; the score is their mean."),
-    metric: str = typer.Option("accuracy", "--metric", help="accuracy or macro_f1 (high-end validation)."),
-    transport: str = options.transport(),
-    backbone: str = options.backbone(),
-    shots: int = options.shots(),
-    epochs: int = options.epochs(),
-    device: str = options.device(),
-    config: Path = options.config(),
-    sets: list[str] = options.sets("Override any config key in every trial."),
-    out: Path = options.out("Folder of the trials, tune.csv and best.yaml (default runs/tune/TASK-METHOD)."),
-    executor: str = options.executor(),
-    address: str = options.address(),
-    jobs: int = options.jobs("Parallel workers (local process pool or Ray CPUs); 1 runs in this process."),
-    output: Path = options.output("Also write the best config to this YAML file."),
+    task: options.Task = None,
+    method: options.Method = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            "-g",
+            help="KEY=V1,V2,... values of one config key (repeat for more keys; the grid is their product). "
+            "Default: method.lambda1 and method.lambda2 each over 0.1,0.5,1,2,5.",
+        ),
+    ] = None,
+    seeds: Annotated[str, options.seeds("Comma-separated seeds; the score is their mean.")] = "1",
+    metric: Annotated[
+        str, typer.Option("--metric", help="accuracy or macro_f1 (high-end validation).")
+    ] = "accuracy",
+    transport: options.Transport = None,
+    backbone: options.Backbone = None,
+    shots: options.Shots = None,
+    epochs: options.Epochs = None,
+    device: options.Device = None,
+    config: options.Config = None,
+    sets: Annotated[list[str] | None, options.sets("Override any config key in every trial.")] = None,
+    out: Annotated[
+        Path | None,
+        options.out("Folder of the trials, tune.csv and best.yaml (default runs/tune/TASK-METHOD)."),
+    ] = None,
+    executor: options.Executor = "local",
+    address: options.Address = None,
+    jobs: Annotated[
+        int, options.jobs("Parallel workers (local process pool or Ray CPUs); 1 runs in this process.")
+    ] = 1,
+    output: Annotated[Path | None, options.output("Also write the best config to this YAML file.")] = None,
 ) -> None:
     """Tune config values on the high-end validation split only (low-end images are never read) and write
     the best point as a config file for `kmat train --config`. Finished trials are reused on a rerun.
@@ -53,9 +63,9 @@ def command(
     }
     result = tune.tune(
         flags=flags,
-        grid=tune.parse_grid(grid),
+        grid=tune.parse_grid(grid or ()),
         seeds=options.parse_seeds(seeds),
-        sets=sets,
+        sets=sets or (),
         config_file=config,
         out=out,
         metric=metric,

@@ -40,8 +40,6 @@ def small_bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kmat_cli.app import main
 
     out = tmp_path_factory.mktemp("bench") / "full"
-    try:
-        main(["benchmark", *SMALL, "--methods", METHODS, "--out", str(out)])
-    except SystemExit as exc:
-        assert exc.code in (0, None), f"benchmark failed with {exc.code}"
+    code = main(["benchmark", *SMALL, "--methods", METHODS, "--out", str(out)])
+    assert code == 0, f"benchmark failed with {code}"
     return out

@@ -160,11 +160,7 @@ def test_text_tower_is_never_built(
 # ---------------------------------------------------------------------------------------- exit codes
 def _main(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
     """``kmat predict ARGS`` through the CLI entry point: (exit code, stdout, stderr)."""
-    try:
-        main(["predict", *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = main(["predict", *args])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -41,7 +41,7 @@ def _prototypes(parts, template: str) -> dict[str, torch.Tensor]:
 def test_train_prints_one_check_line_and_stores_it(tmp_path: Path, capsys) -> None:
     out = tmp_path / "runs"
     argv = [*train_argv(tmp_path, epochs=2, shots=2), "--transport", "none", "--verbose"]
-    main(argv)
+    assert main(argv) == 0
     captured = capsys.readouterr()
     err = captured.err
     lines = [line for line in err.splitlines() if "label-free check" in line]
@@ -76,7 +76,7 @@ def test_train_prints_one_check_line_and_stores_it(tmp_path: Path, capsys) -> No
 
 def test_methods_without_prototypes_write_no_check(tmp_path: Path, capsys) -> None:
     argv = [*train_argv(tmp_path, epochs=1, shots=2), "--method", "coop"]
-    main(argv)
+    assert main(argv) == 0
     captured = capsys.readouterr()
     assert "label-free check" not in captured.err
     run = Path(captured.out.strip())

@@ -90,11 +90,9 @@ def test_best_config_keeps_what_the_user_fixed_and_loads_as_a_config(tmp_path: P
 
 # ------------------------------------------------------------------------------------------------- CLI
 def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        app.main(args)
-        raise SystemExit(0)
+    code = app.main(args)
     captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
+    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(
@@ -240,10 +238,7 @@ def test_following_best_yaml_trains_the_tuned_setting(
         "--out",
         str(tmp_path),
     ]
-    with pytest.raises(SystemExit) as exc:
-        app.main(args)
-        raise SystemExit(0)
-    assert not exc.value.code
+    assert app.main(args) == 0
     run = next((tmp_path / "train").iterdir())
     score = workflow.validate(run, progress=False)["hi"][result.metric]
     assert score == result.best.scores[1]

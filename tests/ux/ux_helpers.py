@@ -11,8 +11,6 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, s
     """``kmat ARGS`` in this process: (exit code, stdout, stderr)."""
     from kmat_cli import app
 
-    with pytest.raises(SystemExit) as exc:
-        app.main([str(a) for a in args])
-        raise SystemExit(0)
+    code = app.main([str(a) for a in args])
     captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
+    return code, captured.out, captured.err
