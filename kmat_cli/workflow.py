@@ -1,7 +1,8 @@
 """What ``kmat train``, ``kmat evaluate`` and ``kmat export`` do, as library calls.
 
-:func:`run_training` composes the steps of a training: :func:`prepare` (sample the few-shot high-end set,
-build the parts, read the training images' features, so that bad input fails before any output exists),
+:func:`run_training` composes the steps of a training: :func:`prepare` (validate the config into its typed
+view, set up the runtime, sample the few-shot high-end set, build the parts, read the training images'
+features, so that bad input fails before any output exists),
 create (or reopen) the run folder, :func:`learn` (train with the shared trainer, checkpoint every epoch,
 write ``prompts.safetensors``), then the scores asked for (:data:`SCORES`: :func:`score_test` on both
 test splits, ``metrics.json`` and a table on stderr; :func:`score_validation` on the high-end validation
@@ -22,9 +23,9 @@ from typing import Any
 
 from kmat_cli import atomic, checkpoint, datafiles, runs
 from kmat_cli.api import MODALITIES
-from kmat_cli.devices import resolve_device
 from kmat_cli.errors import UsageError
 from kmat_cli.progress import say, warn
+from kmat_cli.runconfig import RunConfig
 from kmat_cli.runs import Run
 from kmat_cli.signals import Terminated
 
@@ -87,9 +88,10 @@ SCORES = ("test", "hi-val")  # what a trained run is scored on: both test splits
 class Prepared:
     """A configured training with every input read, before any run folder exists (:func:`prepare`)."""
 
-    cfg: dict[str, Any]
+    cfg: dict[str, Any]  # the resolved config, as saved in the run folder
+    settings: RunConfig  # its typed view
     parts: Any  # assemble.Parts
-    method: Any  # the method, initialised with the seed
+    method: Any  # the method, initialised at the run's seed
     device: Any
     feats: Any = None  # training image features (trainable methods)
     labels: Any = None
@@ -98,27 +100,26 @@ class Prepared:
 
 
 def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
-    """Build: sample the few-shot high-end set, build the parts and the method, and read the training
+    """Validate the resolved config ``cfg`` (its typed view), set up the runtime (threads, device), build
+    the task, sample its few-shot high-end set, build the other parts and the method, and read the training
     images' features, so that bad input fails before any output exists."""
     import torch
 
-    from kmat_cli import assemble, data, train
+    from kmat_cli import assemble, data, runtime
 
     started = time.perf_counter()
     cfg = dict(cfg)
-    tcfg = cfg["train"]
-    train.check_settings(tcfg)
-    train.set_threads(int(tcfg.get("threads", 0)))
-    device = resolve_device(tcfg["device"])
+    settings = RunConfig.from_dict(cfg)
+    train = settings.train
+    device = runtime.start(train)
     task = assemble.build_task(cfg)
-    shots = data.few_shot(task.split("hi", "train"), task.class_names, int(tcfg["shots"]), int(tcfg["seed"]))
+    shots = data.few_shot(task.split("hi", "train"), task.class_names, train.shots, train.seed)
     parts = assemble.build_parts(cfg, device, task=task)
-    train.seed_everything(int(tcfg["seed"]))
-    method = assemble.build_method(parts)
-    prepared = Prepared(cfg, parts, method, device, started=started)
-    if method.trainable and int(tcfg["epochs"]) < 1:
+    method = assemble.build_method(parts, seed=train.seed)
+    prepared = Prepared(cfg, settings, parts, method, device, started=started)
+    if method.trainable and train.epochs < 1:
         raise UsageError(
-            f"train.epochs is {tcfg['epochs']}: method '{cfg['method']['name']}' trains, give at least 1 epoch"
+            f"train.epochs is {train.epochs}: method '{settings.method['name']}' trains, give at least 1 epoch"
         )
     if method.trainable:  # every training image is read before the run folder exists: bad input leaves none
         from kmat_cli.features import image_features
@@ -127,9 +128,9 @@ def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
         prepared.feats = image_features(
             parts.backbone,
             [s.path for s in shots],
-            batch_size=int(tcfg["eval_batch_size"]),
-            views=int(tcfg["augment_views"]),
-            seed=int(tcfg["seed"]),
+            batch_size=train.eval_batch_size,
+            views=train.augment_views,
+            seed=train.seed,
             progress=progress,
         )
         prepared.labels = torch.tensor([s.label for s in shots], dtype=torch.long)
@@ -306,7 +307,7 @@ def _marking(run: runs.Run, *, talk: bool = False) -> Iterator[None]:
 def load_trained(path: str | Path, device: str | None = None) -> tuple[runs.Run, dict[str, Any], Any, Any]:
     """Rebuild a run's parts and method with its learned state: (run, cfg, parts, method), on ``device``
     (None: the run config's ``train.device``)."""
-    from kmat_cli import assemble, train
+    from kmat_cli import assemble, runtime
     from kmat_cli.config import load_saved
 
     run = runs.open_run(path)
@@ -315,10 +316,9 @@ def load_trained(path: str | Path, device: str | None = None) -> tuple[runs.Run,
             f"{run.path}: stopped before its {Run.CONFIG} was saved; nothing to load, start anew"
         )
     cfg = load_saved(run.file(Run.CONFIG))
-    train.set_threads(int(cfg["train"].get("threads", 0)))
-    parts = assemble.build_parts(cfg, resolve_device(device or cfg["train"]["device"]))
-    train.seed_everything(int(cfg["train"]["seed"]))
-    method = assemble.build_method(parts)
+    settings = RunConfig.from_dict(cfg)
+    parts = assemble.build_parts(cfg, runtime.start(settings.train, device))
+    method = assemble.build_method(parts, seed=settings.train.seed)
     if method.trainable:
         if not checkpoint.exists(run.path):
             raise UsageError(f"{run.path}: no checkpoint yet; {runs.resume_hint(run.path)}")
