@@ -75,7 +75,8 @@ Section = TypeVar("Section", TrainConfig, KnowledgeConfig)
 
 
 def _section(cls: type[Section], name: str, values: Any) -> Section:
-    """``cls`` from the mapping ``values`` of config section ``name``, each value within its field's limits."""
+    """``cls`` from the mapping ``values`` of config section ``name``, each value within its field's
+    limits."""
     if not isinstance(values, Mapping):
         raise UsageError(f"config key '{name}' must be a mapping, got {shown(values)}")
     given = {}
