@@ -43,11 +43,11 @@ for _path in (HERE.parent, HERE):
 
 from phantom_world import probe  # noqa: E402
 
-from kmat_cli import assemble, config, fewshot, train  # noqa: E402
+from kmat_cli import assemble, config, fewshot, runtime, train  # noqa: E402
 from kmat_cli.api import MODALITIES  # noqa: E402
-from kmat_cli.devices import resolve_device  # noqa: E402
 from kmat_cli.features import image_features  # noqa: E402
 from kmat_cli.methods.base import prototypes, templated  # noqa: E402
+from kmat_cli.runconfig import RunConfig  # noqa: E402
 
 BARE = "{description}"
 VARIANTS = (
@@ -77,8 +77,7 @@ class Diagnosis:
         self.sets = tuple(sets)
         self.flags = flags
         self.cfg = config.build(flags=flags, sets=self.sets)
-        train.set_threads(int(self.cfg["train"].get("threads", 0)))
-        self.device = resolve_device(self.cfg["train"]["device"])
+        self.device = runtime.start(RunConfig.from_dict(self.cfg).train)
         self.parts = assemble.build_parts(self.cfg, self.device)
         self.task = self.parts.task
         self.backbone = self.parts.backbone
@@ -106,8 +105,7 @@ class Diagnosis:
         """The configured method (with ``extra`` --set items) at the seed's initialisation."""
         cfg = config.build(flags=self.flags, sets=(*self.sets, *extra))
         parts = dataclasses.replace(self.parts, cfg=cfg, transport=assemble.build_transport(cfg))
-        train.seed_everything(int(cfg["train"]["seed"]))
-        return assemble.build_method(parts), cfg
+        return assemble.build_method(parts, seed=int(cfg["train"]["seed"])), cfg
 
     def trained(self, extra: Sequence[str]) -> tuple[Any, dict[str, Any]]:
         method, cfg = self.method(extra)

@@ -292,11 +292,9 @@ def build_parts(backbone: Any, device: torch.device) -> Any:
 def build_method(parts: Any, name: str, seed: int = 1) -> Any:
     """Method ``name`` with its defaults, built as a run builds it (``assemble.build_method``)."""
     from kmat_cli import assemble
-    from kmat_cli.train import seed_everything
 
     parts.cfg["method"] = {"name": name}
-    seed_everything(seed)
-    return assemble.build_method(parts)
+    return assemble.build_method(parts, seed=seed)
 
 
 def shots(parts: Any, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,7 @@ from kmat_cli.api import Backbone, Task, Transport, load_descriptions
 from kmat_cli.config import NO_PLUGIN
 from kmat_cli.errors import UsageError
 from kmat_cli.methods.base import Method, MethodSetup
+from kmat_cli.runtime import seed_everything
 
 
 def _options(section: Mapping[str, Any]) -> dict[str, Any]:
@@ -92,9 +93,11 @@ def build_transport(cfg: Mapping[str, Any]) -> Transport | None:
     return None if section["name"] == NO_PLUGIN else construct("transports", section)
 
 
-def build_method(parts: Parts) -> Method:
-    """The configured method on ``parts.device``; its initial context is drawn from the global RNG, which
-    the caller seeds first (``train.seed_everything``)."""
+def build_method(parts: Parts, *, seed: int) -> Method:
+    """The configured method on ``parts.device``, initialised at ``seed``: the global generators are seeded
+    with it (:func:`kmat_cli.runtime.seed_everything`) right before the method draws its initial context,
+    so the method does not depend on what was built before it."""
+    seed_everything(seed)
     setup = MethodSetup(
         backbone=parts.backbone,
         class_names=list(parts.task.class_names),

@@ -1,8 +1,9 @@
 """Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
 A checkpoint of epoch e is ``checkpoint-<e>.safetensors`` (method parameters ``method.*``, optimizer
-tensors ``optim.<param index>.<key>``, RNG states ``rng.*``, the method's solver state ``solver.*``) plus ``checkpoint.json`` (epoch, optimizer
-hyper-parameters and non-tensor state, scheduler state, numpy/python RNG states, the per-epoch history).
+tensors ``optim.<param index>.<key>``, RNG states ``rng.*``, the method's solver state ``solver.*``) plus
+``checkpoint.json`` (epoch, optimizer hyper-parameters and non-tensor state, scheduler state, numpy/python
+RNG states, the per-epoch history).
 The tensor file is written first and ``checkpoint.json`` (which names it) second, both atomically; the
 previous tensor file is removed only after that, so a process killed at any instant leaves a consistent
 checkpoint behind.

@@ -8,7 +8,8 @@ without anchors, aliases or repeated keys, bounded in size, depth and number siz
 Plugin sections (``task``, ``backbone``, ``method``, ``transport``) are ``{name: ..., <options>}``; their
 options are the keyword-only arguments of the plugin's constructor (see :func:`plugin_options`). Unknown keys
 anywhere are rejected with a "did you mean" suggestion; values must have the default's type (a float key
-also takes ``1e-3``, which YAML 1.1 reads as a string) and lie in the ranges of :mod:`kmat_cli.limits`.
+also takes ``1e-3``, which YAML 1.1 reads as a string) and lie within their limits: the run config's
+field metadata (:mod:`kmat_cli.runconfig`), each plugin's ``limits`` (:mod:`kmat_cli.limits`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import yaml
 
 from kmat_cli import datafiles, limits
 from kmat_cli.errors import UsageError, short_repr
+from kmat_cli.runconfig import RunConfig
 
 PLUGIN_SECTIONS = {"task": "tasks", "backbone": "backbones", "method": "methods", "transport": "transports"}
 NO_PLUGIN = "none"  # `--transport none` disables the transport loss
@@ -252,7 +254,7 @@ def resolve(
         options = plugin_options(plugin)
         cfg[section] = {"name": name, **options, **_validate(section, given, options)}
         limits.check_plugin(section, plugin, cfg[section])
-    limits.check(cfg)
+    RunConfig.from_dict(cfg)  # every value within its limits
     return cfg
 
 

@@ -1,19 +1,14 @@
-"""Allowed values of run-config keys beyond their types, as data: number ranges, choices, patterns.
+"""Number ranges of config values and their one-line errors: the plugins' ``limits`` and the run config's.
 
-:func:`kmat_cli.config.resolve` checks every resolved config against these tables (and
-:func:`kmat_cli.train.check_settings` a saved one before it is resumed), so a value no command can run
-with (``--set train.eval_batch_size=0``, a negative learning rate, a seed torch cannot take) is a one-line
-UsageError before any run folder exists, not a failure after training.
-
-Plugin options have ranges too: a plugin class states them as data in its ``limits`` attribute
-(``limits = {"lambda1": (0, 1e6), "epsilon": (Above(0), None)}``), and :func:`check_plugin` (called by
-:func:`kmat_cli.config.resolve` for every plugin section) enforces them with the same one-line errors. A
-range is ``(least, most)``, both inclusive, ``None`` for unbounded; :class:`Above` makes the least exclusive.
+A range is ``(least, most)``, both inclusive, ``None`` for unbounded; :class:`Above` makes the least
+exclusive. A plugin class states the ranges of its options as data in its ``limits`` attribute
+(``limits = {"lambda1": (0, 1e6), "epsilon": (Above(0), None)}``), enforced by :func:`check_plugin` for every
+plugin section a config is resolved with; the run config's own keys carry theirs as field metadata
+(:mod:`kmat_cli.runconfig`). Both report a value outside with :func:`outside`'s words.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,43 +23,6 @@ Range = tuple[float | None, float | None]
 
 KNOWLEDGE_REGIMES = ("shipped", "partial", "pooled", "generic", "shuffled")  # see kmat_cli.knowledge
 SEED_MAX = 2**32 - 1  # numpy's limit; torch's generators and the per-epoch seeds take it too
-
-# key: (least, most); None: unbounded on that side
-RANGES: dict[str, Range] = {
-    "train.shots": (1, None),
-    "train.seed": (0, SEED_MAX),
-    "train.epochs": (0, None),
-    "train.batch_size": (1, None),
-    "train.lr": (0, None),
-    "train.momentum": (0, 1),
-    "train.weight_decay": (0, None),
-    "train.warmup_epochs": (0, None),
-    "train.warmup_lr": (0, None),
-    "train.augment_views": (0, None),
-    "train.eval_batch_size": (1, None),
-    "train.num_workers": (0, None),
-    "train.threads": (0, None),
-    "knowledge.fraction": (0, 1),
-    "knowledge.seed": (0, SEED_MAX),
-}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "train.optimizer": ("sgd",),
-    "train.scheduler": ("cosine", "constant"),
-    "knowledge.regime": KNOWLEDGE_REGIMES,
-}
-# key: (pattern the whole value must match, what to write instead)
-PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
-    "train.device": (re.compile(r"auto|cpu|mps|cuda(:\d+)?"), "auto, cpu, cuda, cuda:N or mps"),
-}
-
-
-def _lookup(cfg: Mapping[str, Any], key: str) -> tuple[bool, Any]:
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
 
 
 def _num(x: float) -> str:
@@ -105,23 +63,3 @@ def check_plugin(section: str, plugin: Any, options: Mapping[str, Any]) -> None:
         bound = outside(options.get(key), bounds)
         if bound is not None:
             raise UsageError(f"config key '{section}.{key}' must be {bound}, got {short_repr(options[key])}")
-
-
-def check(cfg: Mapping[str, Any]) -> None:
-    """Raise a one-line UsageError naming the first key of ``cfg`` outside its range, choices or pattern;
-    keys absent from ``cfg`` are skipped (their types are checked elsewhere)."""
-    for key, bounds in RANGES.items():
-        found, value = _lookup(cfg, key)
-        bound = outside(value, bounds) if found else None
-        if bound is not None:
-            raise UsageError(f"config key '{key}' must be {bound}, got {short_repr(value)}")
-    for key, allowed in CHOICES.items():
-        found, value = _lookup(cfg, key)
-        if found and value not in allowed:
-            raise UsageError(
-                f"config key '{key}' must be one of {', '.join(allowed)}, got {short_repr(value)}"
-            )
-    for key, (pattern, hint) in PATTERNS.items():
-        found, value = _lookup(cfg, key)
-        if found and not (isinstance(value, str) and pattern.fullmatch(value)):
-            raise UsageError(f"config key '{key}' must be {hint}, got {short_repr(value)}")

@@ -1,9 +1,7 @@
-"""How many CPU threads torch may use: one policy for training, feature extraction and predict.
+"""How many CPU threads torch may use and how many processes decode image files: one policy for training,
+feature extraction and predict.
 
-torch's default (one thread per logical CPU of the machine) oversubscribes a shared CPU: its OpenMP threads
-wait for each other at every operation, and a thread that shares its core with another busy process holds
-all the others back (measured: ``kmat predict`` on 300 phantom images next to one busy process, 2 cores,
-several times slower than with one thread). The policy, in order:
+Torch's threads (:func:`plan`), in order:
 
 1. ``requested`` > 0 (``--threads``, ``train.threads``): that many, but never more than the cores the
    process may use;
@@ -14,10 +12,11 @@ several times slower than with one thread). The policy, in order:
 "The cores the process may use" is the smallest of: the CPUs of its affinity mask, the physical cores among
 them (hyper-threads share one core's arithmetic units) and the cgroup CPU quota (containers, SLURM).
 "Busy on right now" is read from ``/proc/stat`` over :data:`SAMPLE_S` seconds (Linux; elsewhere nothing
-is subtracted).
+is subtracted). Why not torch's default of one thread per logical CPU: benchmarks/README.md, "Threads on
+a shared CPU".
 
-The same module owns the rule for the processes that decode image files beside the model
-(:func:`decode_workers`, used by the feature cache and ``kmat predict`` through :mod:`kmat_cli.imagefiles`).
+Decoding processes beside the model: :func:`decode_workers` (the feature cache and ``kmat predict``, through
+:mod:`kmat_cli.imagefiles`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import sys
 import time
 import warnings
@@ -28,30 +27,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from kmat_cli import atomic, checkpoint, limits
+from kmat_cli import atomic, checkpoint
 from kmat_cli.errors import RuntimeFailure, UsageError
 from kmat_cli.prompts import mixed_precision
+from kmat_cli.runconfig import OPTIMIZERS
 from kmat_cli.runs import Run
-
-OPTIMIZERS = limits.CHOICES["train.optimizer"]
-
-
-def set_threads(threads: int) -> int:
-    """Set torch's CPU threads by kmat's policy (:mod:`kmat_cli.threads`): ``threads`` > 0 that many (capped
-    at the usable cores), else ``OMP_NUM_THREADS``, else the cores not busy with other processes."""
-    from kmat_cli import threads as policy
-
-    return policy.apply(threads)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's and torch's global generators (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def lr_at(
@@ -73,13 +55,6 @@ def lr_at(
     if scheduler == "cosine":
         return 0.5 * lr * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / max(1, epochs)))
     raise UsageError(f"train.scheduler '{scheduler}' is unknown; use cosine or constant")
-
-
-def check_settings(cfg: Mapping[str, Any]) -> None:
-    """Reject a ``train`` section the trainer cannot run (one-line UsageError), before any output exists:
-    the ranges and choices of :mod:`kmat_cli.limits` (also checked when a config is resolved; this checks a
-    saved config that is resumed)."""
-    limits.check({"train": cfg})
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

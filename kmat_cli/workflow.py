@@ -1,14 +1,17 @@
-"""What ``kmat train``, ``kmat evaluate`` and ``kmat export`` do, as library calls.
+"""What ``kmat train`` does, as library calls; what ``kmat evaluate`` and ``kmat export`` do with the run it
+leaves is in :mod:`kmat_cli.trained` (its functions are importable from here too).
 
-:func:`run_training` composes the steps of a training: :func:`prepare` (sample the few-shot high-end set,
-build the parts, read the training images' features, so that bad input fails before any output exists),
-create (or reopen) the run folder, :func:`learn` (train with the shared trainer, checkpoint every epoch,
-write ``prompts.safetensors``), then the scores asked for (:data:`SCORES`: :func:`score_test` on both
-test splits, ``metrics.json`` and a table on stderr; :func:`score_validation` on the high-end validation
-split, ``metrics-val.json``) and only then mark the run finished. Methods with description prototypes per
-modality also get a label-free, text-only check (``checks.json``; with ``verbose`` one stderr line at the
-start: mean cos(p_hi, p_lo) vs mean cos(t_hi, t_lo), the input of docs/defaults.md). Low-end images are read only by
-the test evaluation, after training.
+:func:`run_training` composes the steps of a training: :func:`prepare`, create (or reopen) the run folder,
+:func:`learn`, then the scores asked for (:data:`SCORES`), and only then mark the run finished.
+:func:`prepare` is one pass down the layers, so that bad input fails before any output exists: the config
+validated once into its typed view (:class:`kmat_cli.runconfig.RunConfig`), the runtime set up once
+(threads, device: :func:`kmat_cli.runtime.start`), then the parts assembled (task, few-shot high-end set,
+backbone, descriptions, transport, the method at the run's seed) and the training images' features read.
+:func:`learn` trains with the shared trainer (a checkpoint every epoch) and writes ``prompts.safetensors``;
+:func:`score_test` writes ``metrics.json`` (both test splits), :func:`score_validation` ``metrics-val.json``
+(the high-end validation split). Low-end images are read only by the test evaluation, after training.
+Methods with description prototypes per modality also get a label-free, text-only check (``checks.json``;
+with ``verbose`` one stderr line at the start, :func:`checks_line`).
 """
 
 from __future__ import annotations
@@ -17,46 +20,18 @@ import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from kmat_cli import atomic, checkpoint, datafiles, runs
-from kmat_cli.api import MODALITIES
-from kmat_cli.devices import resolve_device
+from kmat_cli import atomic, datafiles, runs, scoring
 from kmat_cli.errors import UsageError
-from kmat_cli.progress import say, warn
+from kmat_cli.progress import say
+from kmat_cli.runconfig import RunConfig
 from kmat_cli.runs import Run
 from kmat_cli.signals import Terminated
-
-
-def _summary(cfg: Mapping[str, Any], backbone: Any) -> dict[str, Any]:
-    t = cfg["train"]
-    return {
-        "task": cfg["task"]["name"],
-        "method": cfg["method"]["name"],
-        "transport": cfg["transport"]["name"],
-        "backbone": str(getattr(backbone, "id", cfg["backbone"]["name"])),
-        "seed": t["seed"],
-        "shots": t["shots"],
-        "epochs": t["epochs"],
-    }
-
-
-def _evaluate(parts: Any, method: Any, cfg: Mapping[str, Any], *, progress: bool = True) -> dict[str, Any]:
-    from kmat_cli import evaluate
-
-    task = parts.task
-    splits = {m: task.split(m, "test") for m in MODALITIES}
-    result = evaluate.evaluate_method(
-        method,
-        parts.backbone,
-        splits,
-        task.class_names,
-        batch_size=cfg["train"]["eval_batch_size"],
-        progress=progress,
-    )
-    return result.metrics()
-
+from kmat_cli.trained import evaluate_run as evaluate_run  # re-exported: the library's verbs in one place
+from kmat_cli.trained import export_run as export_run
+from kmat_cli.trained import load_trained as load_trained
+from kmat_cli.trained import validate as validate
 
 CHECKS_FORMAT = "kmat.checks/v1"
 
@@ -85,9 +60,10 @@ SCORES = ("test", "hi-val")  # what a trained run is scored on: both test splits
 class Prepared:
     """A configured training with every input read, before any run folder exists (:func:`prepare`)."""
 
-    cfg: dict[str, Any]
+    cfg: dict[str, Any]  # the resolved config, as saved in the run folder
+    settings: RunConfig  # its typed view
     parts: Any  # assemble.Parts
-    method: Any  # the method, initialised with the seed
+    method: Any  # the method, initialised at the run's seed
     device: Any
     feats: Any = None  # training image features (trainable methods)
     labels: Any = None
@@ -96,29 +72,26 @@ class Prepared:
 
 
 def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
-    """Build: sample the few-shot high-end set, build the parts and the method, and read the training
+    """Validate the resolved config ``cfg`` (its typed view), set up the runtime (threads, device), build
+    the task, sample its few-shot high-end set, build the other parts and the method, and read the training
     images' features, so that bad input fails before any output exists."""
     import torch
 
-    from kmat_cli import assemble, fewshot, train
+    from kmat_cli import assemble, fewshot, runtime
 
     started = time.perf_counter()
     cfg = dict(cfg)
-    tcfg = cfg["train"]
-    train.check_settings(tcfg)
-    train.set_threads(int(tcfg.get("threads", 0)))
-    device = resolve_device(tcfg["device"])
+    settings = RunConfig.from_dict(cfg)
+    train = settings.train
+    device = runtime.start(train)
     task = assemble.build_task(cfg)
-    shots = fewshot.few_shot(
-        task.split("hi", "train"), task.class_names, int(tcfg["shots"]), int(tcfg["seed"])
-    )
+    shots = fewshot.few_shot(task.split("hi", "train"), task.class_names, train.shots, train.seed)
     parts = assemble.build_parts(cfg, device, task=task)
-    train.seed_everything(int(tcfg["seed"]))
-    method = assemble.build_method(parts)
-    prepared = Prepared(cfg, parts, method, device, started=started)
-    if method.trainable and int(tcfg["epochs"]) < 1:
+    method = assemble.build_method(parts, seed=train.seed)
+    prepared = Prepared(cfg, settings, parts, method, device, started=started)
+    if method.trainable and train.epochs < 1:
         raise UsageError(
-            f"train.epochs is {tcfg['epochs']}: method '{cfg['method']['name']}' trains, give at least 1 epoch"
+            f"train.epochs is {train.epochs}: method '{settings.method['name']}' trains, give at least 1 epoch"
         )
     if method.trainable:  # every training image is read before the run folder exists: bad input leaves none
         from kmat_cli.features import image_features
@@ -127,9 +100,9 @@ def prepare(cfg: Mapping[str, Any], *, progress: bool = True) -> Prepared:
         prepared.feats = image_features(
             parts.backbone,
             [s.path for s in shots],
-            batch_size=int(tcfg["eval_batch_size"]),
-            views=int(tcfg["augment_views"]),
-            seed=int(tcfg["seed"]),
+            batch_size=train.eval_batch_size,
+            views=train.augment_views,
+            seed=train.seed,
             progress=progress,
         )
         prepared.labels = torch.tensor([s.label for s in shots], dtype=torch.long)
@@ -172,10 +145,7 @@ def score_test(prepared: Prepared, run: runs.Run, timing: Mapping[str, float], *
     """Evaluate test: accuracy / macro-F1 on both test splits, written to ``metrics.json`` with ``timing``
     and ``total_s``, the seconds from :func:`prepare` to the end of this evaluation."""
     cfg, parts = prepared.cfg, prepared.parts
-    metrics = {
-        **_evaluate(parts, prepared.method, cfg, progress=progress),
-        "run": _summary(cfg, parts.backbone),
-    }
+    metrics = scoring.metrics_on_test(parts, prepared.method, cfg, progress=progress)
     metrics["timing"] = {**timing, "total_s": time.perf_counter() - prepared.started}
     atomic.write_json(run.file(Run.METRICS), metrics)
     return metrics
@@ -183,7 +153,7 @@ def score_test(prepared: Prepared, run: runs.Run, timing: Mapping[str, float], *
 
 def score_validation(prepared: Prepared, run: runs.Run, *, progress: bool) -> dict[str, Any]:
     """Validate: the high-end validation split only (``metrics-val.json``, see :func:`validate`)."""
-    metrics = _validation(prepared.parts, prepared.method, prepared.cfg, progress=progress)
+    metrics = scoring.metrics_on_validation(prepared.parts, prepared.method, prepared.cfg, progress=progress)
     atomic.write_json(run.file(Run.VAL_METRICS), metrics)
     return metrics
 
@@ -301,163 +271,3 @@ def _marking(run: runs.Run, *, talk: bool = False) -> Iterator[None]:
             run.mark("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     run.mark("finished")
-
-
-def load_trained(path: str | Path, device: str | None = None) -> tuple[runs.Run, dict[str, Any], Any, Any]:
-    """Rebuild a run's parts and method with its learned state: (run, cfg, parts, method), on ``device``
-    (None: the run config's ``train.device``)."""
-    from kmat_cli import assemble, train
-    from kmat_cli.config import load_saved
-
-    run = runs.open_run(path)
-    if not run.file(Run.CONFIG).is_file():
-        raise UsageError(
-            f"{run.path}: stopped before its {Run.CONFIG} was saved; nothing to load, start anew"
-        )
-    cfg = load_saved(run.file(Run.CONFIG))
-    train.set_threads(int(cfg["train"].get("threads", 0)))
-    parts = assemble.build_parts(cfg, resolve_device(device or cfg["train"]["device"]))
-    train.seed_everything(int(cfg["train"]["seed"]))
-    method = assemble.build_method(parts)
-    if method.trainable:
-        if not checkpoint.exists(run.path):
-            raise UsageError(f"{run.path}: no checkpoint yet; {runs.resume_hint(run.path)}")
-        checkpoint.restore(run.path, method)
-    method.eval()
-    return run, cfg, parts, method
-
-
-def evaluate_run(path: str | Path, *, progress: bool = True, show: bool = True) -> dict[str, Any]:
-    """``kmat evaluate RUN``: metrics on both test splits, written to the run's ``metrics.json``."""
-    from kmat_cli.evaluate import render
-
-    run, cfg, parts, method = load_trained(path)
-    if not run.finished:  # evaluating a partly trained model is a diagnosis: say so where it cannot be missed
-        warn(
-            f"{run.path}: unfinished run ({runs.stopped_at(run)}); these are the metrics of that state; "
-            f"{runs.resume_hint(run.path)}"
-        )
-    with _kept(run, "evaluation"):
-        metrics = {**_evaluate(parts, method, cfg, progress=progress), "run": _summary(cfg, parts.backbone)}
-        timing = _training_timing(run)
-        if timing:  # keep the training timings of the run
-            metrics["timing"] = timing
-        atomic.write_json(run.file(Run.METRICS), metrics)
-    if show:
-        render(metrics, title=str(run.path))
-    return metrics
-
-
-def _validation(parts: Any, method: Any, cfg: Mapping[str, Any], *, progress: bool) -> dict[str, Any]:
-    """The ``metrics-val.json`` content: ``{"format", "class_names", "split": "val", "hi": {accuracy,
-    macro_f1, n, confusion}, "run": {...}}`` of ``method`` on the high-end validation split only."""
-    from kmat_cli import evaluate
-
-    result = evaluate.evaluate_method(
-        method,
-        parts.backbone,
-        {"hi": parts.task.split("hi", "val")},
-        parts.task.class_names,
-        batch_size=cfg["train"]["eval_batch_size"],
-        progress=progress,
-    )
-    return {
-        "format": evaluate.METRICS_FORMAT,
-        "class_names": result.class_names,
-        "split": "val",
-        "hi": result.modality("hi"),
-        "run": _summary(cfg, parts.backbone),
-    }
-
-
-def _training_timing(run: runs.Run) -> Any:
-    """The ``timing`` of the run's current ``metrics.json`` (None where it is missing, damaged or not the
-    run's own file: a planted link is never read, :func:`kmat_cli.atomic.read_owned`)."""
-    try:
-        old = datafiles.read_owned_json(run.file(Run.METRICS))
-    except (OSError, datafiles.DataError):
-        return None
-    return old.get("timing") if isinstance(old, dict) else None
-
-
-def validate(path: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """Accuracy and macro-F1 of a trained run on the **high-end validation split only** (what ``kmat tune``
-    and the grid's ``hi-val`` cells score); the low-end data are never opened. Written to the run's
-    ``metrics-val.json`` and returned (:func:`_validation`)."""
-    run, cfg, parts, method = load_trained(path)
-    with _kept(run, "validation"):
-        metrics = _validation(parts, method, cfg, progress=progress)
-        atomic.write_json(run.file(Run.VAL_METRICS), metrics)
-    return metrics
-
-
-EXPORT_FORMATS = ("safetensors", "onnx")
-
-
-def export_run(path: str | Path, out: str | Path | None = None, fmt: str = "safetensors") -> Path:
-    """``kmat export RUN``: (re)write ``prompts.safetensors`` (or ``out``, never another file of the run)
-    from a finished run's learned state; ``fmt="onnx"``: ``classifier.onnx``, the low-end classifier as one
-    ONNX model (:mod:`kmat_cli.onnx_export`)."""
-    from kmat_cli import export, onnx_export, outputs
-
-    if fmt not in EXPORT_FORMATS:
-        raise UsageError(f"--format '{fmt}' is not known; use one of: {', '.join(EXPORT_FORMATS)}")
-    if fmt == "onnx":  # before the run is loaded: a missing extra is the first thing said
-        onnx_export.require("onnx")
-        onnx_export.require("onnxruntime")
-    finished = runs.require_finished(path, "export")  # a partly trained model is resumed, not deployed
-    own_file = finished.file(Run.ONNX if fmt == "onnx" else Run.PROMPTS)
-    if out is not None:
-        outputs.check_run_files(out, finished.path, "--output", allowed=[own_file])
-    if fmt == "onnx":
-        loaded = load_trained(path, device="cpu")
-        with _kept(loaded[0], "export"):
-            return _export_onnx(*loaded, out)
-    run, cfg, parts, method = load_trained(path)
-    with _kept(run, "export"):
-        return export.write_prompts(
-            out or own_file,
-            method,
-            parts.backbone,
-            task=parts.task,
-            backbone_config=cfg["backbone"],
-            user_named=out is not None,
-        )
-
-
-def _kept(run: runs.Run, doing: str) -> contextlib.AbstractContextManager[None]:
-    """While a command reads and writes a finished run: a write into its folder after the folder was
-    deleted or replaced fails (RuntimeFailure) instead of recreating it (:func:`kmat_cli.atomic.guard_folder`)."""
-    return atomic.guard_folder(run.path, f"run folder {run.path} vanished during {doing}")
-
-
-def _export_onnx(
-    run: runs.Run, cfg: Mapping[str, Any], parts: Any, method: Any, out: str | Path | None
-) -> Path:
-    """``classifier.onnx`` (or ``out``) of a loaded run: its low-end embeddings and the prompts file's
-    metadata, with the run's folder name, seed and config hash as provenance."""
-    import hashlib
-
-    from kmat_cli import export, onnx_export
-
-    tensors, metadata = export.prompt_file_content(
-        method,
-        parts.backbone,
-        task=parts.task.name,
-        class_names=list(parts.task.class_names),
-        modalities=parts.task.modalities,
-        backbone_config=cfg["backbone"],
-    )
-    provenance = {
-        "run": run.path.name,
-        "seed": int(cfg["train"]["seed"]),
-        "config_sha256": hashlib.sha256(run.file(Run.CONFIG).read_bytes()).hexdigest(),
-    }
-    return onnx_export.write_onnx(
-        out or run.file(Run.ONNX),
-        parts.backbone,
-        tensors["text_embeddings.lo"],
-        metadata,
-        provenance=provenance,
-        user_named=out is not None,
-    )

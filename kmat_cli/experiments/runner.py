@@ -88,16 +88,16 @@ def feature_jobs(cells: Sequence[Cell]) -> list[dict[str, Any]]:
 
 def features_entry(job: dict[str, Any]) -> dict[str, Any]:
     """Worker entry point: extract one job's image features into the cache; returns a summary."""
-    from kmat_cli import assemble, config, fewshot, train
-    from kmat_cli.devices import resolve_device
+    from kmat_cli import assemble, config, fewshot, runtime
     from kmat_cli.features import image_features
+    from kmat_cli.runconfig import RunConfig
 
     start = time.perf_counter()
     cell = Cell.from_dict(job["cell"])
     cfg = config.build(flags={**cell.flags, "out": "."}, sets=cell.sets)
-    train.set_threads(int(cfg["train"].get("threads", 0)))
+    device = runtime.start(RunConfig.from_dict(cfg).train)
     task = assemble.build_task(cfg)
-    backbone = assemble.build_parts(cfg, resolve_device(cfg["train"]["device"]), task=task).backbone
+    backbone = assemble.build_parts(cfg, device, task=task).backbone
     batch = int(cfg["train"]["eval_batch_size"])
     rows = 0
     if job["kind"] == "split":

@@ -194,7 +194,7 @@ def test_resumed_training_with_packed_weights_equals_an_uninterrupted_run(
     from backbones.open_clip import BiomedCLIP
     from kmat_cli import assemble, config
     from kmat_cli.registry import get
-    from kmat_cli.train import Trainer, seed_everything
+    from kmat_cli.train import Trainer
 
     class StopAfterTwo(Trainer):
         def save(self) -> None:
@@ -215,8 +215,7 @@ def test_resumed_training_with_packed_weights_equals_an_uninterrupted_run(
             descriptions=task.descriptions,
             transport=get("transports", "fgw")(),
         )
-        seed_everything(1)
-        method = assemble.build_method(parts)
+        method = assemble.build_method(parts, seed=1)
         g = torch.Generator().manual_seed(0)
         feats = F.normalize(torch.randn(12, backbone.embed_dim, generator=g), dim=-1)
         train_cfg = {**cfg["train"], "epochs": 3, "batch_size": 4, "shots": 4}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from faults import assert_error, cli, custom_task, run_folders, train_args
 
-from kmat_cli import export, workflow
+from kmat_cli import export, scoring
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def _deleting(original: Any, folder: Path) -> Any:
 
 
 def test_evaluate_does_not_recreate_a_deleted_run(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workflow, "_evaluate", _deleting(workflow._evaluate, run))
+    monkeypatch.setattr(scoring, "metrics_on_test", _deleting(scoring.metrics_on_test, run))
     assert_error(cli("evaluate", run), run, "vanished", code=1)
     assert not run.exists()
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from toyworld import train_argv
 
-from kmat_cli import assemble, config, train, workflow
+from kmat_cli import assemble, config, workflow
 from kmat_cli.app import main
 from kmat_cli.runs import Run
 
@@ -56,9 +56,8 @@ def test_train_prints_one_check_line_and_stores_it(tmp_path: Path, capsys) -> No
     # independent truth: the method rebuilt at the run's seed, prototypes from encode_text
     cfg = config.load_yaml(run / "config.yaml")
     parts = assemble.build_parts(cfg, torch.device("cpu"))
-    train.seed_everything(int(cfg["train"]["seed"]))
     with torch.no_grad():
-        t0 = assemble.build_method(parts).prompts()
+        t0 = assemble.build_method(parts, seed=int(cfg["train"]["seed"])).prompts()
     p = _prototypes(parts, init["description_template"])
     assert abs(init["cos_p_hi_lo"] - _cos(p["hi"], p["lo"])) < 1e-6
     assert abs(init["cos_t_hi_lo"] - _cos(t0["hi"], t0["lo"])) < 1e-6

@@ -89,13 +89,13 @@ def test_training_and_predict_set_torch_threads_by_the_policy(
     machine: dict, phantom_prompts: Path, tmp_path: Path
 ) -> None:
     import kmat
-    from kmat_cli import train
+    from kmat_cli import runtime
 
     before = torch.get_num_threads()
     try:
         machine["busy"] = 3.0
-        assert train.set_threads(0) == 1 and torch.get_num_threads() == 1
-        assert train.set_threads(2) == 2 and torch.get_num_threads() == 2
+        assert runtime.set_threads(0) == 1 and torch.get_num_threads() == 1
+        assert runtime.set_threads(2) == 2 and torch.get_num_threads() == 2
         torch.set_num_threads(4)
         rows = kmat.predict([phantom_prompts.parent / "images"], embeddings=phantom_prompts, device="cpu")
         assert rows and torch.get_num_threads() == 1  # 4 cores, 3 busy elsewhere
