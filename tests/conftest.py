@@ -1,4 +1,6 @@
-"""Shared test set-up: an isolated kmat cache for the whole session unless KMAT_CACHE is set."""
+"""Shared test set-up: an isolated kmat cache for the whole session unless KMAT_CACHE is set, the helper
+modules of ``tests/support/`` importable by name (``from faults import ...``, also in subprocesses that put
+the folder on PYTHONPATH), and their fixtures registered for every test."""
 
 from __future__ import annotations
 
@@ -9,7 +11,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+SUPPORT = str(Path(__file__).resolve().parent / "support")
+if SUPPORT not in sys.path:
+    sys.path.insert(0, SUPPORT)
 KMAT = str(Path(sys.executable).with_name("kmat"))
+
+pytest_plugins = [
+    "fake_llm",
+    "fixtures_api",
+    "fixtures_backbones",
+    "fixtures_benchmark",
+    "fixtures_plugins",
+    "fixtures_predict",
+    "fixtures_reliability",
+    "fixtures_tasks",
+    "fixtures_transports",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,3 +50,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def kmat_exe() -> str:
     """The installed `kmat` console script of the interpreter running the tests."""
     return KMAT
+
+
+@pytest.fixture
+def trust_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KMAT_TRUST_CODE=1: the toy world is named by import path (``toyworld:ToyTask``), so reading its run
+    configs back (evaluate, export, resume) needs the user's opt-in."""
+    monkeypatch.setenv("KMAT_TRUST_CODE", "1")

@@ -9,66 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from counting_backbone import CountingBackbone, direct, write_images
 from PIL import Image
 
 from kmat_cli import features
-from kmat_cli.api import Backbone, UsageError
+from kmat_cli.api import UsageError
 from kmat_cli.features import image_features
 from kmat_cli.images import load_image
 
 
-class CountingBackbone(Backbone):
-    """A small deterministic image tower (8x8 pixels -> 6-d) that counts the images it encodes."""
-
-    def __init__(self, ident: str = "counting-v1", size: int = 8, seed: int = 0) -> None:
-        import torchvision.transforms as T
-
-        self.id = ident
-        self.embed_dim = 6
-        g = torch.Generator().manual_seed(seed)
-        self.weight = torch.randn(3 * size * size, 6, generator=g)
-        self.preprocess_spec = {
-            "image_size": size,
-            "mean": [0.5, 0.5, 0.5],
-            "std": [0.25, 0.25, 0.25],
-            "resize": "squash",
-            "interpolation": "bilinear",
-        }
-        self.preprocess = T.Compose(
-            [T.Resize((size, size)), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)]
-        )
-        self.calls = 0
-        self.device = torch.device("cpu")
-
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        self.calls += len(pixels)
-        return F.normalize(pixels.flatten(1) @ self.weight, dim=-1)
-
-
-def _write_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(n):
-        p = folder / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)).save(p)
-        paths.append(p)
-    return paths
-
-
-def _direct(b: CountingBackbone, paths: list[Path]) -> torch.Tensor:
-    return F.normalize(
-        torch.stack([b.preprocess(load_image(p)) for p in paths]).flatten(1) @ b.weight, dim=-1
-    )
-
-
 def test_second_run_hits_the_cache(tmp_path: Path) -> None:
-    paths = _write_images(tmp_path / "img", 7)
+    paths = write_images(tmp_path / "img", 7)
     b = CountingBackbone()
     first = image_features(b, paths, batch_size=3, cache_dir=tmp_path / "c", progress=False)
     assert b.calls == 7 and first.shape == (7, 6) and first.dtype == torch.float32
-    assert torch.allclose(first, _direct(b, paths), atol=1e-6)
+    assert torch.allclose(first, direct(b, paths), atol=1e-6)
     assert torch.allclose(first.norm(dim=-1), torch.ones(7))
     b.calls = 0
     again = image_features(CountingBackbone(), paths, cache_dir=tmp_path / "c", progress=False)
@@ -79,7 +34,7 @@ def test_second_run_hits_the_cache(tmp_path: Path) -> None:
 
 
 def test_changed_file_misses_only_itself(tmp_path: Path) -> None:
-    paths = _write_images(tmp_path / "img", 5)
+    paths = write_images(tmp_path / "img", 5)
     cache = tmp_path / "c"
     before = image_features(CountingBackbone(), paths, cache_dir=cache, progress=False)
     Image.fromarray(np.full((20, 30, 3), 200, dtype=np.uint8)).save(paths[2])
@@ -89,11 +44,11 @@ def test_changed_file_misses_only_itself(tmp_path: Path) -> None:
     after = image_features(b, paths, cache_dir=cache, progress=False)
     assert b.calls == 1
     assert torch.equal(after[[0, 1, 3, 4]], before[[0, 1, 3, 4]]) and not torch.equal(after[2], before[2])
-    assert torch.allclose(after[2], _direct(b, [paths[2]])[0], atol=1e-6)
+    assert torch.allclose(after[2], direct(b, [paths[2]])[0], atol=1e-6)
 
 
 def test_backbone_or_preprocessing_change_misses(tmp_path: Path) -> None:
-    paths = _write_images(tmp_path / "img", 3)
+    paths = write_images(tmp_path / "img", 3)
     cache = tmp_path / "c"
     image_features(CountingBackbone(), paths, cache_dir=cache, progress=False)
     other = CountingBackbone(ident="counting-v2", seed=1)
@@ -101,15 +56,15 @@ def test_backbone_or_preprocessing_change_misses(tmp_path: Path) -> None:
     assert other.calls == 3
     resized = CountingBackbone(size=4)
     out = image_features(resized, paths, cache_dir=cache, progress=False)
-    assert resized.calls == 3 and torch.allclose(out, _direct(resized, paths), atol=1e-6)
+    assert resized.calls == 3 and torch.allclose(out, direct(resized, paths), atol=1e-6)
 
 
 def test_views_are_deterministic_and_cached(tmp_path: Path) -> None:
-    paths = _write_images(tmp_path / "img", 3)
+    paths = write_images(tmp_path / "img", 3)
     b = CountingBackbone()
     v = image_features(b, paths, views=4, batch_size=5, cache_dir=tmp_path / "c1", progress=False)
     assert v.shape == (3, 5, 6) and b.calls == 15
-    assert torch.allclose(v[:, 0], _direct(b, paths), atol=1e-6)
+    assert torch.allclose(v[:, 0], direct(b, paths), atol=1e-6)
     assert all(not torch.allclose(v[i, 0], v[i, k]) for i in range(3) for k in range(1, 5))
     b2 = CountingBackbone()
     same = image_features(b2, paths, views=4, cache_dir=tmp_path / "c2", progress=False)  # a fresh cache
@@ -123,7 +78,7 @@ def test_views_are_deterministic_and_cached(tmp_path: Path) -> None:
 
 
 def test_concurrent_writers_leave_a_consistent_cache(tmp_path: Path) -> None:
-    paths = _write_images(tmp_path / "img", 12)
+    paths = write_images(tmp_path / "img", 12)
     cache = tmp_path / "c"
     results: list[torch.Tensor] = []
 
@@ -145,7 +100,7 @@ def test_concurrent_writers_leave_a_consistent_cache(tmp_path: Path) -> None:
 
 
 def test_unchanged_files_are_not_rehashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = _write_images(tmp_path / "img", 4)
+    paths = write_images(tmp_path / "img", 4)
     hashed: list[str] = []
     real = features.content_hash
     monkeypatch.setattr(features, "content_hash", lambda p: (hashed.append(str(p)), real(p))[1])
@@ -162,7 +117,7 @@ def test_unchanged_files_are_not_rehashed(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
-    paths = _write_images(tmp_path / "img", 2)
+    paths = write_images(tmp_path / "img", 2)
     bad = tmp_path / "img" / "broken.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(UsageError, match=r"broken\.png"):
@@ -183,7 +138,7 @@ def test_real_open_clip_backbone(native_dir: Path, tmp_path: Path) -> None:
     from backbones.open_clip import OpenCLIP
 
     b = OpenCLIP(model=f"local-dir:{native_dir}")
-    paths = _write_images(tmp_path / "img", 3)
+    paths = write_images(tmp_path / "img", 3)
     out = image_features(b, paths, cache_dir=tmp_path / "c", progress=False)
     want = b.encode_image(torch.stack([b.preprocess(load_image(p)) for p in paths]))
     assert torch.allclose(out, want, atol=1e-6)
@@ -193,6 +148,6 @@ def test_real_open_clip_backbone(native_dir: Path, tmp_path: Path) -> None:
 
 def test_default_cache_dir_is_kmat_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KMAT_CACHE", str(tmp_path / "kc"))
-    image_features(CountingBackbone(), _write_images(tmp_path / "img", 1), progress=False)
+    image_features(CountingBackbone(), write_images(tmp_path / "img", 1), progress=False)
     assert len(list((tmp_path / "kc" / "features").glob("*/*.safetensors"))) == 1
     assert (tmp_path / "kc" / "file-hashes.json").is_file()

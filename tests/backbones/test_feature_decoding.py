@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_feature_cache import CountingBackbone, _direct, _write_images
+from counting_backbone import CountingBackbone, direct, write_images
 
 from kmat_cli import features, threads
 from kmat_cli.api import UsageError
@@ -31,10 +31,10 @@ def test_both_decoders_give_the_same_features(
 ) -> None:
     monkeypatch.setattr(features.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # 2: in turn; 1: decoding threads
-    paths = _write_images(tmp_path / "img", 7)
+    paths = write_images(tmp_path / "img", 7)
     b = CountingBackbone()
     got = features.image_features(b, paths, batch_size=3, cache_dir=tmp_path / "cache", progress=False)
-    assert torch.allclose(got, _direct(b, paths), atol=1e-6) and b.calls == 7
+    assert torch.allclose(got, direct(b, paths), atol=1e-6) and b.calls == 7
     (tmp_path / "img" / "bad.png").write_bytes(b"not an image")
     with pytest.raises(UsageError, match=r"bad\.png"):
         features.image_features(
@@ -60,7 +60,7 @@ class _Picky(CountingBackbone):
 def test_a_preprocessing_error_fails_its_file_only(tmp_path: Path) -> None:
     """A transform that raises on one image makes that file's row an error (named, with the reason) and
     the other files' features are those of the direct computation, as with an unreadable file."""
-    paths = _write_images(tmp_path / "img", 5)  # heights 20..24: img1.png is 21 high
+    paths = write_images(tmp_path / "img", 5)  # heights 20..24: img1.png is 21 high
     b = _Picky()
     failures: dict[int, str] = {}
     got = features.image_features(
@@ -69,6 +69,6 @@ def test_a_preprocessing_error_fails_its_file_only(tmp_path: Path) -> None:
     assert list(failures) == [1] and "img1.png" in failures[1] and "odd height" in failures[1]
     assert torch.isnan(got[1]).all()
     keep = [0, 2, 3, 4]
-    assert torch.allclose(got[keep], _direct(CountingBackbone(), [paths[i] for i in keep]), atol=1e-6)
+    assert torch.allclose(got[keep], direct(CountingBackbone(), [paths[i] for i in keep]), atol=1e-6)
     with pytest.raises(UsageError, match=r"img1\.png: cannot preprocess image \(ValueError: odd height\)"):
         features.image_features(b, paths, cache_dir=tmp_path / "c2", progress=False)

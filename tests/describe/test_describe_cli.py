@@ -18,38 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_llm import describe_args, kmat
 
 from kmat_cli.api import DESCRIPTIONS_FORMAT, load_descriptions
 
 KEY = "sk-test-SECRET-4242-do-not-leak"
 CLASSES = ["nevus", "melanoma", "basal cell carcinoma"]
 PAIRS = len(CLASSES) * 2
-
-
-def kmat(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    from kmat_cli.app import main
-
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def describe_args(llm: Any, task: str, *extra: str, n: int = 5) -> list[str]:
-    return [
-        "describe",
-        "--task",
-        task,
-        "--base-url",
-        llm.base_url,
-        "--model",
-        "fake-model",
-        "-n",
-        str(n),
-        *extra,
-    ]
 
 
 def files_text(root: Path) -> str:

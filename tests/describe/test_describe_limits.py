@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_describe_cli import describe_args, kmat
+from fake_llm import describe_args, kmat
 
 MAX_ANSWER_BYTES = 8 << 20  # the documented limit (kmat_cli.describe.chat.MAX_ANSWER_BYTES)
 

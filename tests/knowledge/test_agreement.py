@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kmat_cli.methods.agreement import class_agreement, disagreement
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "methods"))
 
 
 def geometry(k: int = 6, d: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

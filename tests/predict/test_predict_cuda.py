@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from predict_helpers import write_prompts
-from test_predict_phantom import phantom_weights  # noqa: F401  (the fixture)
 
 from kmat_cli.predict import run_predict
 
@@ -22,7 +21,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.cuda
-def test_predict_on_cuda_equals_the_cpu(phantom_weights: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_predict_on_cuda_equals_the_cpu(phantom_weights: Path, tmp_path: Path) -> None:
     from kmat_cli.registry import get
 
     full = get("backbones", "phantom")(weights=str(phantom_weights))

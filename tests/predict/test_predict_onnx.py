@@ -129,7 +129,6 @@ def test_onnx_metadata_holds_classes_preprocessing_backbone_and_provenance(world
 
 def test_biomedclip_architecture_onnx_equals_torch_predict(tmp_path: Path) -> None:
     """The full BiomedCLIP image tower (ViT-B/16, random weights) with random low-end embeddings."""
-    sys.path.insert(0, str(REPO / "tests" / "backbones"))
     from folders import write_biomedclip_dir
     from predict_helpers import write_prompts
 

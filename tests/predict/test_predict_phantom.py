@@ -10,23 +10,12 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from predict_helpers import write_prompts
 
 from kmat_cli.predict import load_classifier, run_predict
-
-
-@pytest.fixture(scope="module")
-def phantom_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from backbones.phantom import model as files
-
-    if files.WEIGHTS.is_file():
-        return files.WEIGHTS
-    folder = tmp_path_factory.mktemp("phantom")
-    return files.write_random(folder, words=8, context_length=16, seed=5)
 
 
 def test_phantom_predict_equals_full_model_formula(phantom_weights: Path, tmp_path: Path) -> None:

@@ -5,14 +5,10 @@ is a ``module:attr`` import path, which only a run's config may name, and only w
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "methods"))  # toyworld
-
 import toyworld
 
 from kmat_cli import config, evaluate, export, workflow

@@ -18,6 +18,8 @@ from safetensors.torch import load_file, save_file
 
 from kmat_cli.runs import Run
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 Tensors = dict[str, torch.Tensor]
 
 

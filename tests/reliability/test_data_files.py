@@ -17,6 +17,8 @@ from faults import PHANTOM, assert_error, cli, custom_task, run_folders, train_a
 
 from kmat_cli import datafiles
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 DEEP = "[" * 100_000 + "]" * 100_000  # far beyond Python's recursion limit
 HUGE_INT = "9" * 5000  # beyond Python's 4300-digit conversion limit
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from faults import cli, custom_task
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 
 @pytest.fixture
 def task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -15,6 +15,8 @@ from PIL import Image
 
 from kmat_cli import images
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 PEAK = """
 import resource, sys
 from kmat_cli.images import load_image

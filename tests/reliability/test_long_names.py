@@ -9,7 +9,10 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
 from faults import assert_error, cli, png, prompts_file
+
+pytestmark = pytest.mark.usefixtures("no_progress")
 
 LONG = "n" * 300  # one name longer than the 255 bytes of common file systems
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from faults import PHANTOM, assert_error, cli, custom_task, run_folders, train_args
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 
 @pytest.mark.parametrize(
     ("setting", "needle"),

@@ -18,6 +18,8 @@ from faults import assert_error, cli, custom_task, run_folders, train_args
 
 from kmat_cli import atomic
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 VICTIM_TEXT = "export PATH=$HOME/bin:$PATH  # the victim's own file\n"
 
 

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from faults import assert_error, cli, custom_task, run_folders, train_args
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 MODULE = """
 import pathlib
 pathlib.Path({marker!r}).write_text("imported")

@@ -28,6 +28,8 @@ from safetensors import safe_open
 
 from kmat_cli import runs
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 
 def _cache_table(cache: Path) -> dict[str, list[torch.Tensor]]:
     """Every (content key -> feature rows) stored in a cache; each shard must be a readable safetensors."""

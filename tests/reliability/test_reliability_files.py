@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ from faults import (
     status,
     train_args,
 )
+
+pytestmark = pytest.mark.usefixtures("no_progress")
 
 SOURCE_DIRS = ("kmat_cli", "backbones", "transports", "tasks", "examples", "benchmarks")
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
@@ -168,11 +169,8 @@ def _pickle_place(target: str, tmp_path: Path, fresh_cache: Path, run: Path) -> 
         return next((fresh_cache / "features").glob("*/*.safetensors"))
     bad = tmp_path / "weights" / "open_clip_pytorch_model.bin"
     bad.parent.mkdir()
-    sys.path.insert(0, str(REPO / "tests" / "backbones"))
-    try:
-        from folders import native_config  # the backbone tests' tiny open_clip config
-    finally:
-        sys.path.remove(str(REPO / "tests" / "backbones"))
+    from folders import native_config  # the backbone tests' tiny open_clip config
+
     (bad.parent / "open_clip_config.json").write_text(json.dumps(native_config()))
     return bad
 

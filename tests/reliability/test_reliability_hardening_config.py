@@ -32,6 +32,8 @@ from faults import (
 from kmat_cli import runs, train
 from kmat_cli.features import HASH_MEMO
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 # A short phantom run: 2 shots x 8 classes, one thread, 2 epochs, no evaluation.
 SHORT = [*PHANTOM, "--epochs", "2", "--no-evaluate"]
 

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from faults import cli, custom_task, png, run_folders, train_args
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 pydicom = pytest.importorskip("pydicom")
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

@@ -24,6 +24,8 @@ from faults import (
 
 from kmat_cli import runs
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 CLASSES = ["smooth nodule", "spiculated mass"]
 
 MALFORMED_YAML = {

@@ -33,6 +33,8 @@ from faults import (
     tensors_equal,
 )
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 EPOCHS = 12  # 16 steps per epoch (2 shots x 8 classes, batch 1): about 0.15 s an epoch on one thread
 ARGS = ["train", *PHANTOM, "--epochs", str(EPOCHS), "--set", "train.batch_size=1", "--no-evaluate"]
 SEED = 20240611  # of the random kill times

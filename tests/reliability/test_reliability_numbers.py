@@ -15,6 +15,8 @@ from faults import assert_error, cli, custom_task, png, run_folders, status, tra
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 POISON = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 

@@ -29,6 +29,8 @@ from faults import (
     train_args,
 )
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 
 @pytest.fixture
 def task(tmp_path: Path) -> Path:

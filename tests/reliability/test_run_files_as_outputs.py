@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from faults import assert_error, cli, custom_task, run_folders, train_args
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

@@ -19,6 +19,8 @@ from kmat_cli import config
 from kmat_cli.errors import UsageError
 from kmat_cli.runs import Run
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from faults import KMAT, custom_task, env, run_folders, status, train_args
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_training_marks_the_run_interrupted(tmp_path: Path, sig: signal.Signals) -> None:

@@ -14,6 +14,8 @@ from faults import assert_error, cli, custom_task, run_folders, train_args
 from kmat_cli import progress
 from kmat_cli.errors import printable
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 # sets the terminal title, rings the bell, clears the screen, reverses the text that follows
 HOSTILE = "nevus\x1b]0;pwned\x07\x1b[2J\u202eevil"
 RAW = ("\x1b", "\x07", "\u202e")

@@ -12,6 +12,8 @@ from faults import assert_error, cli, custom_task, run_folders, train_args
 
 from kmat_cli import export, workflow
 
+pytestmark = pytest.mark.usefixtures("no_progress")
+
 
 @pytest.fixture
 def run(tmp_path: Path) -> Path:

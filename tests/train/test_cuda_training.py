@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_training_runs import toy_cfg
+from toyworld import toy_cfg
 
 from kmat_cli import checkpoint, workflow
+
+pytestmark = pytest.mark.usefixtures("trust_code")
 
 
 def _prompts(tmp_path: Path, device: str, *sets: str) -> dict[str, torch.Tensor]:

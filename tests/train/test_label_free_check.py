@@ -7,12 +7,15 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from toyworld import train_argv
 
 from kmat_cli import assemble, config, train, workflow
 from kmat_cli.app import main
+
+pytestmark = pytest.mark.usefixtures("trust_code")
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:

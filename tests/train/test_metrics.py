@@ -9,6 +9,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from kmat_cli.evaluate import Evaluation, accuracy, harmonic, macro_f1
 from kmat_cli.evaluate import confusion_matrix as cm
 
+pytestmark = pytest.mark.usefixtures("trust_code")
+
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_metrics_equal_scikit_learn(seed: int) -> None:

@@ -13,6 +13,8 @@ from kmat_cli import config, evaluate, registry, workflow
 from kmat_cli.api import MODALITIES
 from kmat_cli.images import load_image
 
+pytestmark = pytest.mark.usefixtures("trust_code")
+
 
 def phantom_cfg(tmp_path: Path, *sets: str, method: str = "kmat", epochs: int = 1, shots: int = 2) -> dict:
     flags = {

@@ -14,6 +14,8 @@ from kmat_cli.data import few_shot
 from kmat_cli.devices import resolve_device
 from kmat_cli.train import lr_at
 
+pytestmark = pytest.mark.usefixtures("trust_code")
+
 
 def test_cosine_schedule_with_constant_warmup_matches_the_dassl_recipe() -> None:
     kw = dict(lr=0.0025, epochs=50, warmup_epochs=1, warmup_lr=1e-5)

@@ -16,6 +16,7 @@ import torch
 import toyworld
 from safetensors import safe_open
 from safetensors.torch import load_file
+from toyworld import toy_cfg
 from typer.testing import CliRunner
 
 from kmat_cli import checkpoint, config, evaluate, export, workflow
@@ -23,20 +24,10 @@ from kmat_cli.api import MODALITIES
 from kmat_cli.images import load_image
 from kmat_cli.runs import open_run
 
-TOY = {"task.name": "toyworld:ToyTask", "backbone.name": "toyworld:ToyBackbone"}
+pytestmark = pytest.mark.usefixtures("trust_code")
+
 KMAT = str(Path(sys.executable).with_name("kmat"))
 TOY_PATH = str(Path(toyworld.__file__).parent)
-
-
-def toy_cfg(tmp_path: Path, *sets: str, method: str = "kmat", epochs: int = 3, shots: int = 4) -> dict:
-    flags = {
-        **TOY,
-        "method.name": method,
-        "train.epochs": epochs,
-        "train.shots": shots,
-        "out": str(tmp_path / "runs"),
-    }
-    return config.build(flags=flags, sets=[f"task.root={tmp_path / 'data'}", *sets])
 
 
 def test_training_never_reads_low_end_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

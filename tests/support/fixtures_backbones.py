@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/backbones/folders.py
-
 from folders import write_biomedclip_dir, write_native_dir
 
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -52,3 +52,14 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Model:
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     root = tmp_path_factory.mktemp("zoo")
     return root, make_zoo(root)
+
+
+@pytest.fixture(scope="session")
+def phantom_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped phantom weights, else stand-in weights of the same architecture (seeded random init)."""
+    from backbones.phantom import model as files
+
+    if files.WEIGHTS.is_file():
+        return files.WEIGHTS
+    folder = tmp_path_factory.mktemp("phantom")
+    return files.write_random(folder, words=8, context_length=16, seed=5)

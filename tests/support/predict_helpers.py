@@ -1,6 +1,6 @@
 """Helpers of the predict tests: the toy model record, a prompts-file writer, the image zoo.
 
-The model is a toy native-tower open_clip CLIP (``tests/backbones/folders.py``: 32 px ViT, embedding 24)
+The model is a toy native-tower open_clip CLIP (``tests/support/folders.py``: 32 px ViT, embedding 24)
 whose seeded weights are saved in a ``local-dir:`` folder, so the tests can rebuild the very same model
 straight from open_clip (``CLIP(**cfg)`` + the weights file) as an independent reference.
 """
@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from folders import native_config
 from PIL import Image
 from safetensors.torch import save_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "backbones"))  # tests/backbones/folders.py
-
-from folders import native_config
 
 __all__ = ["CLASSES", "WEIGHTS", "Model", "make_zoo", "native_config", "write_prompts"]
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def no_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No progress bars (KMAT_NO_PROGRESS=1): the reliability tests read stderr line by line."""
     monkeypatch.setenv("KMAT_NO_PROGRESS", "1")
 
 

@@ -1,17 +1,11 @@
-"""Fixtures of the plugin conformance tests: the toy world of the method tests, a tiny YAML task."""
+"""Fixtures of the plugin conformance tests: a tiny YAML task."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
-
-TESTS = Path(__file__).resolve().parents[1]
-for folder in (TESTS / "methods", TESTS / "transports"):  # toyworld, transport_truth
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""CLI and split-file helpers of the task tests (a module of its own: ``conftest`` names clash across test folders)."""
+"""CLI and split-file helpers of the task tests ."""
 
 from __future__ import annotations
 

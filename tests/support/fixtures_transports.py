@@ -1,5 +1,4 @@
-"""Fixtures of the transport tests (the truth itself is in ``transport_truth``: ``conftest`` names clash
-across test folders)."""
+"""Fixtures of the transport tests (the truth itself is in ``transport_truth``)."""
 
 from __future__ import annotations
 

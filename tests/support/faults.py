@@ -7,11 +7,14 @@ handling and exit codes), with stdout/stderr captured; subprocess runs use the i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,3 +262,25 @@ def pickle_bomb(dest: Path, marker: Path) -> Path:
 
     torch.save({"method.ctx": Payload(), "features": Payload()}, str(dest))
     return dest
+
+
+@contextlib.contextmanager
+def fifo_reader(path: Path) -> Iterator[list[bytes]]:
+    """A FIFO at ``path`` and a thread reading it to the end; the bytes are in the yielded list after."""
+    os.mkfifo(path)
+    got: list[bytes] = []
+
+    def read() -> None:
+        with open(path, "rb") as handle:
+            got.append(handle.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield got
+    finally:
+        reader.join(timeout=10)
+        if reader.is_alive():  # the writer never opened it: unblock the reader
+            with open(path, "wb"):
+                pass
+            reader.join(timeout=5)

@@ -174,3 +174,21 @@ def train_argv(tmp_path: Path, *, epochs: int, shots: int) -> list[str]:
         "--set",
         f"task.root={tmp_path / 'data'}",
     ]
+
+
+TOY = {"task.name": "toyworld:ToyTask", "backbone.name": "toyworld:ToyBackbone"}
+
+
+def toy_cfg(tmp_path: Path, *sets: str, method: str = "kmat", epochs: int = 3, shots: int = 4) -> dict:
+    """A validated run config of the toy task and backbone: data under ``tmp_path/data``, runs under
+    ``tmp_path/runs``."""
+    from kmat_cli import config
+
+    flags = {
+        **TOY,
+        "method.name": method,
+        "train.epochs": epochs,
+        "train.shots": shots,
+        "out": str(tmp_path / "runs"),
+    }
+    return config.build(flags=flags, sets=[f"task.root={tmp_path / 'data'}", *sets])
