@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 from pathlib import Path
 
 import pytest
 
-from kmat_cli import atomic, runs
+from kmat_cli import runs
 from kmat_cli.errors import UsageError
 
 
@@ -56,44 +55,3 @@ def test_unwritable_out_root_is_a_usage_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(UsageError, match="cannot create output folder"):
         runs.create(blocker, "train", "t", "m")
-
-
-def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path: Path) -> None:
-    dest = tmp_path / "m.json"
-    atomic.write_json(dest, {"a": 1})
-
-    def failing(tmp: Path) -> None:
-        tmp.write_text('{"a": ')
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic.write_with(dest, failing)
-    assert json.loads(dest.read_text()) == {"a": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
-
-
-def test_atomic_json_rejects_nan(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
-        atomic.write_json(tmp_path / "x.json", {"a": float("nan")})
-    assert not (tmp_path / "x.json").exists()
-
-
-def test_atomic_files_get_the_mode_plain_open_gives(tmp_path: Path) -> None:
-
-    plain = tmp_path / "plain.txt"
-    plain.write_text("x")
-    atomic.write_text(tmp_path / "atomic.txt", "x")
-    atomic.write_with(tmp_path / "written.bin", lambda p: p.write_bytes(b"x"))
-    want = plain.stat().st_mode & 0o777
-    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == want
-    assert (tmp_path / "written.bin").stat().st_mode & 0o777 == want
-    assert not list(tmp_path.glob(".*.tmp"))
-    assert want == 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

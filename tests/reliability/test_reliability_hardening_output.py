@@ -13,18 +13,15 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from faults import KMAT, assert_error, cli, env, png, prompts_file
-from safetensors.torch import load, save_file
+from faults import KMAT, assert_error, cli, env, fifo_reader, png, prompts_file
 
-from kmat_cli import atomic
+pytestmark = pytest.mark.usefixtures("no_progress")
 
 CLASSES = ["smooth nodule", "spiculated mass"]
 D = 128  # the phantom backbone's embedding width
@@ -192,90 +189,12 @@ def test_malformed_prompts_are_refused_on_load(tmp_path: Path, case: str) -> Non
     assert not out.exists()
 
 
-# ------------------------------------------------------------------ atomic writes and special destinations
-@contextlib.contextmanager
-def _fifo_reader(path: Path) -> Iterator[list[bytes]]:
-    """A FIFO at ``path`` and a thread reading it to the end; the bytes are in the yielded list after."""
-    os.mkfifo(path)
-    got: list[bytes] = []
-
-    def read() -> None:
-        with open(path, "rb") as handle:
-            got.append(handle.read())
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        yield got
-    finally:
-        reader.join(timeout=10)
-        if reader.is_alive():  # the writer never opened it: unblock the reader
-            with open(path, "wb"):
-                pass
-            reader.join(timeout=5)
-
-
-def test_atomic_writes_stream_into_a_fifo(tmp_path: Path) -> None:
-    """A user-named FIFO destination is opened and written, not replaced by a regular file (text and safetensors)."""
-    fifo = tmp_path / "pipe"
-    with _fifo_reader(fifo) as got:
-        atomic.write_json(fifo, {"a": 1}, user_named=True)
-    assert json.loads(got[0]) == {"a": 1} and stat.S_ISFIFO(os.lstat(fifo).st_mode)
-    fifo.unlink()
-    tensors = {"x": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
-    with _fifo_reader(fifo) as got:
-        atomic.write_with(fifo, lambda tmp: save_file(tensors, str(tmp)), user_named=True)
-    assert torch.equal(load(got[0])["x"], tensors["x"]) and stat.S_ISFIFO(os.lstat(fifo).st_mode)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temporary file left
-
-
-def test_atomic_writes_through_a_link_to_a_device(tmp_path: Path) -> None:
-    """A user-named link to /dev/null: the link stays, the device stays a device (written through, never replaced)."""
-    link = tmp_path / "null"
-    link.symlink_to(os.devnull)
-    atomic.write_text(link, "discarded\n", user_named=True)
-    assert link.is_symlink() and os.readlink(link) == os.devnull
-    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
-
-
-def test_atomic_writes_through_a_link_to_stdout_as_a_pipe(tmp_path: Path) -> None:
-    """A link to ``/proc/self/fd/1`` (what ``/dev/stdout`` is) while stdout is a pipe: the content goes
-    down the pipe, the link stays."""
-    link = tmp_path / "stdout"
-    link.symlink_to("/proc/self/fd/1")
-    code = f"from kmat_cli import atomic; atomic.write_json({str(link)!r}, {{'a': 1}}, user_named=True)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"a": 1} and link.is_symlink()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["stdout"]
-
-
-def test_atomic_writes_replace_a_links_target(tmp_path: Path) -> None:
-    """A user-named link (also a chain of two, and a dangling one): the link stays a link, its target gets the new
-    content atomically (the old content until the rename)."""
-    (tmp_path / "real").mkdir()
-    target = tmp_path / "real" / "report.json"
-    target.write_text("old")
-    link, chain = tmp_path / "report.json", tmp_path / "chain.json"
-    link.symlink_to(target)
-    chain.symlink_to(link)
-    atomic.write_json(link, {"v": 1}, user_named=True)
-    assert link.is_symlink() and json.loads(target.read_text()) == {"v": 1}
-    atomic.write_json(chain, {"v": 2}, user_named=True)
-    assert chain.is_symlink() and link.is_symlink() and json.loads(target.read_text()) == {"v": 2}
-    dangling = tmp_path / "new.json"
-    dangling.symlink_to(tmp_path / "real" / "created.json")
-    atomic.write_json(dangling, {"v": 3}, user_named=True)
-    assert dangling.is_symlink() and json.loads((tmp_path / "real" / "created.json").read_text()) == {"v": 3}
-    assert not list(tmp_path.rglob(".*.tmp"))
-
-
+# ------------------------------------------------------------------ special destinations
 def test_predict_output_to_a_fifo_and_a_link(tmp_path: Path, prompts: Path) -> None:
     """--output naming a FIFO streams the rows into it; one naming a link writes the link's target."""
     image = png(tmp_path / "x.png", 1)
     fifo = tmp_path / "rows.fifo"
-    with _fifo_reader(fifo) as got:
+    with fifo_reader(fifo) as got:
         result = cli("predict", image, "--embeddings", prompts, "--workers", "0", "-o", fifo)
     assert result.code == 0, result.err
     rows = list(csv.reader(io.StringIO(got[0].decode())))
