@@ -97,7 +97,7 @@ def test_kmat_ce_only_equals_hand_written_cross_entropy() -> None:
 def test_kmat_anchor_is_mean_euclidean_distance_to_description_prototypes() -> None:
     method = build(
         "kmat", transport=False, lambda1=2.0, description_template="{description}", agreement=False
-    )  # the plain anchor (tests/knowledge/test_agreement.py: its split form under the agreement rule)
+    )  # the plain anchor (tests/kmat_cli/methods/test_agreement.py: its split form under the agreement rule)
     f, y = features()
     terms = method.losses(f, y)
     bb = method.backbone

@@ -104,7 +104,7 @@ def test_a_run_config_may_name_a_plugin_by_import_path_with_the_opt_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``module:attr`` in a run folder's config.yaml (``--run``) is imported once the user opts in with
-    KMAT_TRUST_CODE=1 (tests/reliability/test_plugin_names_from_files.py: refused without it)."""
+    KMAT_TRUST_CODE=1 (tests/kmat_cli/test_registry_trust.py: refused without it)."""
     import yaml
 
     monkeypatch.setenv("KMAT_TRUST_CODE", "1")
