@@ -1,11 +1,11 @@
 """Killed runs: a ``kmat train`` process SIGKILLed at random times (seeded) and at planted points inside its
-atomic writes (tests/reliability/killpoint.py) never leaves a run folder that looks finished when it is
+atomic writes (tests/support/killpoint.py) never leaves a run folder that looks finished when it is
 not, and ``kmat train --resume RUN`` then finishes it to a ``prompts.safetensors`` identical, tensor for
 tensor, to an uninterrupted run's.
 
 The kills run as real subprocesses of the installed console script, several at once; the resumes run in
 this process through the same entry point. A benchmark killed mid-grid is covered by the benchmark tests
-(tests/benchmark), which own the grid.
+(tests/kmat_cli/experiments/test_benchmark_resume.py), which own the grid.
 """
 
 from __future__ import annotations

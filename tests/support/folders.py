@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-VOCAB = Path(__file__).resolve().parent.parent / "fixtures" / "wordpiece_vocab.txt"
+VOCAB = Path(__file__).resolve().parent / "wordpiece_vocab.txt"
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 

@@ -1,4 +1,4 @@
-"""kmat predict on a run trained and exported by kmat itself (the toy world of tests/methods): its labels
+"""kmat predict on a run trained and exported by kmat itself (the toy world of tests/support/toyworld.py): its labels
 equal kmat evaluate's predictions through --run; the exported file alone is refused, because its backbone
 is a ``module:attr`` import path, which only a run's config may name, and only with KMAT_TRUST_CODE=1."""
 
