@@ -91,18 +91,37 @@ class _Spy:
         monkeypatch.setattr(torch.utils.data, "DataLoader", build)
 
 
+class _Clock:
+    """A stand-in for ``time.perf_counter`` in kmat_cli.imagefiles: every reading is ``tick`` seconds after the
+    previous one, and ``advance`` adds the time a consumer spends on a batch, so the adaptive choice is decided
+    by the stated durations, not by how busy the machine is."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.mark.parametrize("slow_consumer", [True, False])
 def test_adaptive_workers_start_only_when_decoding_matters(
     pngs: list[Path], split: P.SplitPreprocess, monkeypatch: pytest.MonkeyPatch, slow_consumer: bool
 ) -> None:
+    """Decoding the first batch takes one tick (10 ms); the consumer then takes 1 s (a model far slower than
+    decoding: stay in this process) or nothing (decoding is all the work: start the workers)."""
     spy = _Spy(monkeypatch)
     want_rows, want = _collect(_batches(pngs, split, batch_size=4, workers=0))
+    clock = _Clock(tick=0.01)
+    monkeypatch.setattr(P, "time", clock)
     rows, pixels = [], []
     for r, x in _batches(pngs, split, batch_size=4, workers=1, adaptive=True):
         rows += r
         pixels.append(x)
-        if slow_consumer:  # a model far slower than decoding: stay in this process
-            time.sleep(0.5)
+        clock.advance(1.0 if slow_consumer else 0.0)
     assert rows == want_rows and torch.equal(torch.cat(pixels), want)
     assert spy.built == (0 if slow_consumer else 1)
 
