@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ SUPPORT = str(Path(__file__).resolve().parent / "support")
 if SUPPORT not in sys.path:
     sys.path.insert(0, SUPPORT)
 KMAT = str(Path(sys.executable).with_name("kmat"))
+
+from kmat_runner import Result, cli  # noqa: E402  (tests/support is on sys.path from here on)
 
 pytest_plugins = [
     "fake_llm",
@@ -44,6 +47,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def kmat_main() -> Callable[..., Result]:
+    """``kmat_main(*args)``: ``kmat ARGS`` in this process through the console script's entry point; returns
+    the exit code and captured stdout and stderr (:class:`kmat_runner.Result`)."""
+    return cli
 
 
 @pytest.fixture

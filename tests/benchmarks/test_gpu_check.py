@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 
 # A stand-in interpreter: reports a CUDA device and answers each step as the real one would print.

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from repo_paths import REPO
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+BENCH = REPO / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 

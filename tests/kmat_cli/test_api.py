@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from repo_paths import REPO
 from toyworld import setup
 
 import kmat_cli.api as api
 from kmat_cli import registry
 
-REPO = Path(__file__).resolve().parents[2]
 PLUGIN_TREES = ["backbones", "transports", "tasks", "examples/plugin-package"]
 
 

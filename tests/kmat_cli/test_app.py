@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
 from kmat_cli import registry
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def kmat(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from kmat_runner import cli
 from PIL import Image
-from ux_helpers import SHORT, run_cli
+from repo_paths import REPO
+from ux_helpers import SHORT
 
 from kmat_cli import config, registry
 from kmat_cli.errors import UsageError
 
-REPO = Path(__file__).resolve().parents[2]
 SHORT_FLAGS = ["--epochs", "1", "--shots", "2", "--threads", "1"]
 
 
@@ -53,7 +54,7 @@ def test_custom_task_defaults_to_biomedclip_and_offline_names_the_phantom_backbo
     out = tmp_path / "runs"
     empty = tmp_path / "empty-hf-cache"
     args = ["train", "--task", task, "--out", out, "--set", f"backbone.cache_dir={empty}", *SHORT_FLAGS]
-    code, stdout, stderr = run_cli(args, capsys)
+    code, stdout, stderr = cli(*args)
     assert code == 2 and stdout == ""
     assert len(stderr.strip().splitlines()) == 1, stderr
     assert "BiomedCLIP" in stderr and "--backbone phantom" in stderr
@@ -90,7 +91,7 @@ def test_open_clip_without_pretrained_through_the_cli_exits_2(
         tmp_path,
         *SHORT_FLAGS,
     ]
-    code, stdout, stderr = run_cli(args, capsys)
+    code, stdout, stderr = cli(*args)
     assert code == 2 and stdout == "" and "backbone.pretrained" in stderr
     assert len(stderr.strip().splitlines()) == 1
 
@@ -134,12 +135,10 @@ def test_unreachable_hub_backbone_fails_at_the_hub_not_as_an_unknown_name(
         "--set",
         f"backbone.cache_dir={tmp_path / 'hf'}",
     ]
-    code, _, stderr = run_cli([*args, "--out", tmp_path / "runs", *SHORT_FLAGS], capsys)
+    code, _, stderr = cli(*args, "--out", tmp_path / "runs", *SHORT_FLAGS)
     assert code == 2 and "hf-hub:kmat-test/not-cached" in stderr and "unknown backbone" not in stderr
     assert "HF_HUB_OFFLINE" in stderr and len(stderr.strip().splitlines()) == 1
-    code, _, stderr = run_cli(
-        ["train", "--backbone", "./no-such-dir", "--out", tmp_path / "runs", *SHORT_FLAGS], capsys
-    )
+    code, _, stderr = cli("train", "--backbone", "./no-such-dir", "--out", tmp_path / "runs", *SHORT_FLAGS)
     assert code == 2 and "folder not found" in stderr and "unknown backbone" not in stderr
 
 
@@ -148,9 +147,7 @@ def test_train_prints_the_run_folder_on_stdout_and_epochs_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "runs"
-    code, stdout, stderr = run_cli(
-        ["train", "--task", "phantom", "--seed", "2", "--out", out, *SHORT_FLAGS], capsys
-    )
+    code, stdout, stderr = cli("train", "--task", "phantom", "--seed", "2", "--out", out, *SHORT_FLAGS)
     assert code == 0, stderr
     run = out / "train" / "phantom-kmat-s2-1"  # the seed is in the name
     assert stdout == f"{run}\n" and (run / "metrics.json").is_file()
@@ -158,13 +155,11 @@ def test_train_prints_the_run_folder_on_stdout_and_epochs_on_stderr(
     assert len(epochs) == 1 and epochs[0].startswith("kmat: epoch 1/1 loss ")
     assert " lr " in epochs[0] and epochs[0].endswith(" s")
     assert "H (harmonic)" in stderr  # the table goes to stderr, beside the progress
-    code, stdout, _ = run_cli(
-        ["train", "--task", "phantom", "--seed", "2", "--out", out, "--json", *SHORT_FLAGS], capsys
-    )
+    code, stdout, _ = cli("train", "--task", "phantom", "--seed", "2", "--out", out, "--json", *SHORT_FLAGS)
     result = json.loads(stdout)
     assert code == 0 and result["run"] == str(out / "train" / "phantom-kmat-s2-2")
     assert result["metrics"] == json.loads((out / "train" / "phantom-kmat-s2-2" / "metrics.json").read_text())
-    code, stdout, _ = run_cli(["evaluate", run, "--json"], capsys)
+    code, stdout, _ = cli("evaluate", run, "--json")
     result = json.loads(stdout)
     assert code == 0 and result["run"] == str(run) and result["metrics"]["format"] == "kmat.metrics/v1"
 
@@ -173,9 +168,9 @@ def test_a_resumed_run_keeps_its_folder_and_resume_refuses_other_options(
     phantom_run: Path, capsys: pytest.CaptureFixture
 ) -> None:
     assert phantom_run.name == "phantom-coop-s3-1"
-    code, stdout, _ = run_cli(["train", "--resume", phantom_run], capsys)
+    code, stdout, _ = cli("train", "--resume", phantom_run)
     assert code == 0 and stdout == f"{phantom_run}\n"
-    code, _, stderr = run_cli(["train", "--resume", phantom_run, "--seed", "4"], capsys)
+    code, _, stderr = cli("train", "--resume", phantom_run, "--seed", "4")
     assert code == 2 and "--resume" in stderr
 
 
@@ -216,12 +211,12 @@ def test_kmat_list_answers_in_well_under_a_second_of_cpu() -> None:
 
 
 def test_short_options_mean_the_same_everywhere(capsys: pytest.CaptureFixture) -> None:
-    code, stdout, _ = run_cli(["predict", "--help"], capsys)
+    code, stdout, _ = cli("predict", "--help")
     assert code == 0 and "--modality" in stdout and " -m" not in stdout
     for command in ("train", "tune", "benchmark"):
-        code, stdout, _ = run_cli([command, "--help"], capsys)
+        code, stdout, _ = cli(command, "--help")
         assert code == 0 and "-m" in stdout and "--method" in stdout, command
-    code, stdout, _ = run_cli(["export", "--help"], capsys)
+    code, stdout, _ = cli("export", "--help")
     assert "kmat export runs/train/phantom-kmat-s1-1 --output phantom-prompts.safetensors" in " ".join(
         stdout.split()
     )
@@ -262,7 +257,7 @@ def test_the_python_api_is_the_cli_code_path(
     images = phantom_prompts.parent / "images"
     rows = kmat.predict([images], embeddings=exported, device="cpu")
     assert len(rows) == 12 and all(r["error"] is None and r["label"] in prompts.class_names for r in rows)
-    code, stdout, _ = run_cli(["predict", images, "--embeddings", exported, "--device", "cpu"], capsys)
+    code, stdout, _ = cli("predict", images, "--embeddings", exported, "--device", "cpu")
     table = list(csv.DictReader(io.StringIO(stdout)))
     assert code == 0 and [r["path"] for r in table] == [r["path"] for r in rows]
     for mine, theirs in zip(rows, table, strict=True):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from repo_paths import REPO
 from ux_helpers import SHORT
 
 import kmat
 from kmat_cli.errors import UsageError
 
-REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = [name for name in kmat.__all__ if inspect.isfunction(getattr(kmat, name))]
 
 

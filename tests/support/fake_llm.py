@@ -213,17 +213,6 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return recorded
 
 
-def kmat(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    from kmat_cli.app import main
-
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def describe_args(llm: Any, task: str, *extra: str, n: int = 5) -> list[str]:
     return [
         "describe",

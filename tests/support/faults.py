@@ -1,27 +1,24 @@
 """Tools of the reliability suite: run ``kmat`` (in-process or as the real console script), check its one-line
 errors, build tiny custom tasks, compare run folders.
 
-In-process runs go through :func:`kmat_cli.app.main`, the console script's own entry point (the same error
-handling and exit codes), with stdout/stderr captured; subprocess runs use the installed ``kmat`` script.
+In-process runs are :func:`kmat_runner.cli` (re-exported here); subprocess runs use the installed ``kmat`` script.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from kmat_runner import Result, cli  # noqa: F401  (re-exported)
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,32 +27,6 @@ KMAT = str(Path(sys.executable).with_name("kmat"))
 KILLPOINT = str(HERE / "killpoint.py")
 # A short phantom run: 2 shots x 8 classes, one thread (the phantom task's own recommendation).
 PHANTOM = ["--task", "phantom", "--shots", "2", "--set", "train.threads=1"]
-
-
-@dataclass
-class Result:
-    """Exit code and captured streams of one ``kmat`` invocation."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.err.strip().splitlines()
-
-
-def cli(*args: Any) -> Result:
-    """``kmat ARGS`` in this process through the console script's entry point (exit code, stdout, stderr)."""
-    from kmat_cli.app import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return Result(int(code or 0), out.getvalue(), err.getvalue())
 
 
 def session_cache() -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from task_cli import run_cli
+from kmat_runner import cli
 
 
 @pytest.fixture
@@ -13,8 +13,8 @@ def prepare_ok():
     """Run ``kmat data prepare`` in-process and assert it succeeded; returns the CLI result."""
 
     def go(*args: str) -> Any:
-        result = run_cli("data", "prepare", *args)
-        assert result.exit_code == 0, (result.output, result.exception)
+        result = cli("data", "prepare", *args)
+        assert result.code == 0, result.output
         return result
 
     return go

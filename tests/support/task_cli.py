@@ -9,16 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner
-
-from kmat_cli.app import app
-
-
-def run_cli(*args: str) -> Any:
-    """``kmat <args>`` through the Typer app in-process (wide terminal so tables are not cut)."""
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
-    return result
-
 
 def run_kmat(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``kmat <args>`` through the installed console script (real exit codes and stderr)."""

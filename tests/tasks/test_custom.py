@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
-from task_cli import run_cli, run_kmat
+from kmat_runner import cli
+from repo_paths import REPO
+from task_cli import run_kmat
 
 from kmat_cli import config, registry
 from kmat_cli.api import MODALITIES, SPLITS, UsageError
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom-task"
+EXAMPLE = REPO / "examples" / "custom-task"
 
 
 @pytest.fixture
@@ -68,8 +70,8 @@ def test_config_build_reads_the_yaml_config_layer_and_binds_the_path(example: Pa
 
 
 def test_cli_checks_a_yaml_task(example: Path) -> None:
-    result = run_cli("data", "check", str(example))
-    assert result.exit_code == 0, result.output
+    result = cli("data", "check", str(example))
+    assert result.code == 0, result.output
     assert "demo-lesions: all splits load" in result.output
 
 

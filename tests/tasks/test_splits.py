@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
-from task_cli import run_cli, run_kmat
+from kmat_runner import cli
+from task_cli import run_kmat
 
 from kmat_cli.api import UsageError
 from tasks.real import Breast, Chest
@@ -102,14 +103,12 @@ def test_prepare_refuses_a_foreign_out_folder_and_a_missing_source(tmp_path: Pat
     result = run_kmat("data", "prepare", "skin2", "--source", str(tmp_path / "d7"), "--out", str(out))
     assert result.returncode == 2 and "not made by `kmat data prepare`" in result.stderr
     assert (out / "precious.png").is_file() and not (out / "splits.json").exists()
-    result = run_cli(
-        "data", "prepare", "skin2", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")
-    )
-    assert isinstance(result.exception, UsageError) and "no such folder" in str(result.exception)
+    result = cli("data", "prepare", "skin2", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
+    assert result.code == 2 and "no such folder" in result.err
 
 
 def test_check_command_counts_a_prepared_root(tmp_path: Path, prepare_ok) -> None:
     fakes.make_derm7pt(tmp_path / "d7")
     prepare_ok("skin2", "--source", str(tmp_path / "d7"), "--out", str(tmp_path / "p"))
-    result = run_cli("data", "check", "skin2", "--root", str(tmp_path / "p"))
-    assert result.exit_code == 0 and "all splits load" in result.output and "melanoma" in result.output
+    result = cli("data", "check", "skin2", "--root", str(tmp_path / "p"))
+    assert result.code == 0 and "all splits load" in result.output and "melanoma" in result.output

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_llm import describe_args, kmat
+from fake_llm import describe_args
+from kmat_runner import cli
+from repo_paths import REPO
 
 from kmat_cli.api import DESCRIPTIONS_FORMAT, load_descriptions
 
@@ -51,7 +53,7 @@ def test_fenced_json_gives_a_valid_file_with_provenance_and_no_key_anywhere(
     caplog.set_level(logging.DEBUG)
     fake_llm.mode, fake_llm.api_key = "fenced", KEY
     out_file = keyed / "out.json"
-    code, out, err = kmat(capsys, *describe_args(fake_llm, fake_task, "-o", str(out_file), "--seed", "3"))
+    code, out, err = cli(*describe_args(fake_llm, fake_task, "-o", str(out_file), "--seed", "3"))
     assert code == 0, err
     assert out.strip() == str(out_file)
     loaded = load_descriptions(out_file, CLASSES)  # what `kmat train --descriptions` reads
@@ -59,7 +61,7 @@ def test_fenced_json_gives_a_valid_file_with_provenance_and_no_key_anywhere(
     doc = json.loads(out_file.read_text())
     assert doc["format"] == DESCRIPTIONS_FORMAT and list(doc["classes"]) == CLASSES
     prov = doc["provenance"]
-    template = Path(__file__).parents[2] / "kmat_cli" / "describe" / "templates" / "describe_prompt.md"
+    template = REPO / "kmat_cli" / "describe" / "templates" / "describe_prompt.md"
     assert prov["prompt_template_sha256"] == hashlib.sha256(template.read_bytes()).hexdigest()
     assert prov["model"] == "fake-model" and prov["models_answering"] == ["fake-model-2024"]
     assert prov["base_url_host"] == fake_llm.base_url.split("/")[2]
@@ -82,10 +84,10 @@ def test_rerun_hits_the_cache_and_sends_nothing(
     fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
 ) -> None:
     first, second = keyed / "a.json", keyed / "b.json"
-    assert kmat(capsys, *describe_args(fake_llm, fake_task, "-o", str(first)))[0] == 0
+    assert cli(*describe_args(fake_llm, fake_task, "-o", str(first)))[0] == 0
     sent = len(fake_llm.requests)
     assert sent == PAIRS
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "-o", str(second)))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "-o", str(second)))
     assert code == 0, err
     assert len(fake_llm.requests) == sent  # zero new requests
     a, b = json.loads(first.read_text()), json.loads(second.read_text())
@@ -93,7 +95,7 @@ def test_rerun_hits_the_cache_and_sends_nothing(
     assert b["provenance"]["requests"] == {"sent": 0, "cached": PAIRS}
     assert "0 requests sent, 6 from the cache" in err
     # --no-cache asks again
-    assert kmat(capsys, *describe_args(fake_llm, fake_task, "-o", str(second), "--no-cache"))[0] == 0
+    assert cli(*describe_args(fake_llm, fake_task, "-o", str(second), "--no-cache"))[0] == 0
     assert len(fake_llm.requests) == 2 * PAIRS
 
 
@@ -103,7 +105,7 @@ def test_numbered_lists_and_plain_lines_are_parsed(
     for mode in ("numbered", "prose"):
         fake_llm.mode = mode
         out_file = keyed / f"{mode}.json"
-        code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "-o", str(out_file), "--no-cache"))
+        code, _, err = cli(*describe_args(fake_llm, fake_task, "-o", str(out_file), "--no-cache"))
         assert code == 0, err
         texts = json.loads(out_file.read_text())["classes"]["nevus"]["hi"]
         assert len(texts) == 5
@@ -115,7 +117,7 @@ def test_duplicates_and_junk_are_dropped_and_topped_up(
 ) -> None:
     fake_llm.mode, fake_llm.per_answer = "dupes", 2  # 2 distinct valid items per answer among 7
     out_file = keyed / "out.json"
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "-o", str(out_file), "--max-words", "20"))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "-o", str(out_file), "--max-words", "20"))
     assert code == 0, err
     doc = json.loads(out_file.read_text())
     for entry in doc["classes"].values():
@@ -137,7 +139,7 @@ def test_too_few_items_topped_up_until_n(
 ) -> None:
     fake_llm.per_answer = 3
     out_file = keyed / "out.json"
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "-o", str(out_file), n=8))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "-o", str(out_file), n=8))
     assert code == 0, err
     doc = json.loads(out_file.read_text())
     assert all(len(t) == 8 for e in doc["classes"].values() for t in e.values())
@@ -148,8 +150,7 @@ def test_never_enough_items_fails_with_one_line(
     fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
 ) -> None:
     fake_llm.per_answer = 1
-    code, out, err = kmat(
-        capsys,
+    code, out, err = cli(
         *describe_args(fake_llm, fake_task, "--max-rounds", "2", "--classes", "nevus", "--modalities", "hi"),
     )
     assert code == 1 and out == ""
@@ -161,7 +162,7 @@ def test_429_retry_after_is_honoured(
     fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture, sleeps: list[float]
 ) -> None:
     fake_llm.script = [(429, {"Retry-After": "7"}, {"error": {"message": "Rate limit reached"}})]
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "--concurrency", "1"))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "--concurrency", "1"))
     assert code == 0, err
     assert sleeps == [7.0]
     assert len(fake_llm.requests) == PAIRS + 1
@@ -173,7 +174,7 @@ def test_500_then_success_backs_off_exponentially(
     fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture, sleeps: list[float]
 ) -> None:
     fake_llm.script = [(500, {}, None), (502, {}, None)]
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "--concurrency", "1"))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "--concurrency", "1"))
     assert code == 0, err
     assert len(sleeps) == 2 and 1.0 <= sleeps[0] <= 1.1 and 2.0 <= sleeps[1] <= 2.2  # backoff * 2**r + jitter
     assert len(fake_llm.requests) == PAIRS + 2
@@ -183,8 +184,7 @@ def test_persistent_503_gives_up_with_exit_1(
     fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture, sleeps: list[float]
 ) -> None:
     fake_llm.script = [(503, {"Retry-After": "1"}, None)] * 3
-    code, _, err = kmat(
-        capsys,
+    code, _, err = cli(
         *describe_args(fake_llm, fake_task, "--max-retries", "2", "--concurrency", "1", "--classes", "nevus"),
     )
     assert code == 1 and sleeps == [1.0, 1.0]
@@ -200,7 +200,7 @@ def test_bad_key_exits_2_with_one_line_and_never_shows_the_key(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake_llm.api_key = "sk-the-right-one"  # the server echoes the wrong key in its 401 message
-    code, out, err = kmat(capsys, *describe_args(fake_llm, fake_task))
+    code, out, err = cli(*describe_args(fake_llm, fake_task))
     assert code == 2 and out == ""
     last = err.strip().splitlines()[-1]
     assert last.startswith("kmat: error: 127.0.0.1:") and "rejected the API key (HTTP 401)" in last
@@ -218,10 +218,10 @@ def test_api_key_env_names_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake_llm.api_key = KEY
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "--api-key-env", "MY_LLM_KEY"))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "--api-key-env", "MY_LLM_KEY"))
     assert code == 2 and "MY_LLM_KEY" in err and "not set" in err
     monkeypatch.setenv("MY_LLM_KEY", KEY)
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "--api-key-env", "MY_LLM_KEY"))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "--api-key-env", "MY_LLM_KEY"))
     assert code == 0, err
     assert fake_llm.requests[-1]["headers"]["Authorization"] == f"Bearer {KEY}"
 
@@ -231,10 +231,10 @@ def test_unknown_model_and_wrong_path_exit_2(
 ) -> None:
     args = describe_args(fake_llm, fake_task)
     args[args.index("fake-model")] = "no-such-model"
-    code, _, err = kmat(capsys, *args)
+    code, _, err = cli(*args)
     assert code == 2
     assert "model 'no-such-model' is not available at 127.0.0.1" in err and len(err.strip().splitlines()) == 1
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "--base-url", fake_llm.base_url[:-3]))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "--base-url", fake_llm.base_url[:-3]))
     assert code == 2 and "no chat-completions endpoint at" in err and "/chat/completions" in err
 
 
@@ -243,7 +243,7 @@ def test_slow_answer_times_out_and_is_retried(
 ) -> None:
     fake_llm.delay, fake_llm.slow_requests = 1.0, 1
     args = describe_args(fake_llm, fake_task, "--timeout", "0.3", "--concurrency", "1", "--classes", "nevus")
-    code, _, err = kmat(capsys, *args)
+    code, _, err = cli(*args)
     assert code == 0, err
     assert len(sleeps) == 1 and "no answer within 0.3 s; retry 1/5" in err
     assert len(fake_llm.requests) == 3  # 1 timed out + 2 pairs
@@ -255,7 +255,7 @@ def test_always_slow_gives_up_with_exit_1(
     fake_llm.delay, fake_llm.slow_requests = 1.0, None
     args = describe_args(fake_llm, fake_task, "--timeout", "0.2", "--max-retries", "1", "--classes", "nevus")
     start = time.monotonic()
-    code, _, err = kmat(capsys, *args)
+    code, _, err = cli(*args)
     assert code == 1 and time.monotonic() - start < 5
     assert "no answer within 0.2 s after 2 tries; raise --timeout" in err.strip().splitlines()[-1]
 
@@ -267,7 +267,7 @@ def test_unreachable_endpoint_exits_1_pointing_to_shipped_descriptions(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = ["describe", "--task", fake_task, "--base-url", f"http://127.0.0.1:{port}/v1", "-n", "3"]
-    code, out, err = kmat(capsys, *args)
+    code, out, err = cli(*args)
     assert code == 1 and out == ""
     lines = err.strip().splitlines()
     assert lines[-1].startswith(
@@ -279,7 +279,7 @@ def test_unreachable_endpoint_exits_1_pointing_to_shipped_descriptions(
 
 def test_concurrency_limit(fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture) -> None:
     fake_llm.delay, fake_llm.slow_requests = 0.3, None
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "--concurrency", "2"))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "--concurrency", "2"))
     assert code == 0, err
     assert fake_llm.max_inflight == 2 and len(fake_llm.requests) == PAIRS
 
@@ -301,9 +301,7 @@ def test_merge_keeps_existing_classes_and_records_both_provenances(
             }
         )
     )
-    code, out, err = kmat(
-        capsys, *describe_args(fake_llm, fake_task, "--merge", str(existing), "--modalities", "lo")
-    )
+    code, out, err = cli(*describe_args(fake_llm, fake_task, "--merge", str(existing), "--modalities", "lo"))
     assert code == 0, err
     assert out.strip() == str(existing)  # merged in place
     doc = json.loads(existing.read_text())
@@ -319,9 +317,7 @@ def test_merge_keeps_existing_classes_and_records_both_provenances(
     users = [r["body"]["messages"][1]["content"] for r in fake_llm.requests]
     assert all("clinical photograph" in u and "dermoscopy" not in u for u in users)
     # a second merge keeps the history flat, newest first
-    code, _, err = kmat(
-        capsys, *describe_args(fake_llm, fake_task, "--merge", str(existing), "--modalities", "hi")
-    )
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "--merge", str(existing), "--modalities", "hi"))
     assert code == 0, err
     doc = json.loads(existing.read_text())
     assert [r.get("source", r.get("tool")) for r in doc["provenance"]["merged"]] == [
@@ -336,7 +332,7 @@ def test_merge_task_starts_from_the_shipped_descriptions(
 ) -> None:
     out_file = keyed / "out.json"
     args = describe_args(fake_llm, fake_task, "--merge-task", "--classes", "melanoma", "-o", str(out_file))
-    code, _, err = kmat(capsys, *args)
+    code, _, err = cli(*args)
     assert code == 0, err
     doc = json.loads(out_file.read_text())
     assert doc["classes"]["nevus"] == {"hi": ["shipped nevus in hi"], "lo": ["shipped nevus in lo"]}
@@ -355,7 +351,7 @@ def test_custom_template_is_sent_and_hashed(
     )
     out_file = keyed / "out.json"
     args = describe_args(fake_llm, fake_task, "--prompt-template", str(template), "-o", str(out_file))
-    code, _, err = kmat(capsys, *args)
+    code, _, err = cli(*args)
     assert code == 0, err
     sent = {r["body"]["messages"][0]["content"] for r in fake_llm.requests}
     assert (
@@ -367,7 +363,7 @@ def test_custom_template_is_sent_and_hashed(
     assert prov["prompt_template"] == "mine.md"
     assert prov["prompt_template_sha256"] == hashlib.sha256(template.read_bytes()).hexdigest()
     template.write_text("## user\nDescribe {{class}} please\n")
-    code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, "--prompt-template", str(template)))
+    code, _, err = cli(*describe_args(fake_llm, fake_task, "--prompt-template", str(template)))
     assert code == 2 and "unknown placeholder '{{class}}'" in err and str(template) in err
 
 
@@ -379,9 +375,9 @@ def test_usage_errors(fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest
         (["--merge", str(keyed / "missing.json")], "missing.json: descriptions file not found"),
     ]
     for extra, message in cases:
-        code, _, err = kmat(capsys, *describe_args(fake_llm, fake_task, *extra))
+        code, _, err = cli(*describe_args(fake_llm, fake_task, *extra))
         assert code == 2 and message in err, (extra, err)
-    code, _, err = kmat(capsys, "describe", "--task", fake_task, "--base-url", "ftp://x/v1")
+    code, _, err = cli("describe", "--task", fake_task, "--base-url", "ftp://x/v1")
     assert code == 2 and "not an http(s) URL" in err
     assert fake_llm.requests == []
 
@@ -389,17 +385,17 @@ def test_usage_errors(fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest
 def test_openai_without_key_is_a_usage_error(
     fake_task: str, isolated: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    code, _, err = kmat(capsys, "describe", "--task", fake_task)
+    code, _, err = cli("describe", "--task", fake_task)
     assert code == 2 and "OPENAI_API_KEY is not set" in err
 
 
 def test_stdout_output_and_template_printing(
     fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    code, out, err = kmat(capsys, *describe_args(fake_llm, fake_task, "-o", "-", "--classes", "nevus"))
+    code, out, err = cli(*describe_args(fake_llm, fake_task, "-o", "-", "--classes", "nevus"))
     assert code == 0, err
     assert json.loads(out)["classes"]["nevus"]["lo"][0].startswith("lesion ")
-    code, out, _ = kmat(capsys, "describe", "--show-template")
+    code, out, _ = cli("describe", "--show-template")
     assert code == 0 and "## user" in out and "{{class_name}}" in out
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_llm import describe_args, kmat
+from fake_llm import describe_args
+from kmat_runner import cli
 
 MAX_ANSWER_BYTES = 8 << 20  # the documented limit (kmat_cli.describe.chat.MAX_ANSWER_BYTES)
 
@@ -28,7 +29,7 @@ def test_a_trickling_server_is_cut_off_after_the_timeout(
 ) -> None:
     fake_llm.trickle = 0.5  # one byte every 0.5 s: each read is quick, the answer would take minutes
     args = describe_args(fake_llm, fake_task, "--timeout", "2", "--max-retries", "0", "--classes", "nevus")
-    code, _out, err = kmat(capsys, *args, "--modalities", "hi", "--output", str(isolated / "d.json"))
+    code, _out, err = cli(*args, "--modalities", "hi", "--output", str(isolated / "d.json"))
     seconds = time.monotonic() - fake_llm.requests[0]["time"]  # from the request, not counting start-up
     assert code == 1, err
     assert 1.9 < seconds < 4.0, f"{seconds:.1f} s"
@@ -94,7 +95,7 @@ def test_a_huge_answer_fails_fast_and_is_never_cached(
     fake_llm.padding, fake_llm.declare_length = 100 << 20, declared  # a valid JSON answer + 100 MB of spaces
     args = describe_args(fake_llm, fake_task, "--max-retries", "3", "--classes", "nevus")
     start = time.monotonic()
-    code, _out, err = kmat(capsys, *args, "--modalities", "hi", "--output", str(isolated / "d.json"))
+    code, _out, err = cli(*args, "--modalities", "hi", "--output", str(isolated / "d.json"))
     assert code == 2, err
     assert time.monotonic() - start < 5
     [line] = err.strip().splitlines()
@@ -108,6 +109,6 @@ def test_answers_within_the_limits_still_pass(
 ) -> None:
     fake_llm.padding = MAX_ANSWER_BYTES - 4096  # the JSON answer itself is well under 4 KB
     args = describe_args(fake_llm, fake_task, "--classes", "nevus", "--modalities", "hi")
-    code, _, err = kmat(capsys, *args, "--output", str(isolated / "d.json"))
+    code, _, err = cli(*args, "--output", str(isolated / "d.json"))
     assert code == 0, err
     assert (isolated / "d.json").is_file() and len(_cache_files(isolated)) == len(fake_llm.requests)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 REGIMES = ("shipped", "partial")
 COLUMNS = {"Zero-shot": "zeroshot", "Descriptions": "descriptions", "CoOp": "coop", "K-MaT": "kmat"}
 

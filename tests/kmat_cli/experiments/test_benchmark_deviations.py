@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from repo_paths import SUPPORT
 
 from kmat_cli.experiments import benchmark
 
-TOY_METHODS = str(Path(__file__).resolve().parent.parent / "methods")
+TOY_METHODS = str(SUPPORT)
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +74,7 @@ def test_tiny_grid_records_and_reports_the_rule_inputs(tmp_path: Path, kmat_main
         str(out),
     ]
     argv += ["--set", f"task.root={tmp_path / 'data'}"]
-    got = kmat_main(argv)
+    got = kmat_main(*argv)
     assert got.code == 0, got.err
     markdown = (out / "report.md").read_text()
     header = next(line for line in markdown.splitlines() if line.startswith("| configuration"))

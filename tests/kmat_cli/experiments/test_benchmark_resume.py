@@ -36,7 +36,7 @@ def test_killed_benchmark_reruns_only_unfinished_cells(tmp_path: Path, kmat_exe:
     started = {k for k in cells - set(before) if list((out / "cells" / k).glob("train/*/config.yaml"))}
     assert 1 <= len(before) < 4, f"kill came too late or too early: {len(before)} of 4 cells finished"
 
-    again = kmat_main(args)
+    again = kmat_main(*args)
     assert again.code == 0, again.err
     how = dict(LINE.findall(again.err))
     assert len(how) == 4
@@ -55,7 +55,7 @@ def test_failed_cell_is_reported_and_the_grid_goes_on(tmp_path: Path, kmat_main)
     out = tmp_path / "bench"
     args = ["benchmark", *SMALL, "--seeds", "1", "--methods", "zeroshot,coop", "--out", str(out),
             "--set", "train.lr=1.0e+30", "--set", "train.warmup_epochs=0"]  # fmt: skip
-    first = kmat_main(args)
+    first = kmat_main(*args)
     assert first.code == 1
     failed = re.findall(r"cell ([0-9a-f]{16}) phantom / coop .*FAILED: RuntimeFailure", first.err)
     assert len(failed) == 1
@@ -69,7 +69,7 @@ def test_failed_cell_is_reported_and_the_grid_goes_on(tmp_path: Path, kmat_main)
     hi = next(line for line in table.splitlines() if line.startswith("| Hi "))
     assert hi.split("|")[2].strip() not in ("—", "") and hi.split("|")[3].strip() == "—"  # zero-shot / coop
     assert "## Failed cells" in first.out and f"report: {out / 'report.md'}" in first.out
-    second = kmat_main(args)  # retried next time, the finished cell read back
+    second = kmat_main(*args)  # retried next time, the finished cell read back
     assert second.code == 1
     assert re.search(r"phantom / zeroshot .*done \(read back\)", second.err)
     assert re.search(rf"cell {failed[0]} .*FAILED", second.err)

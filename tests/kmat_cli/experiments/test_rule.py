@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from repo_paths import SUPPORT
 
 from kmat_cli import config
 from kmat_cli.experiments import benchmark
@@ -19,7 +20,7 @@ from kmat_cli.experiments.rule import (
     template_checks,
 )
 
-TOY_METHODS = str(Path(__file__).resolve().parent.parent / "methods")
+TOY_METHODS = str(SUPPORT)
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +125,7 @@ def test_benchmark_defaults_rule_runs_the_candidates_and_reports_the_choice(
     argv = ["benchmark", "--task", "toyworld:ToyTask", "--backbone", "toyworld:ToyBackbone", "--seeds", "1"]
     argv += ["--epochs", "1", "--shots", "2", "--no-plots", "--methods", "kmat", "--defaults-rule"]
     argv += ["--out", str(out), "--set", f"task.root={tmp_path / 'data'}"]
-    got = kmat_main(argv)
+    got = kmat_main(*argv)
     assert got.code == 0, got.err
     plan = benchmark.Plan(benchmark.load_request(out))
     assert len(plan.candidates) == 12
@@ -169,7 +170,7 @@ def test_benchmark_report_with_plots_through_the_cli(tmp_path: Path, kmat_main, 
     argv = ["benchmark", "--task", "toyworld:ToyTask", "--backbone", "toyworld:ToyBackbone", "--seeds", "1"]
     argv += ["--epochs", "1", "--shots", "2", "--methods", "zeroshot,kmat", "--out", str(out)]
     argv += ["--set", f"task.root={tmp_path / 'data'}"]
-    got = kmat_main(argv)
+    got = kmat_main(*argv)
     assert got.code == 0, got.err
     markdown = (out / "report.md").read_text()
     section = markdown.split("## Plots")[1]

@@ -32,8 +32,8 @@ def test_ray_executor_matches_local_and_extracts_features_once(
     cache = tmp_path / "cache"  # an empty feature cache, seen by the Ray workers too
     monkeypatch.setenv("KMAT_CACHE", str(cache))
     out = tmp_path / "ray"
-    got = kmat_main(["benchmark", *SMALL, "--methods", "zeroshot,kmat", "--out", str(out), "--executor", "ray",
-                     "--jobs", "2", "--set", f"task.root={world}"])  # fmt: skip
+    got = kmat_main("benchmark", *SMALL, "--methods", "zeroshot,kmat", "--out", str(out), "--executor", "ray",
+                     "--jobs", "2", "--set", f"task.root={world}")  # fmt: skip
     assert got.code == 0, got.err
     ray_runs, local_runs = _by_run(out), _by_run(small_bench)
     assert sorted(ray_runs) == [("kmat", 1), ("kmat", 2), ("zeroshot", 1), ("zeroshot", 2)]
@@ -54,6 +54,6 @@ def test_ray_executor_matches_local_and_extracts_features_once(
     first_cell = min(p.stat().st_mtime_ns for p in out.glob("cells/*/train/*/config.yaml"))
     assert max(s.stat().st_mtime_ns for s in shards) < first_cell
     # rerun: every cell read back (no Ray started for nothing)
-    again = kmat_main(["benchmark", *SMALL, "--methods", "zeroshot,kmat", "--out", str(out), "--executor", "ray",
-                       "--jobs", "2", "--set", f"task.root={world}"])  # fmt: skip
+    again = kmat_main("benchmark", *SMALL, "--methods", "zeroshot,kmat", "--out", str(out), "--executor", "ray",
+                       "--jobs", "2", "--set", f"task.root={world}")  # fmt: skip
     assert again.code == 0 and again.err.count("done (read back)") == 4 and "cells to run" not in again.err

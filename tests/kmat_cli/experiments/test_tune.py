@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kmat_runner import cli
 
 from kmat_cli import app, config, registry
 from kmat_cli.errors import UsageError
@@ -89,14 +90,6 @@ def test_best_config_keeps_what_the_user_fixed_and_loads_as_a_config(tmp_path: P
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        app.main(args)
-        raise SystemExit(0)
-    captured = capsys.readouterr()
-    return int(exc.value.code or 0), captured.out, captured.err
-
-
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -111,7 +104,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, s
 def test_bad_keys_exit_2_naming_them_before_anything_runs(
     args: list[str], named: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    code, _, err = run_cli(["tune", "--task", "phantom", "--out", str(tmp_path / "t"), *args], capsys)
+    code, _, err = cli("tune", "--task", "phantom", "--out", str(tmp_path / "t"), *args)
     assert code == 2
     assert named in err and err.count("\n") == 1
     assert not (tmp_path / "t").exists()
@@ -196,9 +189,7 @@ def test_a_rerun_reads_the_finished_trials_back(
     result, _ = tuned
     out = result.csv_path.parent
     before = sorted(p.stat().st_mtime_ns for p in out.glob("cells/*/result.json"))
-    code, stdout, _ = run_cli(
-        [
-            "tune",
+    code, stdout, _ = cli("tune",
             "--grid", "method.lambda1=0.1,3",
             "--grid", "method.lambda2=0.1,3",
             "--seeds", "1,2",
@@ -207,10 +198,7 @@ def test_a_rerun_reads_the_finished_trials_back(
             "--set", "train.threads=1",
             "--set", f"task.root={hi_only_world}",
             "--out", str(out),
-            "--output", str(out / "copy.yaml"),
-        ],
-        capsys,
-    )  # fmt: skip
+            "--output", str(out / "copy.yaml"))  # fmt: skip
     assert code == 0
     assert sorted(p.stat().st_mtime_ns for p in out.glob("cells/*/result.json")) == before
     assert "best:" in stdout and f"kmat train --config {out / 'best.yaml'}" in stdout

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from repo_paths import REPO
 
 import kmat
 from kmat_cli import registry
@@ -27,7 +28,6 @@ from kmat_cli.runs import Run
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-REPO = Path(__file__).resolve().parents[2]
 N_IMAGES = 24
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from predict_helpers import CLASSES, Model, write_prompts
+from repo_paths import REPO
 
 from kmat_cli.api import UsageError
 from kmat_cli.app import main
@@ -310,7 +311,7 @@ def test_docs_snippet_classifies_like_predict(
     import re
     import shutil
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "predict.md").read_text()
+    doc = (REPO / "docs" / "predict.md").read_text()
     snippet = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "safe_open" in b)
     root, _ = zoo
     shutil.copy(model.prompts, tmp_path / "prompts.safetensors")
