@@ -33,16 +33,6 @@ def _poison(path: Path, value: float, select: str = "") -> list[str]:
     return touched
 
 
-@pytest.fixture
-def trained(tmp_path: Path) -> tuple[Path, Path]:
-    """(task file, finished run folder) of a two-epoch run of a tiny custom task."""
-    task = custom_task(tmp_path / "task", per_split={"train": 2, "test": 1})
-    result = cli(*train_args(task, tmp_path / "runs"))
-    assert result.code == 0, result.err
-    [run] = run_folders(tmp_path / "runs")
-    return task, run
-
-
 @pytest.mark.parametrize("value", sorted(POISON))
 def test_damaged_feature_cache_is_recomputed_naming_the_shard(
     tmp_path: Path, fresh_cache: Path, trained: tuple[Path, Path], value: str

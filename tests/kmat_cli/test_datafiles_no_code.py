@@ -127,14 +127,6 @@ def test_no_pickle_anywhere_in_the_source_tree() -> None:
 
 
 # --------------------------------------------------------------------------------------- no pickle: behaviour
-@pytest.fixture
-def trained(tmp_path: Path) -> tuple[Path, Path]:
-    task = custom_task(tmp_path / "task", per_split={"train": 2, "test": 1})
-    assert cli(*train_args(task, tmp_path / "runs")).code == 0
-    [run] = run_folders(tmp_path / "runs")
-    return task, run
-
-
 PICKLED = [
     "checkpoint-tensors",
     "checkpoint-state",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faults import cli, custom_task, run_folders, train_args
 
 
 @pytest.fixture
@@ -30,6 +31,16 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("KMAT_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> tuple[Path, Path]:
+    """(task file, finished run folder) of a two-epoch run of a tiny custom task, this test's own to damage."""
+    task = custom_task(tmp_path / "task", per_split={"train": 2, "test": 1})
+    result = cli(*train_args(task, tmp_path / "runs"))
+    assert result.code == 0, result.err
+    [run] = run_folders(tmp_path / "runs")
+    return task, run
 
 
 class ChatServer:
