@@ -29,7 +29,16 @@ pytest_plugins = [
     "fixtures_reliability",
     "fixtures_tasks",
     "fixtures_transports",
+    "tiers",
 ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="the fast tier (make test-fast): no test that trains a model or starts a process",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,8 +47,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``cuda`` are skipped where torch sees no CUDA device."""
+    """Tests that train or spawn get their marker (tests/support/tiers.py), ``--fast`` deselects them and
+    guards the rest; tests marked ``cuda`` are skipped where torch sees no CUDA device."""
+    import tiers
     import torch
+
+    tiers.mark(items)
+    if config.getoption("fast"):
+        tiers.fast_only(config, items)
 
     if torch.cuda.is_available():
         return
@@ -47,6 +62,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier(request: pytest.FixtureRequest) -> None:
+    """Under ``--fast``, training and new processes are refused (tests/support/tiers.py)."""
+    if request.config.getoption("fast"):
+        request.getfixturevalue("fast_tier_guard")
 
 
 @pytest.fixture
