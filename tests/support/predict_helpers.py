@@ -19,7 +19,15 @@ from folders import native_config
 from PIL import Image
 from safetensors.torch import save_file
 
-__all__ = ["CLASSES", "WEIGHTS", "Model", "make_zoo", "native_config", "write_prompts"]
+__all__ = [
+    "CLASSES",
+    "WEIGHTS",
+    "Model",
+    "make_zoo",
+    "native_config",
+    "phantom_prompts_file",
+    "write_prompts",
+]
 
 CLASSES = ["round nodule", "spiculated mass", "ring lesion"]
 WEIGHTS = "open_clip_model.safetensors"
@@ -172,3 +180,29 @@ def make_zoo(root: Path) -> dict[str, Any]:
         "frames": {"dicom/SC_rgb_rle_2frame.dcm": [0, 1]},
         "skipped": 6,  # .hidden.png, .hidden-dir, notes.txt, loop and plain/up (loops), zz-alias (walked)
     }
+
+
+def phantom_prompts_file(
+    folder: Path, weights: Path, names: list[str], seed: int = 0
+) -> tuple[Any, Path, dict[str, torch.Tensor]]:
+    """The full phantom CLIP (image and text towers) of ``weights``, and ``folder/prompts.safetensors``: seeded
+    random unit class embeddings of both modalities for ``names``, naming the phantom backbone of ``weights``;
+    and the embeddings written."""
+    import torch.nn.functional as F
+
+    from kmat_cli.registry import get
+
+    full = get("backbones", "phantom")(weights=str(weights))
+    g = torch.Generator().manual_seed(seed)
+    emb = {m: F.normalize(torch.randn(len(names), full.embed_dim, generator=g), dim=-1) for m in ("hi", "lo")}
+    prompts = write_prompts(
+        folder / "prompts.safetensors",
+        emb,
+        backbone_id=full.id,
+        embed_dim=full.embed_dim,
+        logit_scale=full.logit_scale,
+        preprocess=full.preprocess_spec,
+        backbone_config={"name": "phantom", "weights": str(weights)},
+        class_names=names,
+    )
+    return full, prompts, emb

@@ -13,33 +13,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from predict_helpers import write_prompts
+from predict_helpers import phantom_prompts_file
 
 from kmat_cli.predict import load_classifier, run_predict
 
 
 def test_phantom_predict_equals_full_model_formula(phantom_weights: Path, tmp_path: Path) -> None:
-    from kmat_cli.registry import get
-
-    phantom = get("backbones", "phantom")
-    full = phantom(weights=str(phantom_weights))  # image and text towers
     rng = np.random.default_rng(3)
     paths = []
     for i, (h, w) in enumerate([(32, 32), (48, 40), (20, 64)]):
         paths.append(tmp_path / f"img{i}.png")
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[-1])
     names = ["a", "b", "c", "d"]
-    emb = {m: F.normalize(torch.randn(4, full.embed_dim), dim=-1) for m in ("hi", "lo")}
-    prompts = write_prompts(
-        tmp_path / "prompts.safetensors",
-        emb,
-        backbone_id=full.id,
-        embed_dim=full.embed_dim,
-        logit_scale=full.logit_scale,
-        preprocess=full.preprocess_spec,
-        backbone_config={"name": "phantom", "weights": str(phantom_weights)},
-        class_names=names,
-    )
+    full, prompts, emb = phantom_prompts_file(tmp_path, phantom_weights, names)  # full: image and text towers
     clf = load_classifier(embeddings=prompts, device="cpu")
     params = [n for n, _ in clf.backbone.model.named_parameters()]
     assert all(n.startswith("visual.") or n == "logit_scale" for n in params)

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from predict_helpers import write_prompts
+from predict_helpers import phantom_prompts_file
 
 from kmat_cli.predict import run_predict
 
@@ -22,9 +20,6 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.mark.cuda
 def test_predict_on_cuda_equals_the_cpu(phantom_weights: Path, tmp_path: Path) -> None:
-    from kmat_cli.registry import get
-
-    full = get("backbones", "phantom")(weights=str(phantom_weights))
     rng = np.random.default_rng(4)
     paths = []
     for i in range(10):
@@ -33,18 +28,7 @@ def test_predict_on_cuda_equals_the_cpu(phantom_weights: Path, tmp_path: Path) -
     (tmp_path / "broken.png").write_bytes(b"not an image")
     paths.append(tmp_path / "broken.png")
     names = ["a", "b", "c"]
-    g = torch.Generator().manual_seed(0)
-    emb = {m: F.normalize(torch.randn(3, full.embed_dim, generator=g), dim=-1) for m in ("hi", "lo")}
-    prompts = write_prompts(
-        tmp_path / "prompts.safetensors",
-        emb,
-        backbone_id=full.id,
-        embed_dim=full.embed_dim,
-        logit_scale=full.logit_scale,
-        preprocess=full.preprocess_spec,
-        backbone_config={"name": "phantom", "weights": str(phantom_weights)},
-        class_names=names,
-    )
+    _, prompts, _ = phantom_prompts_file(tmp_path, phantom_weights, names)
     rows = {}
     for device in ("cpu", "cuda"):
         out = tmp_path / f"{device}.csv"
