@@ -18,6 +18,7 @@ from kmat_cli.features import image_features
 from kmat_cli.images import load_image
 
 
+@pytest.mark.spawns
 def test_second_run_hits_the_cache(tmp_path: Path) -> None:
     paths = write_images(tmp_path / "img", 7)
     b = CountingBackbone()
@@ -59,6 +60,7 @@ def test_backbone_or_preprocessing_change_misses(tmp_path: Path) -> None:
     assert resized.calls == 3 and torch.allclose(out, direct(resized, paths), atol=1e-6)
 
 
+@pytest.mark.spawns
 def test_views_are_deterministic_and_cached(tmp_path: Path) -> None:
     paths = write_images(tmp_path / "img", 3)
     b = CountingBackbone()
@@ -77,6 +79,7 @@ def test_views_are_deterministic_and_cached(tmp_path: Path) -> None:
     assert torch.equal(other_seed[:, 0], v[:, 0]) and not torch.allclose(other_seed[:, 1:], v[:, 1:])
 
 
+@pytest.mark.spawns
 def test_concurrent_writers_leave_a_consistent_cache(tmp_path: Path) -> None:
     paths = write_images(tmp_path / "img", 12)
     cache = tmp_path / "c"

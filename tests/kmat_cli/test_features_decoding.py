@@ -26,6 +26,7 @@ def test_decoder_threads_only_with_a_free_core(
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.spawns
 def test_both_decoders_give_the_same_features(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
@@ -57,6 +58,7 @@ class _Picky(CountingBackbone):
         self.preprocess = preprocess
 
 
+@pytest.mark.spawns
 def test_a_preprocessing_error_fails_its_file_only(tmp_path: Path) -> None:
     """A transform that raises on one image makes that file's row an error (named, with the reason) and
     the other files' features are those of the direct computation, as with an unreadable file."""

@@ -413,6 +413,7 @@ def test_evaluate_shows_a_run_path_with_markup_literally(trained: Path, wide: No
     assert str(trained) in result.out and "Hi (high-end test)" in result.out
 
 
+@pytest.mark.spawns
 def test_env_shows_a_cache_path_with_markup_literally(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wide: None
 ) -> None:

@@ -28,6 +28,7 @@ def _claim(root: str) -> str:
     return runs.create(root, "train", "phantom", "kmat").path.name
 
 
+@pytest.mark.spawns
 def test_concurrent_creation_gives_distinct_folders(tmp_path: Path) -> None:
     with mp.get_context("spawn").Pool(4) as pool:
         names = pool.map(_claim, [str(tmp_path)] * 8)

@@ -55,6 +55,7 @@ def test_shards_partition_the_sorted_cells() -> None:
         shard_of(cells, 3, 3)
 
 
+@pytest.mark.trains
 def test_hi_val_cell_scores_the_high_end_validation_split_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,6 +85,7 @@ def test_hi_val_cell_scores_the_high_end_validation_split_only(
     )
 
 
+@pytest.mark.trains
 def test_an_unfinished_run_folder_is_resumed_not_restarted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +122,7 @@ def test_an_unfinished_run_folder_is_resumed_not_restarted(
     assert set(read_cells([tmp_path / "a"])) == {cell.key}
 
 
+@pytest.mark.trains
 def test_local_grid_runs_the_image_tower_once_per_image(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -162,6 +165,7 @@ def test_process_pool_gives_the_in_process_results(tmp_path: Path) -> None:
         assert a.result["metrics"]["lo"] == b.result["metrics"]["lo"]
 
 
+@pytest.mark.spawns
 def test_pool_survives_a_worker_dying_during_feature_extraction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -175,6 +179,7 @@ def test_pool_survives_a_worker_dying_during_feature_extraction(
     assert [o.status for o in outcomes] == ["done", "done"]  # a new pool ran the cells
 
 
+@pytest.mark.trains
 def test_a_cell_finds_its_run_by_what_the_folder_holds_not_by_its_name(tmp_path: Path) -> None:
     cell = Cell({**FAST, "method.name": "zeroshot", "train.seed": 1})
     first = run_cell(cell, tmp_path)
