@@ -3,6 +3,7 @@
 #               world (one seed) with the shipped low-end descriptions and with half the classes' low-end
 #               descriptions made generic, and print their Hi / Lo / H side by side
 #   make test   create .venv, install, run the test suite
+#   make test-fast  the suite without the tests that train a model or start a process (tests/support/tiers.py)
 # Override the interpreter, the torch pins or the package index, e.g.
 #   make test PYTHON=python3.12 TORCH_CONSTRAINTS=my-constraints.txt INDEX_URL=https://my.mirror/simple
 PYTHON ?= python3.11
@@ -21,7 +22,7 @@ BIN := $(VENV)/bin
 UV_INDEX := $(if $(INDEX_URL),--index-url $(INDEX_URL),)
 STAMP := $(VENV)/.kmat-installed
 
-.PHONY: install demo test test-slow lint bench bench-full bench-transport phantom-backbone clean
+.PHONY: install demo test test-fast test-slow lint bench bench-full bench-transport phantom-backbone clean
 
 install: $(STAMP)
 
@@ -43,6 +44,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q --fast $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)

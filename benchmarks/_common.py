@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "tests" / "backbones"):  # kmat itself; tests/backbones/folders.py
+for _path in (REPO, REPO / "tests" / "support"):  # kmat itself; tests/support/folders.py
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 

@@ -19,7 +19,7 @@ of ``key=value`` strings, exactly as on the command line. Bad options raise :cla
 Progress is on by default (bars on a terminal, one line per epoch in a notebook or log); ``progress=False``
 turns it off.
 
-The examples in the docstrings run in order in a fresh folder (``tests/ux/test_api.py`` runs them).
+The examples in the docstrings run in order in a fresh folder (``tests/kmat_cli/test_session.py`` runs them).
 """
 
 from __future__ import annotations

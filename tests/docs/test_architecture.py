@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "architecture.md"
 PLUGINS = ("backbones", "transports", "tasks")
 LAYERS = {

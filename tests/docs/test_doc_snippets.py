@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 MARK = re.compile(r"<!--\s*snippet:\s*(skip|slow)\s*(?:\((.*)\))?\s*-->")

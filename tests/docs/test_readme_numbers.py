@@ -8,8 +8,8 @@ import statistics
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 KNOWLEDGE_CSV = REPO / "docs" / "benchmark-knowledge" / "report.csv"
 KNOWLEDGE_MD = REPO / "docs" / "benchmark-knowledge" / "report.md"

@@ -1,182 +1,133 @@
-"""The resolved run config is pinned: for a given input, :func:`kmat_cli.config.build` returns the same keys,
-in the same order, with the same values and types. Benchmark cells are keyed by the resolved config
-(:func:`kmat_cli.experiments.benchmark.config_identity`), so a change here invalidates every finished
-cell; change these dicts only together with a deliberate change of a default or a plugin's options.
-"""
-
 from __future__ import annotations
 
-import json
-from typing import Any
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
+import yaml
 
 from kmat_cli import config
-
-CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
-    # defaults
-    (
-        {},
-        {
-            "task": {"name": "phantom", "seed": 0, "root": None},
-            "backbone": {"name": "phantom", "weights": None},
-            "method": {
-                "name": "kmat",
-                "n_ctx": 4,
-                "init_words": "",
-                "csc": True,
-                "msc": True,
-                "independent": False,
-                "anchor": True,
-                "transport": True,
-                "lambda1": 1.0,
-                "lambda2": 1.0,
-                "description_template": "{modality}: {description}",
-                "agreement": True,
-                "agreement_tau": 0.1,
-                "agreement_lambda2": 3.0,
-            },
-            "transport": {
-                "name": "fgw",
-                "epsilon": 0.1,
-                "alpha": 0.1,
-                "max_iter": 100,
-                "tol": 1e-06,
-                "inner_max_iter": 1000,
-                "inner_tol": 1e-07,
-                "marginal_tol": 0.001,
-                "cost": "sqeuclidean",
-                "grad": "envelope",
-                "on_fail": "warn",
-                "center": True,
-                "normalize": False,
-                "warm_start": True,
-            },
-            "descriptions": None,
-            "knowledge": {"regime": "shipped", "fraction": 0.5, "seed": None},
-            "out": "runs",
-            "train": {
-                "shots": 16,
-                "seed": 1,
-                "epochs": 50,
-                "batch_size": 4,
-                "optimizer": "sgd",
-                "lr": 0.0025,
-                "momentum": 0.9,
-                "weight_decay": 0.0005,
-                "scheduler": "cosine",
-                "warmup_epochs": 1,
-                "warmup_lr": 1e-05,
-                "device": "auto",
-                "amp": True,
-                "augment_views": 0,
-                "eval_batch_size": 256,
-                "num_workers": 0,
-                "threads": 1,
-            },
-        },
-    ),
-    # coop_without_transport
-    (
-        {"sets": ["method.name=coop", "transport.name=none", "train.lr=1e-3", "train.shots=4"]},
-        {
-            "task": {"name": "phantom", "seed": 0, "root": None},
-            "backbone": {"name": "phantom", "weights": None},
-            "method": {"name": "coop", "n_ctx": 4, "init_words": "a photo of a", "csc": False},
-            "transport": {"name": "none"},
-            "descriptions": None,
-            "knowledge": {"regime": "shipped", "fraction": 0.5, "seed": None},
-            "out": "runs",
-            "train": {
-                "shots": 4,
-                "seed": 1,
-                "epochs": 50,
-                "batch_size": 4,
-                "optimizer": "sgd",
-                "lr": 0.001,
-                "momentum": 0.9,
-                "weight_decay": 0.0005,
-                "scheduler": "cosine",
-                "warmup_epochs": 1,
-                "warmup_lr": 1e-05,
-                "device": "auto",
-                "amp": True,
-                "augment_views": 0,
-                "eval_batch_size": 256,
-                "num_workers": 0,
-                "threads": 1,
-            },
-        },
-    ),
-    # gw_partial_knowledge
-    (
-        {
-            "flags": {"transport.name": "gw", "train.epochs": 3},
-            "sets": ["knowledge.regime=partial", "knowledge.seed=7", "train.device=cpu"],
-        },
-        {
-            "task": {"name": "phantom", "seed": 0, "root": None},
-            "backbone": {"name": "phantom", "weights": None},
-            "method": {
-                "name": "kmat",
-                "n_ctx": 4,
-                "init_words": "",
-                "csc": True,
-                "msc": True,
-                "independent": False,
-                "anchor": True,
-                "transport": True,
-                "lambda1": 1.0,
-                "lambda2": 1.0,
-                "description_template": "{modality}: {description}",
-                "agreement": True,
-                "agreement_tau": 0.1,
-                "agreement_lambda2": 3.0,
-            },
-            "transport": {
-                "name": "gw",
-                "epsilon": 0.1,
-                "max_iter": 100,
-                "tol": 1e-06,
-                "inner_max_iter": 1000,
-                "inner_tol": 1e-07,
-                "marginal_tol": 0.001,
-                "cost": "sqeuclidean",
-                "grad": "envelope",
-                "on_fail": "warn",
-                "center": True,
-                "normalize": False,
-                "warm_start": True,
-            },
-            "descriptions": None,
-            "knowledge": {"regime": "partial", "fraction": 0.5, "seed": 7},
-            "out": "runs",
-            "train": {
-                "shots": 16,
-                "seed": 1,
-                "epochs": 3,
-                "batch_size": 4,
-                "optimizer": "sgd",
-                "lr": 0.0025,
-                "momentum": 0.9,
-                "weight_decay": 0.0005,
-                "scheduler": "cosine",
-                "warmup_epochs": 1,
-                "warmup_lr": 1e-05,
-                "device": "cpu",
-                "amp": True,
-                "augment_views": 0,
-                "eval_batch_size": 256,
-                "num_workers": 0,
-                "threads": 1,
-            },
-        },
-    ),
-]
+from kmat_cli.errors import UsageError
 
 
-@pytest.mark.parametrize(("given", "expected"), CASES, ids=["defaults", "coop-no-transport", "gw-partial"])
-def test_resolved_config_is_byte_identical(given: dict[str, Any], expected: dict[str, Any]) -> None:
-    resolved = config.build(**given)
-    assert json.dumps(resolved) == json.dumps(expected)  # keys, their order, values and types
-    assert config.dump(resolved) == config.dump(expected)  # the saved config.yaml
+class FakeTransport:
+    """A transport with two options."""
+
+    def __init__(self, *, epsilon: float = 0.1, cost: str = "sqeuclidean", device: str = "cpu") -> None:
+        pass
+
+
+class FakeTask:
+    config: ClassVar[dict] = {"train": {"epochs": 7}}
+
+    def __init__(self, *, root: str | None = None) -> None:
+        pass
+
+
+class OtherTask:
+    config: ClassVar[dict] = {"train": {"epochs": 3, "shots": 2}}
+
+
+class FakeMethod:
+    def __init__(self, backbone=None, task=None, *, lambda1: float = 1.0, csc: bool = True) -> None:
+        pass
+
+
+def lookup(kind: str, name: str):
+    table = {
+        "tasks": {"phantom": FakeTask, "other": OtherTask},
+        "backbones": {"phantom": FakeTask},
+        "methods": {"kmat": FakeMethod},
+        "transports": {"fgw": FakeTransport, "gw": FakeTransport},
+    }
+    if name not in table[kind]:
+        raise UsageError(f"unknown {kind} '{name}'")
+    return table[kind][name]
+
+
+def build(**kw):
+    return config.build(plugin_lookup=lookup, **kw)
+
+
+def test_precedence_defaults_task_file_flags_set(tmp_path: Path) -> None:
+    assert build()["train"]["epochs"] == 7  # task layer over defaults
+    assert build()["train"]["lr"] == 0.0025  # defaults
+    file = tmp_path / "c.yaml"
+    file.write_text("train:\n  epochs: 11\n  seed: 4\nmethod:\n  lambda1: 0.5\n")
+    cfg = build(config_file=file)
+    assert (cfg["train"]["epochs"], cfg["train"]["seed"], cfg["method"]["lambda1"]) == (11, 4, 0.5)
+    cfg = build(config_file=file, flags={"train.epochs": 12, "train.shots": None})
+    assert cfg["train"]["epochs"] == 12 and cfg["train"]["shots"] == 16  # None flags are ignored
+    cfg = build(config_file=file, flags={"train.epochs": 12}, sets=["train.epochs=13", "method.csc=false"])
+    assert cfg["train"]["epochs"] == 13 and cfg["method"]["csc"] is False
+
+
+def test_task_layer_follows_the_chosen_task() -> None:
+    cfg = build(flags={"task.name": "other"})
+    assert (cfg["train"]["epochs"], cfg["train"]["shots"]) == (3, 2)
+
+
+def test_plugin_options_are_filled_and_runtime_args_excluded() -> None:
+    cfg = build()
+    assert cfg["transport"] == {"name": "fgw", "epsilon": 0.1, "cost": "sqeuclidean"}
+    assert cfg["method"] == {"name": "kmat", "lambda1": 1.0, "csc": True}
+
+
+def test_transport_none_and_its_options() -> None:
+    assert build(flags={"transport.name": "none"})["transport"] == {"name": "none"}
+    with pytest.raises(UsageError, match="need a transport"):
+        build(sets=["transport.name=none", "transport.epsilon=0.2"])
+
+
+def test_changing_plugin_name_drops_lower_layer_options(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("transport:\n  name: fgw\n  epsilon: 0.5\n")
+    assert build(config_file=file, flags={"transport.name": "gw"})["transport"]["epsilon"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["train.epoch=3"], r"unknown config key 'train.epoch' \(did you mean 'epochs'\?\)"),
+        (["method.lamda1=3"], r"unknown config key 'method.lamda1' \(did you mean 'lambda1'\?\)"),
+        (["trian.epochs=3"], r"unknown config key 'trian' \(did you mean 'train'\?\)"),
+        (["train.epochs=many"], r"'train.epochs' must be int"),
+        (["method.csc=1"], r"'method.csc' must be bool"),
+        (["train.epochs"], r"expected key=value"),
+    ],
+)
+def test_bad_keys_and_types_are_rejected(sets: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        build(sets=sets)
+
+
+def test_int_is_accepted_for_float() -> None:
+    assert build(sets=["train.lr=1"])["train"]["lr"] == 1
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: 3\n  lr: [0.1\n")
+    with pytest.raises(UsageError, match=r"bad.yaml: line \d+, column \d+: malformed YAML"):
+        build(config_file=bad)
+
+
+def test_yaml_is_safe_loaded(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("train: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(UsageError, match="malformed YAML"):
+        config.load_yaml(evil)
+
+
+def test_non_mapping_and_missing_files(tmp_path: Path) -> None:
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(UsageError, match="must be a mapping"):
+        config.load_yaml(listy)
+    with pytest.raises(UsageError, match="not found"):
+        config.load_yaml(tmp_path / "missing.yaml")
+
+
+def test_dump_round_trips() -> None:
+    cfg = build(sets=["method.lambda1=0.25"])
+    assert yaml.safe_load(config.dump(cfg)) == cfg

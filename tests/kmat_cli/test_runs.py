@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from kmat_cli import runs
+from kmat_cli.errors import UsageError
+
+
+def test_run_folders_are_numbered_and_never_reused(tmp_path: Path) -> None:
+    first = runs.create(tmp_path, "train", "chest", "kmat")
+    second = runs.create(tmp_path, "train", "chest", "kmat")
+    other = runs.create(tmp_path, "train", "chest", "coop")
+    assert first.path == tmp_path / "train" / "chest-kmat-1"
+    assert second.path.name == "chest-kmat-2" and other.path.name == "chest-coop-1"
+    (tmp_path / "train" / "chest-kmat-7").mkdir()
+    assert runs.create(tmp_path, "train", "chest", "kmat").path.name == "chest-kmat-8"
+
+
+def test_task_given_as_yaml_path_is_slugged(tmp_path: Path) -> None:
+    run = runs.create(tmp_path, "train", "/data/my tasks/derm.yaml", "kmat")
+    assert run.path.name == "derm-kmat-1"
+
+
+def _claim(root: str) -> str:
+    return runs.create(root, "train", "phantom", "kmat").path.name
+
+
+@pytest.mark.spawns
+def test_concurrent_creation_gives_distinct_folders(tmp_path: Path) -> None:
+    with mp.get_context("spawn").Pool(4) as pool:
+        names = pool.map(_claim, [str(tmp_path)] * 8)
+    assert len(set(names)) == 8
+
+
+def test_status_is_atomic_and_finished_only_when_marked(tmp_path: Path) -> None:
+    run = runs.create(tmp_path, "train", "t", "m")
+    assert not run.finished and run.status["status"] == "created"
+    run.mark("running")
+    assert not runs.open_run(run.path).finished
+    run.mark("finished", epochs=3)
+    reopened = runs.open_run(run.path)
+    assert reopened.finished and reopened.status["epochs"] == 3
+    assert not list(run.path.glob(".*.tmp"))
+
+
+def test_open_run_rejects_other_folders(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not a kmat run folder"):
+        runs.open_run(tmp_path)
+
+
+def test_unwritable_out_root_is_a_usage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="cannot create output folder"):
+        runs.create(blocker, "train", "t", "m")

@@ -1,0 +1,39 @@
+"""Fixtures of the backbone tests: open_clip models with random weights, built offline once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from folders import write_biomedclip_dir, write_native_dir
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def native_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A toy native-tower open_clip ``local-dir:`` folder (no weights: seeded random init)."""
+    return write_native_dir(tmp_path_factory.mktemp("native"))
+
+
+@pytest.fixture(scope="session")
+def tiny_biomedclip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """BiomedCLIP's tower kinds (timm ViT, BERT via transformers, MLP projection) at toy size."""
+    return write_biomedclip_dir(tmp_path_factory.mktemp("biomedclip-tiny"), tiny=True)
+
+
+@pytest.fixture(scope="session")
+def biomedclip_full(tmp_path_factory: pytest.TempPathFactory):
+    """The full BiomedCLIP architecture (ViT-B/16 + BERT-base, context 256) with random weights."""
+    from backbones.open_clip import BiomedCLIP
+
+    folder = write_biomedclip_dir(tmp_path_factory.mktemp("biomedclip-full"))
+    return BiomedCLIP(model=f"local-dir:{folder}")
+
+
+@pytest.fixture(scope="session")
+def tiny_biomedclip(tiny_biomedclip_dir: Path):
+    from backbones.open_clip import BiomedCLIP
+
+    return BiomedCLIP(model=f"local-dir:{tiny_biomedclip_dir}")

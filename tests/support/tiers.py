@@ -1,0 +1,116 @@
+"""The fast tier: which tests train a model or start a process, found from their source, and a guard that
+fails any such test the finder missed.
+
+A test ``trains`` or ``spawns`` when its function, a fixture it uses, or a function of their modules that they
+call (transitively) contains one of the patterns below. ``pytest --fast`` (``make test-fast``) deselects
+both kinds and runs the rest with training (``Trainer.fit``) and new processes (``subprocess``,
+``multiprocessing``) refused, so a test the patterns miss fails there with the marker to add by hand.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import re
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+PATTERNS = {
+    "spawns": re.compile(
+        r"\bsubprocess\b|\bPopen\b|\bkmat_exe\b|\brun_kmat\(|(?<![\w.])kmat\(|\bmultiprocessing\b"
+        r"|ProcessPool|\bos\.fork\b|\bworkers=[1-9]|--jobs|--executor"
+    ),
+    "trains": re.compile(
+        r"\brun_training\(|\bkmat\.train\(|\.fit\(|\btrain_args\(|\btrain_argv\(|\btoy_cfg\(|\bTrainer\("
+        r"|[\[(]\s*[\"'](?:train|benchmark|tune)[\"']|\*(?:SMALL|PHANTOM|SHORT_FLAGS)\b|\bsmall_bench\b"
+        r"|\bphantom_run\b|\bphantom_prompts\b|--resume"
+    ),
+}
+KINDS = tuple(PATTERNS)
+
+
+@functools.cache
+def _module_functions(module: types.ModuleType) -> dict[str, ast.AST]:
+    """The module's top-level functions and classes by name."""
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    return {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def _called_names(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+@functools.cache
+def _kinds_of(module: types.ModuleType, name: str, seen: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The kinds of the module's function ``name``: its own source, and the module's functions it names."""
+    node = _module_functions(module).get(name)
+    if node is None:
+        return frozenset()
+    source = ast.unparse(node)
+    kinds = {kind for kind, pattern in PATTERNS.items() if pattern.search(source)}
+    for other in _called_names(node) - seen - {name}:
+        if other in _module_functions(module):
+            kinds |= _kinds_of(module, other, seen | {name})
+    return frozenset(kinds)
+
+
+def _function_kinds(func: Callable[..., Any]) -> frozenset[str]:
+    func = inspect.unwrap(func)
+    module = sys.modules.get(getattr(func, "__module__", ""), None)
+    if module is None:
+        return frozenset()
+    return _kinds_of(module, func.__qualname__.split(".")[0])
+
+
+def kinds(item: pytest.Item) -> set[str]:
+    """``trains`` / ``spawns`` of a collected test, from its function, its module's helpers and its fixtures."""
+    found: set[str] = set()
+    if isinstance(item, pytest.Function):
+        found |= _function_kinds(item.function)
+        for defs in item._fixtureinfo.name2fixturedefs.values():
+            for fixture in defs:
+                found |= _function_kinds(fixture.func)
+    return found
+
+
+def mark(items: list[pytest.Item]) -> None:
+    """Add the ``trains`` and ``spawns`` markers the source shows (a marker set by hand is kept)."""
+    for item in items:
+        for kind in kinds(item) - set(item.keywords):
+            item.add_marker(getattr(pytest.mark, kind))
+
+
+def fast_only(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests that train or spawn (``--fast``)."""
+    keep = [i for i in items if not any(kind in i.keywords for kind in KINDS)]
+    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    items[:] = keep
+
+
+def _refuse(what: str, marker: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"the fast tier runs no test that {what}: mark this test @pytest.mark.{marker}")
+
+    return refuse
+
+
+@pytest.fixture
+def fast_tier_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Training and new processes refused (used by tests/conftest.py under ``--fast``)."""
+    import multiprocessing.process
+    import subprocess
+
+    from kmat_cli import train
+
+    monkeypatch.setattr(train.Trainer, "fit", _refuse("trains a model", "trains"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("starts a process", "spawns"))
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _refuse("starts a process", "spawns"))
+    yield
