@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from kmat_cli.api import MODALITIES
 from kmat_cli.runs import Run
+
+if TYPE_CHECKING:
+    from kmat_cli.contracts import Backbone, Sample
+    from kmat_cli.methods.base import Method
 
 METRICS_FILE = Run.METRICS  # the old name of Run.METRICS, still read by the experiment modules
 METRICS_FORMAT = "kmat.metrics/v1"
@@ -81,7 +85,7 @@ class Evaluation:
         }
 
 
-def classify(method: Any, features: torch.Tensor, modality: str, batch_size: int = 256) -> torch.Tensor:
+def classify(method: Method, features: torch.Tensor, modality: str, batch_size: int = 256) -> torch.Tensor:
     """Class predictions (N,) of ``method`` for image ``features`` (N, D) of ``modality``, in batches."""
     out = []
     with torch.no_grad():
@@ -99,9 +103,9 @@ def classify(method: Any, features: torch.Tensor, modality: str, batch_size: int
 
 
 def evaluate_method(
-    method: Any,
-    backbone: Any,
-    splits: Mapping[str, Sequence[Any]],
+    method: Method,
+    backbone: Backbone,
+    splits: Mapping[str, Sequence[Sample]],
     class_names: Sequence[str],
     *,
     batch_size: int = 256,

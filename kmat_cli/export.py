@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +30,15 @@ from kmat_cli.api import MODALITIES
 from kmat_cli.errors import UsageError
 from kmat_cli.runs import Run
 
+if TYPE_CHECKING:
+    from kmat_cli.contracts import Backbone, Task
+    from kmat_cli.methods.base import Method
+
 PROMPTS_FILE = Run.PROMPTS  # the old name of the run-folder file
 PROMPTS_FORMAT = "kmat.prompts/v1"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prompts:
     """A read ``prompts.safetensors``: embeddings per modality, class names, scale, metadata."""
 
@@ -60,8 +64,8 @@ class Prompts:
 
 
 def prompt_file_content(
-    method: Any,
-    backbone: Any,
+    method: Method,
+    backbone: Backbone,
     *,
     task: str,
     class_names: list[str],
@@ -97,10 +101,10 @@ def prompt_file_content(
 
 def write_prompts(
     path: str | Path,
-    method: Any,
-    backbone: Any,
+    method: Method,
+    backbone: Backbone,
     *,
-    task: Any,
+    task: Task,
     backbone_config: Mapping[str, Any] | None = None,
     user_named: bool = False,
 ) -> Path:
@@ -126,12 +130,12 @@ MAX_LOGIT_SCALE = 1000.0  # CLIP models clamp theirs at 100; anything far above 
 
 def metadata_json(path: Path, metadata: Mapping[str, str], key: str, default: str | None = None) -> Any:
     """``metadata[key]`` parsed as JSON; a missing key (without ``default``) or bad JSON names the key."""
-    if key not in metadata and default is None:
-        raise UsageError(f"{path}: incomplete kmat metadata (no {key}); export the prompts again")
     text = metadata.get(key, default)
+    if text is None:
+        raise UsageError(f"{path}: incomplete kmat metadata (no {key}); export the prompts again")
     return datafiles.parse_json(
         text, f"{path}: incomplete kmat metadata ({key})", hint="export the prompts again"
-    )  # type: ignore[arg-type]
+    )
 
 
 def checked_class_names(path: Path, metadata: Mapping[str, str]) -> list[str]:
