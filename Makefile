@@ -50,6 +50,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Speed benchmark (benchmarks/speed.py): quick mode, < 3 minutes on 2 cores; bench-full: more repetitions and
 # the real 50-epoch training run (the numbers of benchmarks/README.md).

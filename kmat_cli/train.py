@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from kmat_cli import atomic, checkpoint, limits
 from kmat_cli.errors import RuntimeFailure, UsageError
 from kmat_cli.prompts import mixed_precision
 from kmat_cli.runs import Run
+
+if TYPE_CHECKING:
+    from kmat_cli.methods.base import Method
 
 OPTIMIZERS = limits.CHOICES["train.optimizer"]
 
@@ -110,7 +113,7 @@ class Trainer:
 
     def __init__(
         self,
-        method: torch.nn.Module,
+        method: Method,
         features: torch.Tensor,
         labels: torch.Tensor,
         cfg: Mapping[str, Any],
@@ -205,6 +208,7 @@ class Trainer:
             raise RuntimeFailure(
                 f"the training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr or the lambdas"
             )
+        assert self.optimizer is not None, "a method without parameters is never stepped"
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -269,7 +273,7 @@ class _WarningTally:
         n, self.seen = len(self.caught) - self.seen, len(self.caught)
         return n
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._ctx.__exit__(*exc)
         kinds: dict[tuple[str, str], list[str]] = {}
         for w in self.caught:
