@@ -194,7 +194,7 @@ class Collate:
         if batch is not None and self.finish_here:
             batch = self.finish(batch)
         if batch is not None and self.as_numpy:
-            return rows, batch.numpy()  # type: ignore[return-value]
+            return rows, batch.numpy()  # type: ignore[return-value]  # the numpy form, to cross a process boundary
         return rows, batch
 
 

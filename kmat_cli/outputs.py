@@ -30,7 +30,7 @@ from kmat_cli.images import IMAGE_SUFFIXES
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; outputs are not locked there
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the module or None, tested before each use
 
 
 def _real(path: str | os.PathLike) -> str:

@@ -230,7 +230,7 @@ def _yaml_text(cfg: Mapping[str, Any], header: Sequence[str]) -> str:
 
 def _score(result: Mapping[str, Any] | None, metric: str) -> float | None:
     try:
-        return float(result["metrics"]["hi"][metric])  # type: ignore[index]
+        return float(result["metrics"]["hi"][metric])  # type: ignore[index]  # a None result is the TypeError below
     except (KeyError, TypeError, ValueError):
         return None
 
