@@ -38,7 +38,7 @@ def slug(text: str) -> str:
     return _SAFE.sub("_", Path(text).stem if "/" in text or text.endswith((".yaml", ".yml")) else text)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Run:
     """A run folder made by ``kmat train`` or :func:`kmat.train`: ``kmat.Run(path)`` opens any of them (``path``
     as text or a Path; a one-line UsageError when it holds no ``run.json``). Every file name in it is one of
@@ -65,8 +65,8 @@ class Run:
 
     path: Path
 
-    def __post_init__(self) -> None:
-        path = Path(self.path)
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        path = Path(path)
         if not (path / self.STATUS).is_file():
             raise UsageError(f"{path}: not a kmat run folder (no {self.STATUS}); pass a folder made by kmat")
         object.__setattr__(self, "path", path)
