@@ -33,7 +33,7 @@ WRONG = {
     'kmat.train(task="phantom", epoch=2)': "call-arg",
     'kmat.load_prompts("p.safetensors").class_name': "attr-defined",
     'count: int = kmat.Run("runs/train/x").status': "assignment",
-    'kmat.predict(3.5)': "arg-type",
+    "kmat.predict(3.5)": "arg-type",
 }
 
 
