@@ -51,9 +51,11 @@ test-fast: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
+# ruff, then mypy over kmat/ and kmat_cli/ ([tool.mypy] in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Speed benchmark (benchmarks/speed.py): quick mode, < 3 minutes on 2 cores; bench-full: more repetitions and
 # the real 50-epoch training run (the numbers of benchmarks/README.md).

@@ -1,32 +1,12 @@
 """kmat for notebooks and scripts: ``import kmat; run = kmat.train(task="phantom", epochs=2)``.
 
-The functions are those of :mod:`kmat_cli.session`, which the ``kmat`` command calls too.
+The functions and classes are those of :mod:`kmat_cli.session` (its ``__all__``), which the ``kmat`` command
+calls too, and the errors they raise.
 """
 
-from kmat_cli import __version__
+from kmat_cli import __version__, session
 from kmat_cli.errors import KmatError, RuntimeFailure, UsageError
-from kmat_cli.session import (
-    Run,
-    evaluate,
-    export,
-    load_prompts,
-    predict,
-    sample_images,
-    train,
-    train_config,
-)
+from kmat_cli.session import *  # noqa: F403 (the names of session.__all__, listed there once)
 
-__all__ = [
-    "KmatError",
-    "Run",
-    "RuntimeFailure",
-    "UsageError",
-    "__version__",
-    "evaluate",
-    "export",
-    "load_prompts",
-    "predict",
-    "sample_images",
-    "train",
-    "train_config",
-]
+__all__ = ["KmatError", "RuntimeFailure", "UsageError", "__version__"]
+__all__ += session.__all__

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ from kmat_cli import __version__
 from kmat_cli.commands import load_commands
 from kmat_cli.errors import KmatError, from_os_error, printable
 from kmat_cli.signals import TERMINATED_EXIT_CODE, Terminated, terminate_as_interrupt
+
+if TYPE_CHECKING:
+    import click
 
 app = typer.Typer(
     name="kmat",
@@ -57,7 +60,7 @@ def _debug() -> bool:
     return os.environ.get("KMAT_DEBUG", "") not in ("", "0", "false", "no")
 
 
-def _click_exceptions() -> tuple[type, ...]:
+def _click_exceptions() -> tuple[type[click.ClickException], ...]:
     """ClickException classes: Typer may ship its own copy of click beside the click package."""
     import importlib
 

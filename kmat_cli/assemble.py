@@ -54,7 +54,7 @@ class Parts:
     device: torch.device
     backbone: Backbone
     task: Task
-    descriptions: Mapping[str, Mapping[str, list[str]]] | None
+    descriptions: knowledge.Descriptions | None
     transport: Transport | None
 
 
@@ -69,6 +69,7 @@ def build_parts(cfg: Mapping[str, Any], device: torch.device, *, task: Task | No
     task = task if task is not None else build_task(cfg)
     backbone = construct("backbones", cfg["backbone"], device=str(device))
     backbone.to(device)
+    descriptions: knowledge.Descriptions | None
     if cfg.get("descriptions"):
         descriptions = load_descriptions(cfg["descriptions"], task.class_names)
     else:

@@ -254,8 +254,8 @@ def atomic_path(dest: str | os.PathLike, *, user_named: bool = False) -> Iterato
     if user_named:
         dest, special = target(dest)
         if special:
-            with _through(dest) as tmp:
-                yield tmp
+            with _through(dest) as streamed:
+                yield streamed
             return
     else:
         dest = Path(dest)

@@ -225,7 +225,9 @@ def resolve(
     Returns the complete resolved config, every option explicit (what is saved in the run folder).
     """
     if plugin_lookup is None:
-        from kmat_cli.registry import get as plugin_lookup
+        from kmat_cli import registry
+
+        plugin_lookup = registry.get
     cfg = defaults()
     schema = defaults()
     for layer in layers:
@@ -306,7 +308,8 @@ def _fill_later_keys(cfg: dict[str, Any], saved: Mapping[str, Any]) -> None:
         if older is None:
             continue
         *sections, key = dotted.split(".")
-        have, given = cfg, saved
+        have: Any = cfg
+        given: Any = saved
         for section in sections:
             have = have.get(section) if isinstance(have, dict) else None
             given = given.get(section) if isinstance(given, Mapping) else None
@@ -347,7 +350,9 @@ def build(
     ``flags`` uses dotted keys (``{"task.name": "chest", "train.shots": 8}``); ``None`` values are ignored.
     """
     if plugin_lookup is None:
-        from kmat_cli.registry import get as plugin_lookup
+        from kmat_cli import registry
+
+        plugin_lookup = registry.get
     file_layer = load_yaml(config_file) if config_file else {}
     flag_layer: dict[str, Any] = {}
     for key, value in (flags or {}).items():

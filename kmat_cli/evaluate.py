@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from kmat_cli.api import MODALITIES
+
+if TYPE_CHECKING:
+    from kmat_cli.contracts import Backbone, Sample
+    from kmat_cli.methods.base import Method
 
 METRICS_FORMAT = "kmat.metrics/v1"
 
@@ -79,7 +83,7 @@ class Evaluation:
         }
 
 
-def classify(method: Any, features: torch.Tensor, modality: str, batch_size: int = 256) -> torch.Tensor:
+def classify(method: Method, features: torch.Tensor, modality: str, batch_size: int = 256) -> torch.Tensor:
     """Class predictions (N,) of ``method`` for image ``features`` (N, D) of ``modality``, in batches."""
     out = []
     with torch.no_grad():
@@ -97,9 +101,9 @@ def classify(method: Any, features: torch.Tensor, modality: str, batch_size: int
 
 
 def evaluate_method(
-    method: Any,
-    backbone: Any,
-    splits: Mapping[str, Sequence[Any]],
+    method: Method,
+    backbone: Backbone,
+    splits: Mapping[str, Sequence[Sample]],
     class_names: Sequence[str],
     *,
     batch_size: int = 256,

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +29,14 @@ from kmat_cli import __version__, atomic, datafiles
 from kmat_cli.api import MODALITIES
 from kmat_cli.errors import UsageError
 
+if TYPE_CHECKING:
+    from kmat_cli.contracts import Backbone, Task
+    from kmat_cli.methods.base import Method
+
 PROMPTS_FORMAT = "kmat.prompts/v1"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prompts:
     """A read ``prompts.safetensors``: embeddings per modality, class names, scale, metadata."""
 
@@ -58,8 +62,8 @@ class Prompts:
 
 
 def prompt_file_content(
-    method: Any,
-    backbone: Any,
+    method: Method,
+    backbone: Backbone,
     *,
     task: str,
     class_names: list[str],
@@ -95,10 +99,10 @@ def prompt_file_content(
 
 def write_prompts(
     path: str | Path,
-    method: Any,
-    backbone: Any,
+    method: Method,
+    backbone: Backbone,
     *,
-    task: Any,
+    task: Task,
     backbone_config: Mapping[str, Any] | None = None,
     user_named: bool = False,
 ) -> Path:
@@ -124,12 +128,12 @@ MAX_LOGIT_SCALE = 1000.0  # CLIP models clamp theirs at 100; anything far above 
 
 def metadata_json(path: Path, metadata: Mapping[str, str], key: str, default: str | None = None) -> Any:
     """``metadata[key]`` parsed as JSON; a missing key (without ``default``) or bad JSON names the key."""
-    if key not in metadata and default is None:
-        raise UsageError(f"{path}: incomplete kmat metadata (no {key}); export the prompts again")
     text = metadata.get(key, default)
+    if text is None:
+        raise UsageError(f"{path}: incomplete kmat metadata (no {key}); export the prompts again")
     return datafiles.parse_json(
         text, f"{path}: incomplete kmat metadata ({key})", hint="export the prompts again"
-    )  # type: ignore[arg-type]
+    )
 
 
 def checked_class_names(path: Path, metadata: Mapping[str, str]) -> list[str]:

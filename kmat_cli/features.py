@@ -314,14 +314,14 @@ def image_features(
     """
     if views < 0:
         raise UsageError(f"views must be >= 0, got {views}")
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     root = Path(cache_dir) if cache_dir is not None else make_cache_folder(default_cache_dir())
     atomic.own(root)
     folder = root / "features" / cache_key(backbone)
     atomic.check_owned(folder)  # a linked folder in a shared cache would feed or receive foreign shards
     memo = _HashMemo(root)
     hashes: list[str | None] = []
-    for i, p in enumerate(paths):
+    for i, p in enumerate(files):
         try:
             hashes.append(memo.get(p))
         except (UsageError, OSError) as exc:
@@ -342,7 +342,7 @@ def image_features(
             missing = [hv for hv in missing if _view_key(hv[0], seed, hv[1]) not in store.rows]
         if missing:
             _ensure_info(folder, backbone)
-            bad = _compute(backbone, paths, hashes, missing, store, batch_size, seed, progress)
+            bad = _compute(backbone, files, hashes, missing, store, batch_size, seed, progress)
             for i, h in enumerate(hashes):
                 if h in bad:
                     if failures is None:
@@ -353,7 +353,7 @@ def image_features(
         memo.save()
     table = store.rows
     dim = next(iter(table.values())).shape[-1] if table else int(backbone.embed_dim)
-    out = torch.full((len(paths), n_views, dim), float("nan"))
+    out = torch.full((len(files), n_views, dim), float("nan"))
     for i, h in enumerate(hashes):
         if h is not None:
             out[i] = torch.stack([table[_view_key(h, seed, v)] for v in range(n_views)])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -194,7 +194,7 @@ class Collate:
         if batch is not None and self.finish_here:
             batch = self.finish(batch)
         if batch is not None and self.as_numpy:
-            return rows, batch.numpy()  # type: ignore[return-value]
+            return rows, batch.numpy()  # type: ignore[return-value]  # the numpy form, to cross a process boundary
         return rows, batch
 
 
@@ -206,7 +206,7 @@ def batches(
     pin_memory: bool = False,
     finish: bool = True,
     adaptive: bool = False,
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """Decoded batches of ``batch_size`` files, in order; ``workers`` > 0 decodes in that many processes
     ahead of the consumer (4 batches each), 0 in the calling process. ``finish=False`` leaves uint8 pixels
     for the caller to pass through ``dataset.preprocess.finish`` (e.g. on a GPU).
@@ -243,7 +243,7 @@ def batches(
 
     loader = DataLoader(
         dataset,
-        batch_sampler=chunks[first + 1 :],
+        batch_sampler=chunks[first + 1 :],  # type: ignore[arg-type]  # any iterable of index sequences works
         num_workers=min(workers, len(chunks) - first - 1),
         collate_fn=Collate(finish_fn, finish_here=False, as_numpy=not pin_memory),
         pin_memory=pin_memory,
@@ -278,7 +278,7 @@ def encoded(
     batch_size: int,
     workers: int | None = None,
     chunk: int | None = None,
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """The pipeline end to end: per batch of ``batch_size`` files, its rows ``(file index, tag, error)``
     and the image tower's raw features ``backbone.encode_image(pixels).float()`` (on the backbone's device;
     None when no image of the batch could be read), one feature row per row without error, in order.

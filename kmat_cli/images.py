@@ -84,7 +84,7 @@ def check_frames(frames: str) -> Frames:
     one-line ``UsageError``."""
     if frames not in FRAMES:
         raise UsageError(f"--frames '{frames}' is not known; use all or first")
-    return frames  # type: ignore[return-value]
+    return frames  # type: ignore[return-value]  # one of FRAMES, checked above
 
 
 def load_frames(path: str | Path, frames: Frames = "all") -> list[tuple[int | None, Image]]:

@@ -37,7 +37,7 @@ def _bound(least: float | None, most: float | None) -> str:
     )
     if most is None:
         return low or "any number"
-    if low is None:
+    if least is None:
         return f"at most {_num(most)}"
     if isinstance(least, Above):
         return f"{low} and at most {_num(most)}"

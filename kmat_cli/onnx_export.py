@@ -28,7 +28,7 @@ import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ import torch.nn.functional as F
 
 from kmat_cli import atomic
 from kmat_cli.errors import RuntimeFailure, UsageError
+
+if TYPE_CHECKING:
+    from kmat_cli.contracts import Backbone
 
 __all__ = [
     "INPUT",
@@ -145,6 +148,9 @@ def _check_transform(backbone: Any, spec: Mapping[str, Any]) -> None:
 class _Head(torch.nn.Module):
     """The traced graph: the backbone's image tower, normalisation, scaled similarities, softmax."""
 
+    backbone: Backbone
+    embeddings: torch.Tensor
+
     def __init__(self, backbone: Any, embeddings: torch.Tensor, logit_scale: float) -> None:
         super().__init__()
         self.backbone = backbone
@@ -185,7 +191,7 @@ def _export_bytes(head: _Head, example: torch.Tensor) -> bytes:
         torch.onnx.export(
             head,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to a binary file object too
             dynamo=False,
             input_names=[INPUT],
             output_names=[OUTPUT],

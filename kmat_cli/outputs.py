@@ -23,7 +23,7 @@ def same_file(path: Path, st: os.stat_result) -> bool:
 
 
 def check_run_files(
-    output: str | os.PathLike, run: str | os.PathLike, option: str, allowed: Iterable[Path] = ()
+    output: str | os.PathLike[str], run: str | os.PathLike[str], option: str, allowed: Iterable[Path] = ()
 ) -> None:
     """Refuse (``UsageError``, nothing opened yet) an existing ``output`` that is one of the files of the
     run folder ``run`` (any file in it or below it, compared as files, so a link, a hard link or a ``..``

@@ -87,7 +87,7 @@ def bar(
         TimeRemainingColumn,
     )
 
-    names = dict(fields or {})
+    names: dict[str, Any] = dict(fields or {})
     columns = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn(f"{{task.fields[{name}]}}") for name in names]
     columns += [TimeElapsedColumn(), TimeRemainingColumn()]
@@ -98,6 +98,10 @@ def bar(
         )
 
 
+def _no_row(label: str, n: int = 1) -> None:
+    """``advance`` where no bar is drawn: nothing."""
+
+
 @contextlib.contextmanager
 def rows(labels: Sequence[str], total: int, *, enabled: bool = True) -> Iterator[Callable[[str, int], None]]:
     """Yield ``advance(label, n)``: one transient bar per label (shown literally), each out of ``total``.
@@ -106,7 +110,7 @@ def rows(labels: Sequence[str], total: int, *, enabled: bool = True) -> Iterator
     elsewhere ``advance`` does nothing. ``advance`` may be called from several threads.
     """
     if not draws_bars(enabled) or total <= 0:
-        yield lambda label, n=1: None
+        yield _no_row
         return
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -114,4 +118,8 @@ def rows(labels: Sequence[str], total: int, *, enabled: bool = True) -> Iterator
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console(), transient=True) as progress:
         ids = {label: progress.add_task(escape(label), total=total) for label in labels}
-        yield lambda label, n=1: progress.advance(ids[label], n)
+
+        def advance(label: str, n: int = 1) -> None:
+            progress.advance(ids[label], n)
+
+        yield advance

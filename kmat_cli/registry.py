@@ -79,7 +79,8 @@ def infos(kind: str) -> list[PluginInfo]:
     kind = check_kind(kind)
     out = []
     for name, ep in sorted(_entry_points(kind).items()):
-        dist = ep.dist.name if getattr(ep, "dist", None) is not None else "?"
+        owner = getattr(ep, "dist", None)
+        dist = owner.name if owner is not None else "?"
         out.append(PluginInfo(kind=kind, name=name, value=ep.value, distribution=dist))
     return out
 

@@ -33,9 +33,16 @@ def slug(text: str) -> str:
     return _SAFE.sub("_", Path(text).stem if "/" in text or text.endswith((".yaml", ".yml")) else text)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Run:
-    """A run folder: every file name in it is one of these constants (``run.file(Run.CONFIG)``)."""
+    """A run folder made by ``kmat train`` or :func:`kmat.train`: ``kmat.Run(path)`` opens any of them (``path``
+    as text or a Path; a one-line UsageError when it holds no ``run.json``). Every file name in it is one of
+    these constants (``run.file(Run.CONFIG)``).
+
+    >>> run = kmat.Run("runs/train/phantom-kmat-s1-1")
+    >>> run.status, run.config["train"]["epochs"], len(run.history)
+    ('finished', 2, 2)
+    """
 
     STATUS: ClassVar[str] = "run.json"  # {"status": created | running | finished | failed, "time": ...}
     LOCK: ClassVar[str] = ".lock"  # flock'ed while a process trains or resumes the run
@@ -53,11 +60,19 @@ class Run:
 
     path: Path
 
-    def __post_init__(self) -> None:
-        atomic.own(self.path)  # its files are written by replacing them, never through a link
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        path = Path(path)
+        if not (path / self.STATUS).is_file():
+            raise UsageError(f"{path}: not a kmat run folder (no {self.STATUS}); pass a folder made by kmat")
+        object.__setattr__(self, "path", path)
+        atomic.own(path)  # its files are written by replacing them, never through a link
+
+    def __repr__(self) -> str:
+        return f"kmat.Run({str(self.path)!r}, status={self.status!r})"
 
     @property
-    def status(self) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
+        """The content of ``run.json`` (``status``, ``time``, ...); ``{"status": "unknown"}`` when unreadable."""
         try:
             data = datafiles.read_json(self.path / self.STATUS)
         except datafiles.DataError:
@@ -65,12 +80,41 @@ class Run:
         return data if isinstance(data, dict) else {"status": "unknown"}
 
     @property
+    def status(self) -> str:
+        """``created``, ``running``, ``finished``, ``failed``, ``interrupted`` (or ``unknown``: ``run.json``
+        unreadable)."""
+        return str(self.record.get("status", "unknown"))
+
+    @property
     def finished(self) -> bool:
-        return self.status.get("status") == "finished"
+        return self.status == "finished"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's resolved config (``config.yaml``)."""
+        from kmat_cli.config import load_yaml
+
+        return load_yaml(self.path / self.CONFIG)
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """The last evaluation (``metrics.json``: ``["lo"]["accuracy"]``, ``["hi"]["macro_f1"]``, ``["H"]``,
+        ...), or None when the run was not evaluated."""
+        file = self.path / self.METRICS
+        return datafiles.read_json(file) if file.is_file() else None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One record per trained epoch (``metrics.jsonl``: ``epoch``, ``loss``, ``lr``, ...); [] for none."""
+        file = self.path / self.HISTORY
+        if not file.is_file():
+            return []
+        lines = file.read_text(encoding="utf-8").splitlines()
+        return [datafiles.parse_json(line, str(file)) for line in lines if line.strip()]
 
     def mark(self, status: str, **extra: Any) -> None:
         """Atomically record the run's status (``running``, ``finished``, ``failed``)."""
-        atomic.write_json(self.path / self.STATUS, {"status": status, "time": time.time(), **extra})
+        _write_status(self.path, status, **extra)
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -93,6 +137,10 @@ class Run:
                 atomic.guard_folder(self.path, f"run folder {self.path} vanished during training")
             )
             yield
+
+
+def _write_status(folder: Path, status: str, **extra: Any) -> None:
+    atomic.write_json(folder / Run.STATUS, {"status": status, "time": time.time(), **extra})
 
 
 def create(out_root: str | Path, command: str, task: str, method: str, seed: int | None = None) -> Run:
@@ -121,21 +169,18 @@ def create(out_root: str | Path, command: str, task: str, method: str, seed: int
             raise UsageError(
                 f"{path}: cannot create run folder ({exc.strerror}); pass another --out"
             ) from exc
-        run = Run(path)
+        atomic.own(path)
         try:
-            run.mark("created")
+            _write_status(path, "created")
         except BaseException:  # e.g. a full disk: leave no empty folder behind
             path.rmdir()
             raise
-        return run
+        return Run(path)
 
 
 def open_run(path: str | Path) -> Run:
-    """An existing run folder; a one-line UsageError when it is not one."""
-    path = Path(path)
-    if not (path / Run.STATUS).is_file():
-        raise UsageError(f"{path}: not a kmat run folder (no {Run.STATUS}); pass a folder made by kmat")
-    return Run(path)
+    """An existing run folder (``Run(path)``); a one-line UsageError when it is not one."""
+    return Run(Path(path))
 
 
 def is_run(path: str | Path) -> bool:
@@ -152,7 +197,7 @@ def resume_hint(path: str | Path) -> str:
 def stopped_at(run: Run) -> str:
     """Where an unfinished run stands, e.g. ``interrupted after epoch 3 of 40`` (from ``run.json``,
     ``checkpoint.json`` and ``config.yaml``; parts that cannot be read are left out)."""
-    state = str(run.status.get("status", "unknown"))
+    state = run.status
     try:
         done = int(datafiles.read_json(run.file(Run.CHECKPOINT))["epoch"])
     except (OSError, datafiles.DataError, ValueError, KeyError, TypeError):
@@ -193,12 +238,14 @@ def latest_finished(root: str | Path) -> Run | None:
         entries = sorted(Path(root).iterdir())
     except OSError:
         return None
-    for folder in entries:
-        status = Run(folder).status
-        when = status.get("time")
-        finished = status.get("status") == "finished" and isinstance(when, (int, float))
-        if finished and (best is None or when > best[0]):
-            best = (float(when), Run(folder))
+    for folder in filter(is_run, entries):
+        run = Run(folder)
+        record = run.record
+        when = record.get("time")
+        if record.get("status") != "finished" or not isinstance(when, (int, float)):
+            continue
+        if best is None or when > best[0]:
+            best = (float(when), run)
     return best[1] if best else None
 
 

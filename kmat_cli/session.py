@@ -25,16 +25,28 @@ The examples in the docstrings run in order in a fresh folder (``tests/kmat_cli/
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from kmat_cli import datafiles, runs
+from kmat_cli import runs
 from kmat_cli.errors import UsageError
+from kmat_cli.runs import Run
+
+if TYPE_CHECKING:  # torch-free at import: these modules import torch
+    from typing import Unpack
+
+    import torch
+    from PIL.Image import Image
+
+    from kmat_cli.export import Prompts
+    from kmat_cli.predict.output import Prediction
+
+    # what kmat.predict classifies: a path, a Pillow image, a tensor of images, or a list mixing them
+    Images = str | Path | Image | torch.Tensor | Sequence[str | Path | Image | torch.Tensor]
 
 __all__ = [
-    "FLAGS",
     "Run",
+    "TrainOptions",
     "evaluate",
     "export",
     "load_prompts",
@@ -59,6 +71,24 @@ FLAGS = {
     "out": "out",
 }
 _SECTIONS = ("task", "backbone", "method", "transport", "train")
+
+
+class TrainOptions(TypedDict, total=False):
+    """The options of :func:`train` and :func:`train_config` besides task, method and seed: the ``kmat train``
+    flags by their long names (:data:`FLAGS`); a config section as a mapping sets options of it
+    (``train={"lr": 0.01}``)."""
+
+    transport: str | Mapping[str, Any]
+    backbone: str | Mapping[str, Any]
+    shots: int
+    epochs: int
+    device: str
+    threads: int
+    descriptions: str | Path
+    out: str | Path
+    train: Mapping[str, Any]
+
+
 RESUME_OPTIONS = ("device", "threads")  # how a resumed run continues, never what it computes
 
 
@@ -67,67 +97,14 @@ def _flag(option: str) -> str:
     return f"--{option}"
 
 
-@dataclass(frozen=True)
-class Run:
-    """A run folder made by :func:`train` or ``kmat train``; ``kmat.Run(path)`` reopens any of them.
-
-    >>> run = kmat.Run("runs/train/phantom-kmat-s1-1")
-    >>> run.status, run.config["train"]["epochs"], len(run.history)
-    ('finished', 2, 2)
-    """
-
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", runs.open_run(self.path).path)  # a str too; a UsageError if no run
-
-    def __repr__(self) -> str:
-        return f"kmat.Run({str(self.path)!r}, status={self.status!r})"
-
-    @property
-    def status(self) -> str:
-        """``created``, ``running``, ``finished``, ``failed`` or ``interrupted`` (from ``run.json``)."""
-        return str(runs.Run(self.path).status.get("status", "unknown"))
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The run's resolved config (``config.yaml``)."""
-        from kmat_cli.config import load_yaml
-
-        return load_yaml(self.path / runs.Run.CONFIG)
-
-    @property
-    def metrics(self) -> dict[str, Any] | None:
-        """The last evaluation (``metrics.json``: ``["lo"]["accuracy"]``, ``["hi"]["macro_f1"]``, ``["H"]``,
-        ...), or None when the run was not evaluated."""
-        file = self.path / runs.Run.METRICS
-        return datafiles.read_json(file) if file.is_file() else None
-
-    @property
-    def history(self) -> list[dict[str, Any]]:
-        """One record per trained epoch (``metrics.jsonl``: ``epoch``, ``loss``, ``lr``, ...); [] for none."""
-        file = self.path / runs.Run.HISTORY
-        if not file.is_file():
-            return []
-        lines = file.read_text(encoding="utf-8").splitlines()
-        return [datafiles.parse_json(line, str(file)) for line in lines if line.strip()]
-
-    def evaluate(self, *, progress: bool = True) -> dict[str, Any]:
-        """Evaluate on both test splits; returns (and writes) ``metrics.json`` (see :func:`evaluate`)."""
-        return evaluate(self.path, progress=progress)
-
-    def export(self, path: str | Path | None = None, *, fmt: str = "safetensors") -> Path:
-        """Write the class embeddings to ``path`` (default: the run's ``prompts.safetensors``); ``fmt="onnx"``:
-        the low-end classifier as one ONNX model (default: the run's ``classifier.onnx``)."""
-        return export(self.path, path, fmt=fmt)
-
-    def predict(self, inputs: Any, **options: Any) -> list[dict[str, Any]]:
-        """Classify images with this run's prompts (see :func:`predict`)."""
-        return predict(inputs, run=self.path, **options)
-
-
 def train_config(
-    *, config: str | Path | None = None, sets: Iterable[str] = (), **options: Any
+    *,
+    task: str | Mapping[str, Any] | None = None,
+    method: str | Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    config: str | Path | None = None,
+    sets: Iterable[str] = (),
+    **options: Unpack[TrainOptions],
 ) -> dict[str, Any]:
     """The resolved run config of :func:`train`'s arguments (defaults < task < ``config`` < options <
     ``sets``), validated like ``kmat train``'s.
@@ -138,14 +115,15 @@ def train_config(
     """
     from kmat_cli import config as config_mod
 
-    for key in ("task", "method"):
-        if isinstance(options.get(key), str) and "," in options[key]:
+    for key, name in (("task", task), ("method", method)):
+        if isinstance(name, str) and "," in name:
             raise UsageError(
-                f"kmat train takes one {key}, got '{options[key]}'; to compare several, run "
-                f"`kmat benchmark --{key}{'s' if key == 'method' else ''} {options[key]}`"
+                f"kmat train takes one {key}, got '{name}'; to compare several, run "
+                f"`kmat benchmark --{key}{'s' if key == 'method' else ''} {name}`"
             )
+    named = {k: v for k, v in (("task", task), ("method", method), ("seed", seed)) if v is not None}
     flags: dict[str, Any] = {}
-    for key, value in options.items():
+    for key, value in {**named, **options}.items():
         if key in _SECTIONS and isinstance(value, Mapping):  # method={"name": "coop", "lambda1": 2}
             flags.update({f"{key}.{k}": v for k, v in value.items()})
         elif key in FLAGS:
@@ -168,7 +146,7 @@ def train(
     progress: bool = True,
     show: bool = False,
     verbose: bool = False,
-    **options: Any,
+    **options: Unpack[TrainOptions],
 ) -> Run:
     """Train prompts (``kmat train``) and return the finished :class:`Run`.
 
@@ -203,13 +181,11 @@ def train(
         # where and how fast to continue; config.yaml keeps what the run started with
         cfg["train"] = {**cfg["train"], **{k: v for k, v in options.items() if v is not None}}
     else:
-        named = {"task": task, "method": method, "seed": seed}
-        options = {**{k: v for k, v in named.items() if v is not None}, **options}
-        cfg = train_config(config=config, sets=sets, **options)
+        cfg = train_config(task=task, method=method, seed=seed, config=config, sets=sets, **options)
         run = None
     scores = ("test",) if evaluate else ()
     done = workflow.run_training(cfg, run=run, scores=scores, progress=progress, show=show, verbose=verbose)
-    return Run(done.path)
+    return done
 
 
 def evaluate(run: str | Path | Run, *, progress: bool = True, show: bool = False) -> dict[str, Any]:
@@ -236,7 +212,7 @@ def export(run: str | Path | Run, path: str | Path | None = None, *, fmt: str = 
     return workflow.export_run(_path(run), path, fmt=fmt)
 
 
-def load_prompts(path: str | Path | Run) -> Any:
+def load_prompts(path: str | Path | Run) -> Prompts:
     """Read a ``prompts.safetensors`` (or a finished run folder's): a :class:`kmat_cli.export.Prompts`
     (``embeddings["lo"]`` (K, D), ``class_names``, ``logit_scale``, ``backbone``, ``preprocess``,
     ``metadata``; ``logits(features)``).
@@ -269,23 +245,8 @@ def sample_images(
     return write_samples(instance.split(modality, "test"), instance.class_names, out, per_class)
 
 
-def _row_sink(class_names: Sequence[str]) -> Any:
-    """A :class:`kmat_cli.predict.RowWriter` that keeps the rows as dicts (the JSONL form) in ``.rows``."""
-    from kmat_cli.predict import RowWriter
-
-    class Rows(RowWriter):
-        def __init__(self) -> None:
-            super().__init__(None, class_names, "jsonl")  # type: ignore[arg-type]
-            self.rows: list[dict[str, Any]] = []
-
-        def write(self, rows: Sequence[Any]) -> None:
-            self.rows += [self._json_row(r) for r in rows]
-
-    return Rows()
-
-
 def predict(
-    inputs: Any,
+    inputs: Images,
     *,
     run: str | Path | Run | None = None,
     embeddings: str | Path | None = None,
@@ -296,7 +257,7 @@ def predict(
     workers: int | None = 0,
     threads: int | None = None,
     progress: bool = True,
-) -> list[dict[str, Any]]:
+) -> list[Prediction]:
     """``kmat predict`` as rows: one dict per image (per frame of a multi-frame DICOM) with ``path``,
     ``frame``, ``label``, ``probabilities`` ({class: p}) and ``error``, in input order; ``pandas.DataFrame(rows)``
     takes them as they are (``pandas.json_normalize(rows)`` spreads the probabilities into columns).
@@ -315,7 +276,7 @@ def predict(
     >>> [r["path"] for r in kmat.predict([Image.open(rows[0]["path"])], progress=False)]
     ['<image 0>']
     """
-    from kmat_cli.predict import gather, open_classifier
+    from kmat_cli.predict import RowList, gather, open_classifier
     from kmat_cli.predict import predict as classify
 
     files, _ = gather(inputs)
@@ -327,7 +288,7 @@ def predict(
         device=device,
         threads=threads,
     )
-    sink = _row_sink(classifier.class_names)
+    sink = RowList(classifier.class_names)
     classify(
         classifier, files, sink, batch_size=batch_size, workers=workers, threads=threads, progress=progress
     )

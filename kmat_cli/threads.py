@@ -25,6 +25,10 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_DECODE_WORKERS = 8
 SAMPLE_S = 0.05  # how long the CPUs' activity is sampled before choosing the thread count
@@ -127,7 +131,7 @@ def apply(requested: int = 0, *, reserved: int = 0) -> int:
     return n
 
 
-def decode_workers(n_files: int, batch_size: int, device: object) -> tuple[int, bool]:
+def decode_workers(n_files: int, batch_size: int, device: str | torch.device) -> tuple[int, bool]:
     """(decoding processes, adaptive) for ``n_files`` image files read in batches of ``batch_size`` for a
     model on ``device``, when the caller leaves the number open.
 
@@ -145,7 +149,7 @@ def decode_workers(n_files: int, batch_size: int, device: object) -> tuple[int, 
         return 0, False
     cpus = len(_affinity())
     n_batches = math.ceil(n_files / max(1, batch_size))
-    on_cpu = torch.device(device).type == "cpu"  # type: ignore[arg-type]
+    on_cpu = torch.device(device).type == "cpu"
     spare = cpus - torch.get_num_threads()
     if on_cpu and spare < 1:
         return max(0, min(MAX_DECODE_WORKERS, max(1, cpus - 1), n_batches)), True

@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +34,9 @@ from kmat_cli.errors import RuntimeFailure, UsageError
 from kmat_cli.prompts import mixed_precision
 from kmat_cli.runconfig import OPTIMIZERS
 from kmat_cli.runs import Run
+
+if TYPE_CHECKING:
+    from kmat_cli.methods.base import Method
 
 
 def lr_at(
@@ -85,7 +88,7 @@ class Trainer:
 
     def __init__(
         self,
-        method: torch.nn.Module,
+        method: Method,
         features: torch.Tensor,
         labels: torch.Tensor,
         cfg: Mapping[str, Any],
@@ -180,6 +183,7 @@ class Trainer:
             raise RuntimeFailure(
                 f"the training loss became {loss.item()} at epoch {self.epoch + 1}; lower train.lr or the lambdas"
             )
+        assert self.optimizer is not None, "a method without parameters is never stepped"
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -244,7 +248,7 @@ class _WarningTally:
         n, self.seen = len(self.caught) - self.seen, len(self.caught)
         return n
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._ctx.__exit__(*exc)
         kinds: dict[tuple[str, str], list[str]] = {}
         for w in self.caught:

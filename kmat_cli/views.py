@@ -13,7 +13,12 @@ import torch
 
 __all__ = ["AUGMENT", "augmented"]
 
-AUGMENT = {"kind": "random_resized_crop+hflip", "scale": [0.08, 1.0], "ratio": [0.75, 4 / 3], "flip": 0.5}
+AUGMENT: dict[str, Any] = {
+    "kind": "random_resized_crop+hflip",
+    "scale": [0.08, 1.0],
+    "ratio": [0.75, 4 / 3],
+    "flip": 0.5,
+}
 
 
 def _rrc_params(

@@ -131,7 +131,7 @@ def check(
     if root is not None and "root" not in plugin_options(cls):
         raise UsageError(f"task '{task}' has no 'root' option; drop --root")
     instance = cls(root=str(root)) if root is not None else cls()
-    counts = {}
+    counts: dict[str, dict[str, dict[str, int]]] = {}
     for modality in MODALITIES:
         counts[modality] = {}
         for split in SPLITS:

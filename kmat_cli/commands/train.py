@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -73,7 +73,7 @@ def command(
     from kmat_cli import session
 
     options.check_folder(out)
-    given = {
+    given: dict[str, Any] = {
         "transport": transport,
         "backbone": backbone,
         "shots": shots,

@@ -115,7 +115,7 @@ class Endpoint:
     def host(self) -> str:
         """Host name and port of the endpoint, without credentials (what provenance records)."""
         p = urlsplit(self.base_url)
-        return p.hostname + (f":{p.port}" if p.port else "")
+        return (p.hostname or "") + (f":{p.port}" if p.port else "")
 
     @property
     def public_url(self) -> str:

@@ -163,7 +163,7 @@ def _run_all(
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in done if f.exception() is not None]
         if failed:
-            raise failed[0].exception()  # type: ignore[misc]
+            raise failed[0].exception()  # type: ignore[misc]  # not None: failed holds the futures that raised
         return {key: future.result() for future, key in futures.items()}
     finally:
         stop.set()

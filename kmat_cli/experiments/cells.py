@@ -255,7 +255,7 @@ def _cell_run(folder: Path) -> Run | None:
         for path in sorted((folder / RUN_COMMAND).glob("*"))
         if (path / Run.STATUS).is_file() and (path / Run.CONFIG).is_file()
     ]
-    return max(found, key=lambda run: float(run.status.get("time", 0.0)), default=None)
+    return max(found, key=lambda run: float(run.record.get("time", 0.0)), default=None)
 
 
 def _scores(cell: Cell) -> tuple[str, ...]:
@@ -271,7 +271,7 @@ def _train(cell: Cell, folder: Path) -> tuple[Run, str]:
     run = _cell_run(folder)
     if run is not None and run.finished:
         return run, "resumed"
-    quiet = {"scores": _scores(cell), "progress": False, "show": False}
+    quiet: dict[str, Any] = {"scores": _scores(cell), "progress": False, "show": False}
     if run is not None:
         cfg = config.load_saved(run.file(Run.CONFIG))
         return workflow.run_training(cfg, run=run, **quiet), "resumed"

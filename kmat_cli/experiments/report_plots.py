@@ -111,7 +111,7 @@ def _prompt_map(task: str, group: Sequence[_Entry], out_dir: Path, method: str) 
     projection = "2-D PCA" if method == "pca" else "t-SNE"
     files = {f"K-MaT (seed {seed})": full[0].prompts}
     twin = next((e for e in group if e.variant.without_transport and e.seed == seed and e.prompts), None)
-    if twin is not None:
+    if twin is not None and twin.prompts is not None:
         files[f"K-MaT without transport (seed {seed})"] = twin.prompts
         title = f"{task}: learned prompt embeddings with and without transport"
         caption = f"learned high- and low-end prompt embeddings ({projection}) of K-MaT with and without transport (seed {seed})"

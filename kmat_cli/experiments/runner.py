@@ -18,6 +18,7 @@ cache (``KMAT_CACHE``) must be on a filesystem every node sees, and kmat install
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -111,9 +112,9 @@ def features_entry(job: dict[str, Any]) -> dict[str, Any]:
         for shots, seed in job["draws"]:  # views > 0 are keyed by seed; plain features are not
             drawn = fewshot.few_shot(pool, task.class_names, int(shots), int(seed))
             by_seed.setdefault(int(seed) if views else 0, {}).update({str(s.path): None for s in drawn})
-        for seed, paths in by_seed.items():
+        for seed, drawn_paths in by_seed.items():
             rows += image_features(
-                backbone, list(paths), batch_size=batch, views=views, seed=seed, progress=False
+                backbone, list(drawn_paths), batch_size=batch, views=views, seed=seed, progress=False
             ).shape[0]
         what = f"hi/train few-shot draws {job['draws']}" + (f", {views} views" if views else "")
     return {"task": cfg["task"]["name"], "what": what, "rows": rows, "seconds": time.perf_counter() - start}
@@ -138,13 +139,13 @@ def run_pool(cells: Sequence[Cell], root: Path, *, jobs: int, report: Report, pr
     try:
         extracting = {pool.submit(features_entry, job): job for job in feature_jobs(cells)}
         for future in as_completed(extracting):
-            _feature_done(lambda f=future: f.result(), extracting[future], progress)
+            _feature_done(future.result, extracting[future], progress)
         if any(isinstance(f.exception(), BrokenProcessPool) for f in extracting):
             pool.shutdown(cancel_futures=True)  # a worker died extracting features: the cells get a new pool
             pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
         futures = {pool.submit(cell_entry, cell.to_dict(), str(root.resolve())): cell for cell in cells}
         for future in as_completed(futures):
-            report(_outcome(lambda f=future: f.result(), futures[future], root))
+            report(_outcome(future.result, futures[future], root))
     finally:
         pool.shutdown(cancel_futures=True)
 
@@ -195,12 +196,12 @@ def run_ray(
         pending = list(extracting)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            _feature_done(lambda r=ready[0]: ray.get(r), extracting[ready[0]], progress)
+            _feature_done(functools.partial(ray.get, ready[0]), extracting[ready[0]], progress)
         refs = {remote_cell.remote(cell.to_dict(), str(root.resolve())): cell for cell in cells}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            report(_outcome(lambda r=ready[0]: ray.get(r), refs[ready[0]], root))
+            report(_outcome(functools.partial(ray.get, ready[0]), refs[ready[0]], root))
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)

@@ -165,7 +165,8 @@ class Trial:
     @property
     def mean(self) -> float | None:
         """Mean over seeds; None unless every seed finished."""
-        return math.fsum(self.scores.values()) / len(self.scores) if self.complete else None
+        scores = [s for s in self.scores.values() if s is not None]
+        return math.fsum(scores) / len(scores) if self.complete else None
 
 
 def best_trial(trials: Sequence[Trial]) -> Trial:
@@ -229,7 +230,7 @@ def _yaml_text(cfg: Mapping[str, Any], header: Sequence[str]) -> str:
 
 def _score(result: Mapping[str, Any] | None, metric: str) -> float | None:
     try:
-        return float(result["metrics"]["hi"][metric])  # type: ignore[index]
+        return float(result["metrics"]["hi"][metric])  # type: ignore[index]  # a None result is the TypeError below
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -257,7 +258,7 @@ def tune(
     if metric not in METRICS:
         raise UsageError(f"--metric '{metric}' is unknown; use {' or '.join(METRICS)}")
     default = not grid
-    grid = dict(DEFAULT_GRID if default else grid)
+    grid = dict(grid or DEFAULT_GRID)
     for key in grid:
         if key in FORBIDDEN:
             raise UsageError(f"--grid {key}: cannot be tuned; {FORBIDDEN[key]}")
@@ -324,7 +325,7 @@ def render(result: TuneResult) -> None:
         table.add_column(f"seed {s}", justify="right")
     table.add_column("mean", justify="right")
     for t in result.trials:
-        scores = ["-" if t.scores.get(s) is None else f"{100 * t.scores[s]:.2f}" for s in result.seeds]
+        scores = ["-" if (v := t.scores.get(s)) is None else f"{100 * v:.2f}" for s in result.seeds]
         mean = "failed" if t.mean is None else f"{100 * t.mean:.2f}"
         style = "bold green" if t is result.best else None
         mark = "*" if t is result.best else ""
@@ -338,7 +339,6 @@ def render(result: TuneResult) -> None:
         first = next((e for t in failed for e in t.errors), "not run")
         say(f"{len(failed)} of {len(result.trials)} grid points failed; first: {first}")
     values = " ".join(f"{k}={v}" for k, v in result.best.values.items())
-    console.print(
-        f"best: {values} (high-end validation {result.metric} {100 * result.best.mean:.2f}%)", markup=False
-    )
+    best = result.best.mean or 0.0  # the best trial is a complete one
+    console.print(f"best: {values} (high-end validation {result.metric} {100 * best:.2f}%)", markup=False)
     console.print(f"train with: kmat train --config {result.best_path}", highlight=False, markup=False)

@@ -24,6 +24,9 @@ class BiomedCoOp(CoOp):
       teacher logits = s * f(x) . normalize(mean over kept j of e_{k,j}).
     """
 
+    desc: torch.Tensor  # (K, N, D), a buffer
+    desc_mean: torch.Tensor  # (K, D), a buffer
+
     limits: ClassVar[dict[str, Range]] = {
         **CoOp.limits,
         "lambda_sccm": (0, LOSS_WEIGHT_MAX),

@@ -25,6 +25,8 @@ class CoCoOp(Method):
     every image. :meth:`logits` (used by ``kmat evaluate``) conditions on each image, as CoCoOp does.
     """
 
+    meta_net: nn.Sequential
+
     reads_descriptions = False
 
     image_conditioned = True
@@ -63,7 +65,7 @@ class CoCoOp(Method):
         f = F.normalize(features.float(), dim=-1)
         B, K = f.shape[0], self.num_classes
         ctx = self.prompts.contexts()[0]  # (K, L, W), the same unified context for every class
-        bias = self.meta_net(f.to(self.meta_net[0].weight.dtype))  # (B, W)
+        bias = self.meta_net(f.to(next(self.meta_net.parameters()).dtype))  # (B, W)
         shifted = ctx.unsqueeze(0) + bias[:, None, None, :]  # (B, K, L, W)
         text = encode(self.backbone, shifted.reshape(B * K, *ctx.shape[1:]), self._texts * B)
         text = text.reshape(B, K, -1)

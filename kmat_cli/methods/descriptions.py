@@ -17,6 +17,8 @@ class Descriptions(Method):
     method says what K-MaT's training adds over reading the descriptions.
     """
 
+    prototypes: torch.Tensor  # (2, K, D), a buffer
+
     trainable = False
 
     def __init__(

@@ -19,6 +19,8 @@ class KgCoOp(CoOp):
     once. ``weight`` w = 8 as in the KgCoOp paper (BiomedCoOp's re-run used 1.0).
     """
 
+    text_zeroshot: torch.Tensor  # (K, D), a buffer
+
     limits: ClassVar[dict[str, Range]] = {**CoOp.limits, "weight": (0, LOSS_WEIGHT_MAX)}
 
     def __init__(

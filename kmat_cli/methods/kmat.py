@@ -57,6 +57,8 @@ class KMaT(Method):
     prototypes are computed once (no gradient). Low-end images are never used.
     """
 
+    prototypes: torch.Tensor  # (2, K, D), a buffer
+
     limits: ClassVar[dict[str, Range]] = {
         "n_ctx": (1, None),
         "lambda1": (0, LOSS_WEIGHT_MAX),
@@ -168,9 +170,8 @@ class KMaT(Method):
         out = {"ce": F.cross_entropy(logits, labels)}
         if self.use_anchor:
             out["anchor"] = self.lambda1 * self.anchor_loss(text)
-        if self.use_transport:
+        transport = self.setup.transport
+        if self.use_transport and transport is not None:
             hi, lo = text["hi"].detach().double(), text["lo"].double()  # K x D is tiny; float64 lets the
-            out["transport"] = (
-                self.lambda2 * self.setup.transport(hi, lo).float()
-            )  # solver meet its tolerances
+            out["transport"] = self.lambda2 * transport(hi, lo).float()  # solver meet its tolerances
         return out

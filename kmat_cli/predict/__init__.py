@@ -14,7 +14,7 @@ from kmat_cli.imagefiles import ImageFiles, SplitPreprocess
 from kmat_cli.predict.classifier import Classifier, check_match, load_classifier, open_classifier
 from kmat_cli.predict.inputs import InMemoryImage, find_inputs, gather
 from kmat_cli.predict.onnx import OnnxClassifier, load_onnx_classifier
-from kmat_cli.predict.output import FORMATS, PROB_PREFIX, Row, RowWriter, path_text
+from kmat_cli.predict.output import FORMATS, PROB_PREFIX, Prediction, Row, RowList, RowWriter, path_text
 from kmat_cli.predict.run import FrameReader, Summary, check_options, predict, run_predict
 from kmat_cli.threads import decode_workers as auto_workers
 
@@ -26,7 +26,9 @@ __all__ = [
     "ImageFiles",
     "InMemoryImage",
     "OnnxClassifier",
+    "Prediction",
     "Row",
+    "RowList",
     "RowWriter",
     "SplitPreprocess",
     "Summary",

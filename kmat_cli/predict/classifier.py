@@ -190,7 +190,7 @@ def load_classifier(
     if embeddings is not None and runs.is_run(embeddings):  # a run folder given as --embeddings
         run, embeddings = embeddings, None
     run_path = runs.require_finished(run, "predict").path if run is not None else None
-    source = run_path / Run.PROMPTS if run_path is not None else runs.prompts_file(embeddings)  # type: ignore[arg-type]
+    source = run_path / Run.PROMPTS if run_path is not None else runs.prompts_file(embeddings)  # type: ignore[arg-type]  # set when run is not
     if run_path is not None and not source.is_file():
         raise UsageError(f"{run_path}: no {Run.PROMPTS} yet; run `kmat export {run_path}` first")
     try:

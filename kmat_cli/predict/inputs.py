@@ -38,7 +38,8 @@ def _walk(top: Path) -> tuple[list[Path], int]:
     found: list[Path] = []
     skipped = 0
     seen: set[tuple[int, int]] = set()
-    stack, links = [top], []
+    stack: list[Path] = [top]
+    links: list[Path] = []
     while stack or links:
         folder = stack.pop() if stack else links.pop(0)
         try:
@@ -79,7 +80,7 @@ def _walk(top: Path) -> tuple[list[Path], int]:
     return found, skipped
 
 
-def find_inputs(paths: Sequence[str | Path]) -> tuple[list[Path], int]:
+def find_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], int]:
     """The input files of ``paths`` in a deterministic order, and the number of entries skipped in folders.
 
     Arguments keep their order. A folder is walked recursively (:func:`_walk`): hidden entries (names

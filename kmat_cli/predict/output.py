@@ -14,11 +14,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypedDict
 
 from kmat_cli.errors import UsageError
 
-__all__ = ["FORMATS", "PROB_PREFIX", "Row", "RowWriter", "check_format", "path_text"]
+if TYPE_CHECKING:
+    from kmat_cli.predict.inputs import InMemoryImage
+
+__all__ = ["FORMATS", "PROB_PREFIX", "Prediction", "Row", "RowList", "RowWriter", "check_format", "path_text"]
 
 FORMATS = ("csv", "jsonl")
 PROB_PREFIX = "prob_"
@@ -36,9 +39,20 @@ class Row:
     """One output row: the input path, its frame (multi-frame DICOM, else None), the class probabilities
     (None on error) and the error (None on success)."""
 
-    path: Path
+    path: Path | InMemoryImage
     frame: int | None
     probs: Sequence[float] | None
+    error: str | None
+
+
+class Prediction(TypedDict):
+    """A row in its JSON form (a JSON line; an item of ``kmat.predict``'s list): ``label`` and
+    ``probabilities`` ({class: p}) are None on error, ``error`` is None on success."""
+
+    path: str
+    frame: int | None
+    label: str | None
+    probabilities: dict[str, float] | None
     error: str | None
 
 
@@ -50,7 +64,7 @@ def _top(names: Sequence[str], probs: Sequence[float]) -> str:
     return names[list(probs).index(max(probs))]
 
 
-def path_text(path: Path | str) -> str:
+def path_text(path: Path | str | InMemoryImage) -> str:
     """A path as text for the output: as is when it is valid Unicode; a name that is not valid UTF-8 (its
     undecodable bytes became lone surrogates, as ``os.fsdecode`` does) with each such byte written as
     ``\\xNN`` (Python's ``backslashreplace``, so bytes 0x80-0xff only), keeping the output valid UTF-8."""
@@ -99,7 +113,7 @@ class RowWriter:
         if self.fmt == "csv":
             self._emit(self._csv(self._csv_rows(rows)))
         else:
-            lines = (json.dumps(self._json_row(r), ensure_ascii=False) + "\n" for r in rows)
+            lines = (json.dumps(prediction(r, self.class_names), ensure_ascii=False) + "\n" for r in rows)
             self._emit("".join(lines).translate(_JSON_LINE_BREAKS))
 
     def _csv_rows(self, rows: Sequence[Row]) -> list[list[str]]:
@@ -115,18 +129,6 @@ class RowWriter:
             else:
                 out.append([path, frame, _top(names, probs), *map(num, probs), row.error or ""])
         return out
-
-    def _json_row(self, row: Row) -> dict[str, Any]:
-        probs = None
-        if row.probs is not None:
-            probs = {c: float(_NUM(p)) for c, p in zip(self.class_names, row.probs, strict=True)}
-        return {
-            "path": path_text(row.path),
-            "frame": row.frame,
-            "label": None if row.probs is None else _top(self.class_names, row.probs),
-            "probabilities": probs,
-            "error": row.error,
-        }
 
     @staticmethod
     def _csv(rows: list[list[str]]) -> str:
@@ -156,3 +158,31 @@ class RowWriter:
                 with contextlib.suppress(OSError):
                     self.stream.truncate(start)
             raise
+
+
+def prediction(row: Row, class_names: Sequence[str]) -> Prediction:
+    """``row`` in its JSON form, probabilities rounded as written (7 significant digits)."""
+    probs = None
+    if row.probs is not None:
+        probs = {c: float(_NUM(p)) for c, p in zip(class_names, row.probs, strict=True)}
+    return {
+        "path": path_text(row.path),
+        "frame": row.frame,
+        "label": None if row.probs is None else _top(class_names, row.probs),
+        "probabilities": probs,
+        "error": row.error,
+    }
+
+
+class RowList:
+    """Rows kept in memory as :class:`Prediction` dicts in ``.rows`` (the Python API's output)."""
+
+    def __init__(self, class_names: Sequence[str]) -> None:
+        self.class_names = list(class_names)
+        self.rows: list[Prediction] = []
+
+    def header(self) -> None:
+        """Nothing: a list has no header."""
+
+    def write(self, rows: Sequence[Row]) -> None:
+        self.rows += [prediction(r, self.class_names) for r in rows]

@@ -26,7 +26,7 @@ from kmat_cli.predict import destination
 from kmat_cli.predict.classifier import Classifier, open_classifier
 from kmat_cli.predict.inputs import InMemoryImage, find_inputs
 from kmat_cli.predict.onnx import OnnxClassifier
-from kmat_cli.predict.output import Row, RowWriter, check_format
+from kmat_cli.predict.output import Row, RowList, RowWriter, check_format
 from kmat_cli.progress import bar, say
 from kmat_cli.signals import Terminated, terminate_as_interrupt
 
@@ -98,7 +98,9 @@ class Summary:
             f"{skipped}) in {self.seconds:.1f} s, {rate:.1f} images/s"
         )
 
-    def count(self, files: Sequence[Path], rows: Sequence[tuple[int, int | None, str | None]]) -> int:
+    def count(
+        self, files: Sequence[Path | InMemoryImage], rows: Sequence[tuple[int, int | None, str | None]]
+    ) -> int:
         """Count one batch of pipeline rows ``(file index, frame, error)``; returns its number of files."""
         ok = sum(error is None for _, _, error in rows)
         n_files = len({index for index, _, _ in rows})
@@ -111,8 +113,8 @@ class Summary:
 
 def predict(
     classifier: Classifier | OnnxClassifier,
-    files: Sequence[Path],
-    writer: RowWriter,
+    files: Sequence[Path | InMemoryImage],
+    writer: RowWriter | RowList,
     *,
     batch_size: int = 64,
     workers: int | None = None,
@@ -174,7 +176,7 @@ def run_predict(
     output: str | Path | None = None,
     batch_size: int = 64,
     workers: int | None = None,
-    frames: Frames = "all",
+    frames: str = "all",
     device: str = "auto",
     progress: bool | None = None,
     threads: int | None = None,
@@ -197,6 +199,7 @@ def run_predict(
         if run is not None:
             outputs.check_run_files(output, run, "--output")
         stream = destination.open_output(output)
+    assert stream is not None  # stdout, or the opened output
     summary = Summary(skipped=skipped)
     try:
         with terminate_as_interrupt():
@@ -206,7 +209,7 @@ def run_predict(
                 RowWriter(stream, classifier.class_names, fmt),
                 batch_size=batch_size,
                 workers=workers,
-                frames=frames,
+                frames=check_frames(frames),
                 progress=progress is not False,  # None: when stderr is a terminal
                 summary=summary,
                 threads=threads,

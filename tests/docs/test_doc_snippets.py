@@ -98,7 +98,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         run = kmat.train(task="phantom", method="kmat", seed=1, epochs=1, shots=2, threads=1)
         assert run.path == Path("runs/train/phantom-kmat-s1-1")
-        run.export(base / "prompts.safetensors")
+        kmat.export(run, base / "prompts.safetensors")
     finally:
         os.chdir(cwd)
     (base / "scans").mkdir()

@@ -248,9 +248,9 @@ def test_the_python_api_is_the_cli_code_path(
 
     run = kmat.Run(phantom_run)
     assert run.status == "finished" and run.config["train"]["seed"] == 3
-    metrics = run.evaluate()
+    metrics = kmat.evaluate(run)
     assert metrics["lo"] == run.metrics["lo"] and 0 <= metrics["lo"]["accuracy"] <= 1
-    exported = run.export(tmp_path / "p.safetensors")
+    exported = kmat.export(run, tmp_path / "p.safetensors")
     prompts = kmat.load_prompts(exported)
     assert prompts.class_names == kmat.load_prompts(phantom_prompts).class_names
     assert prompts.embeddings["lo"].shape[0] == len(prompts.class_names)

@@ -66,7 +66,7 @@ def test_malformed_yaml_is_one_line_naming_the_file(tmp_path: Path, where: str, 
         path.write_bytes(MALFORMED_YAML[kind])
         result = cli("train", "--resume", run.path, "--no-evaluate")
         assert_error(result, path)
-        assert runs.open_run(run.path).status["status"] == "created"
+        assert runs.open_run(run.path).status == "created"
         result = cli("evaluate", run.path)
     assert_error(result, path)
     if where != "run":
@@ -346,7 +346,7 @@ def test_empty_folders(tmp_path: Path, case: str) -> None:
         result = cli(*args)
         assert_error(result, folder / "lo", "empty data folder", notes=True)
         [run] = run_folders(tmp_path / "runs")
-        assert runs.open_run(run).status["status"] == "failed"
+        assert runs.open_run(run).status == "failed"
         return
     assert_error(cli(*args), *needles)
     _no_runs(tmp_path / "runs")

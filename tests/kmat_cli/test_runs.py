@@ -37,13 +37,24 @@ def test_concurrent_creation_gives_distinct_folders(tmp_path: Path) -> None:
 
 def test_status_is_atomic_and_finished_only_when_marked(tmp_path: Path) -> None:
     run = runs.create(tmp_path, "train", "t", "m")
-    assert not run.finished and run.status["status"] == "created"
+    assert not run.finished and run.status == "created"
     run.mark("running")
     assert not runs.open_run(run.path).finished
     run.mark("finished", epochs=3)
     reopened = runs.open_run(run.path)
-    assert reopened.finished and reopened.status["epochs"] == 3
+    assert reopened.finished and reopened.record["epochs"] == 3
     assert not list(run.path.glob(".*.tmp"))
+
+
+def test_one_run_class_from_creation_to_the_python_api(tmp_path: Path) -> None:
+    import kmat
+
+    run = runs.create(tmp_path, "train", "t", "m")
+    run.mark("finished", epochs=3)
+    reopened = kmat.Run(str(run.path))  # text or a Path: the same folder, the same class
+    assert kmat.Run is runs.Run and reopened == run == kmat.Run(run.path)
+    assert reopened.status == "finished" and reopened.record["epochs"] == 3
+    assert reopened.metrics is None and reopened.history == []
 
 
 def test_open_run_rejects_other_folders(tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ def test_in_process_resume_continues_exactly(tmp_path: Path, transport: str) -> 
         train.Trainer.save = original
     cut = open_run(tmp_path / "runs" / "train" / "toyworld_ToyTask-kmat-s1-2")
     saved = checkpoint.load(cut.path)
-    assert cut.status["status"] == "interrupted" and saved.epoch == 2
+    assert cut.status == "interrupted" and saved.epoch == 2
     assert set(saved.solver) == {"plan", "g"} and saved.solver["plan"].shape == (3, 3)
     workflow.run_training(config.load_yaml(cut.file("config.yaml")), run=cut, scores=(), progress=False)
     a, b = load_file(full.file("prompts.safetensors")), load_file(cut.file("prompts.safetensors"))
