@@ -25,7 +25,7 @@ STAMP := $(VENV)/.kmat-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
+$(STAMP): pyproject.toml setup.py $(TORCH_CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_INDEX) -e '.[$(EXTRAS)]' -c $(TORCH_CONSTRAINTS)
