@@ -63,7 +63,7 @@ bench-transport: $(STAMP)
 	$(BIN)/python benchmarks/transport_speed.py
 
 phantom-backbone: $(STAMP)
-	$(BIN)/python -m backbones.phantom.pretrain
+	$(BIN)/python -m kmat.backbones.phantom.pretrain
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

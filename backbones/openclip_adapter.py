@@ -35,9 +35,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from kmat.backbones import prepacked
 from torch import nn
 
-from backbones import prepacked
 from kmat_cli.api import Backbone, RuntimeFailure, UsageError
 
 __all__ = ["OpenClipBackbone"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from backbones.openclip_adapter import _PACK_FACTOR, _PACK_MIN_TOKENS, OpenClipBackbone
+from kmat.backbones.openclip_adapter import _PACK_FACTOR, _PACK_MIN_TOKENS, OpenClipBackbone
 
 WORDS = ["irregular", "pigmented", "lesion", "with", "blue", "white", "veil", "and", "atypical", "network"]
 

@@ -18,9 +18,8 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    from kmat.backbones.open_clip import OpenCLIP
     from open_clip.model import CLIP
-
-    from backbones.open_clip import OpenCLIP
 
     folder = tmp_path_factory.mktemp("toy-clip")
     config = native_config()

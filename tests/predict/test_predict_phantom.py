@@ -21,7 +21,7 @@ from kmat_cli.predict import load_classifier, run_predict
 
 @pytest.fixture(scope="module")
 def phantom_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from backbones.phantom import model as files
+    from kmat.backbones.phantom import model as files
 
     if files.WEIGHTS.is_file():
         return files.WEIGHTS

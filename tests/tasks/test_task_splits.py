@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
+from kmat.tasks.real import Breast, Chest
+from kmat.tasks.splits import safe_relpath
 from task_cli import run_cli, run_kmat
 
 from kmat_cli.api import UsageError
-from tasks.real import Breast, Chest
-from tasks.splits import safe_relpath
 
 NAMES = Breast.class_names
 
