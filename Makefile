@@ -26,7 +26,7 @@ STAMP := $(VENV)/.kmat-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
+$(STAMP): pyproject.toml setup.py $(TORCH_CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	$(BIN)/uv pip install --python $(BIN)/python $(UV_INDEX) -e '.[$(EXTRAS)]' -c $(TORCH_CONSTRAINTS)
@@ -69,7 +69,7 @@ bench-transport: $(STAMP)
 	$(BIN)/python benchmarks/transport_speed.py
 
 phantom-backbone: $(STAMP)
-	$(BIN)/python -m backbones.phantom.pretrain
+	$(BIN)/python -m kmat.backbones.phantom.pretrain
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -14,7 +14,7 @@ A model is named like open_clip names it:
   line says so); without ``pretrained`` it is an error (no silent random weights).
 
 Files are taken from the local cache first; a missing one is downloaded only when the hub is reachable, and
-otherwise a one-line error says how to provide it (see :mod:`backbones.hub`). With ``vision_only=True``
+otherwise a one-line error says how to provide it (see :mod:`kmat.backbones.hub`). With ``vision_only=True``
 only the image tower is built (no text tower, tokenizer or text files), as ``kmat predict`` needs.
 """
 
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from kmat.backbones import hub
+from kmat.backbones.openclip_adapter import OpenClipBackbone
 from torch import nn
 
-from backbones import hub
-from backbones.openclip_adapter import OpenClipBackbone
 from kmat_cli.api import MissingFile, RuntimeFailure, UsageError, read_json, warn
 
 __all__ = ["BIOMEDCLIP", "BiomedCLIP", "OpenCLIP", "build_open_clip", "weights_sha256"]

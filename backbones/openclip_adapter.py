@@ -6,12 +6,12 @@ the frozen token embeddings of ``texts[p]``, the end token and padding:
     e_p = [E(start), ctx_p(1..L), E(t_p1), ..., E(t_pn), E(end), E(pad), ...]
 
 and ``e_p`` runs through the frozen text tower exactly as the model's own ``encode_text`` runs its token
-embeddings (:mod:`backbones.text_towers`, both tower kinds open_clip has).
+embeddings (:mod:`kmat.backbones.text_towers`, both tower kinds open_clip has).
 
 The tower runs only up to the longest real prompt length in the batch where that is exact (causal or
 padding-masked attention, pooling at a real position); otherwise over the full context. Towers that can
 (BERT-type HF towers with SDPA attention) run no padding at all: the prompts' real tokens packed into rows
-(:mod:`backbones.packing`), the same computation without the padded rows' work. A text longer than
+(:mod:`kmat.backbones.packing`), the same computation without the padded rows' work. A text longer than
 ``context_length - L`` tokens is truncated as open_clip's tokenizers truncate: its end token is kept last.
 The frozen token embeddings of a prompt batch are computed once and cached (the last few batches).
 """
@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from kmat.backbones import prepacked
+from kmat.backbones.packing import packing
+from kmat.backbones.text_towers import HFTower, NativeTower, Prepared, text_tower
 from torch import nn
 
-from backbones import prepacked
-from backbones.packing import packing
-from backbones.text_towers import HFTower, NativeTower, Prepared, text_tower
 from kmat_cli.api import Backbone, RuntimeFailure, UsageError
 
 __all__ = ["OpenClipBackbone"]

@@ -6,7 +6,7 @@
 * :class:`HFTower`, HF towers (``HFTextEncoder``, e.g. BiomedCLIP's PubMedBERT): ``inputs_embeds`` with the
   attention mask of the real tokens (context included, padding excluded), positions continuing after the
   context, the tower's pooler and projection; BERT-type towers with SDPA attention can run packed rows
-  (:mod:`backbones.packing`) and, for a first-token pooler, the last layer on the first tokens only.
+  (:mod:`kmat.backbones.packing`) and, for a first-token pooler, the last layer on the first tokens only.
 
 Each tower says whether running only the longest real prompt's length is exact (``can_truncate``) and
 whether it can run packed rows (``can_pack``).
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from kmat.backbones.packing import Packing
 from torch import nn
 
-from backbones.packing import Packing
 from kmat_cli.api import UsageError
 
 
@@ -120,7 +120,7 @@ class HFTower:
         return type(self.encoder.pooler).__name__ in ("ClsPooler", "ClsLastHiddenStatePooler", "MeanPooler")
 
     def can_pack(self) -> bool:
-        """Packed rows (:mod:`backbones.packing`) need a BERT-type model (absolute positions that the
+        """Packed rows (:mod:`kmat.backbones.packing`) need a BERT-type model (absolute positions that the
         caller can set, token type 0) whose SDPA attention takes the block-diagonal mask as given, and a
         pooler that reads the last hidden state only (not BERT's own pooler output)."""
         config = self.encoder.transformer.config

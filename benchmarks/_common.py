@@ -40,7 +40,7 @@ def biomedclip_dir(folder: Path, *, tiny: bool = False) -> Path:
 
 def biomedclip(folder: Path, *, device: str = "cpu", tiny: bool = False, vision_only: bool = False) -> Any:
     """The ``biomedclip`` backbone (kmat's own plugin) on BiomedCLIP's architecture with random weights."""
-    from backbones.open_clip import BiomedCLIP
+    from kmat.backbones.open_clip import BiomedCLIP
 
     path = folder if (folder / "open_clip_config.json").is_file() else biomedclip_dir(folder, tiny=tiny)
     return BiomedCLIP(model=f"local-dir:{path}", device=device, vision_only=vision_only)
@@ -48,7 +48,7 @@ def biomedclip(folder: Path, *, device: str = "cpu", tiny: bool = False, vision_
 
 def phantom_weights(folder: Path) -> tuple[str, str]:
     """(weights path, description): the shipped phantom weights, else a seeded stand-in of its architecture."""
-    from backbones.phantom import model as files
+    from kmat.backbones.phantom import model as files
 
     if files.WEIGHTS.is_file():
         return str(files.WEIGHTS), "phantom (shipped weights)"

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kmat.transports.fgw import FGW
+
 from kmat_cli import session, train
-from transports.fgw import FGW
 
 VARIANTS = {
     "CoOp": ("coop", []),

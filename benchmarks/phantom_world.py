@@ -88,7 +88,7 @@ def known_share(backbone: Any, texts: Any) -> float | None:
     tok = backbone.tokenizer
     if not hasattr(tok, "unknown"):
         return None
-    from backbones.phantom.tokenizer import words
+    from kmat.backbones.phantom.tokenizer import words
 
     tokens = [w for group in texts for t in group for w in words(t)]
     unknown = sum(len(tok.unknown(t)) for group in texts for t in group)

@@ -232,7 +232,7 @@ def _read_deflated(path: Path, frames: Frames) -> Any | None:
         if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
             return None
         stream = _Inflater(source, path, _DEFLATED_HEADER_MAX)
-        header = read_dataset(stream, False, True, stop_when=_at_pixels)
+        header = read_dataset(stream, False, True, stop_when=_at_pixels)  # type: ignore[arg-type]  # a read-only binary file (read, seek, tell)
         _check_dicom_size(path, header, frames)
         bits = max(1, _header_int(header, "BitsAllocated", 8))
         values = max(1, _header_int(header, "NumberOfFrames", 1)) * _header_int(header, "Rows", 0)

@@ -35,6 +35,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from kmat.tasks.converters.files import IMAGE_SUFFIXES, walk_files
+from kmat.tasks.converters.tables import read_csv, records
+from kmat.tasks.splits import (
+    check_class_names,
+    modality_section,
+    parse_entries,
+    read_json,
+    safe_relpath,
+    split_name,
+)
+
 from kmat_cli.api import (
     MODALITIES,
     SPLITS,
@@ -46,16 +57,6 @@ from kmat_cli.api import (
     printable,
     read_yaml,
     unprintable,
-)
-from tasks.converters.files import IMAGE_SUFFIXES, walk_files
-from tasks.converters.tables import read_csv, records
-from tasks.splits import (
-    check_class_names,
-    modality_section,
-    parse_entries,
-    read_json,
-    safe_relpath,
-    split_name,
 )
 
 KEYS = ("name", "summary", "class_names", "modalities", "descriptions", "data", "config")

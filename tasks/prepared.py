@@ -2,7 +2,7 @@
 
 The root (task option ``root``, config key ``task.root``) defaults to ``$KMAT_DATA/<task>``, else
 ``<user data dir>/kmat/<task>`` (e.g. ``~/.local/share/kmat/chest``). It holds ``splits.json`` (or
-``splits-hi.json`` / ``splits-lo.json``, see :mod:`tasks.splits`) and the image files the splits list.
+``splits-hi.json`` / ``splits-lo.json``, see :mod:`kmat.tasks.splits`) and the image files the splits list.
 Class names, modality words and descriptions need no data, so ``kmat describe`` or ``kmat list`` work
 before any download; the data are read on the first :meth:`split` call.
 """
@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from kmat_cli.api import MODALITIES, Sample, Task, UsageError, load_descriptions
-from tasks.splits import (
+from kmat.tasks.splits import (
     SPLITS_FILE,
     check_class_names,
     modality_section,
@@ -24,8 +23,10 @@ from tasks.splits import (
     split_entries,
 )
 
+from kmat_cli.api import MODALITIES, Sample, Task, UsageError, load_descriptions
+
 if TYPE_CHECKING:
-    from tasks.converters.layout import Collected
+    from kmat.tasks.converters.layout import Collected
 
 DESCRIPTIONS_DIR = Path(__file__).with_name("descriptions")
 
@@ -125,7 +126,7 @@ class PreparedTask(Task):
     def convert(
         cls, source: Path, source_lo: Path | None, *, seed: int, exclude: Path, log: Callable[[str], None]
     ) -> Collected:
-        """Read the public dataset(s) and return a :class:`tasks.converters.layout.Collected` of split
+        """Read the public dataset(s) and return a :class:`kmat.tasks.converters.layout.Collected` of split
         items; ``exclude`` (the data root being written) is never scanned."""
         raise NotImplementedError
 
@@ -147,7 +148,7 @@ class PreparedTask(Task):
         to PNG where the original cannot be read as an 8-bit image (DICOM, 16-bit TIFF). Returns the
         report written into ``splits.json``: ``counts[modality][split][class]``, ``skipped`` reasons.
         """
-        from tasks.converters.layout import write_prepared
+        from kmat.tasks.converters.layout import write_prepared
 
         log = log or (lambda _msg: None)
         source = Path(source).expanduser()

@@ -3,7 +3,7 @@
 Each task names its classes (the words used in prompts), its two modalities and the public datasets
 behind them; its descriptions ship in ``tasks/descriptions/<task>.json`` (hand-written, replaceable by
 ``kmat describe`` output through ``--descriptions``; skin1 and skin2 share ``skin.json``). ``codes`` maps each dataset label group to a
-class name, in class order; converters live in :mod:`tasks.converters` and are imported only when
+class name, in class order; converters live in :mod:`kmat.tasks.converters` and are imported only when
 ``kmat data prepare`` runs. Split sizes follow Table 1 of the K-MaT paper (train/val/test):
 
 ======  ==================================  ====================================
@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tasks.prepared import PreparedTask
+from kmat.tasks.prepared import PreparedTask
 
 if TYPE_CHECKING:  # converters load only when `kmat data prepare` runs
-    from tasks.converters.layout import Collected
+    from kmat.tasks.converters.layout import Collected
 
 
 @dataclass(frozen=True)
 class Source:
-    """One dataset converter of a task: ``tasks.converters.<converter>.collect`` reads the folder given
+    """One dataset converter of a task: ``kmat.tasks.converters.<converter>.collect`` reads the folder given
     for modality ``modality`` (``hi``: ``--source``, ``lo``: ``--source-lo``). ``labels`` maps the
     dataset's labels to keys of the task's ``codes`` (default: the codes themselves). The converter
     splits by ``table1[modality]`` (as a ratio, or as slice counts where it samples), unless the dataset
@@ -45,13 +45,13 @@ class Source:
 
     def collect(self, task: type[_RealTask], folder: Path | None, **common: Any) -> Collected:
         """The converter's items for ``task`` from ``folder``; ``common``: ``seed``, ``exclude``, ``log``."""
-        from tasks.converters.layout import Request
+        from kmat.tasks.converters.layout import Request
 
         assert folder is not None  # PreparedTask.prepare asks for --source-lo where a task has two sources
         codes = task.codes
         names = codes if self.labels is None else {label: codes[key] for label, key in self.labels.items()}
         counts = () if self.official_splits else task.table1[self.modality]
-        converter = importlib.import_module(f"tasks.converters.{self.converter}")
+        converter = importlib.import_module(f"kmat.tasks.converters.{self.converter}")
         flag = "--source" if self.modality == "hi" else "--source-lo"
         return converter.collect(Request(folder, names, counts, **common, flag=flag))
 
@@ -73,7 +73,7 @@ class _RealTask(PreparedTask):
         cls, source: Path, source_lo: Path | None, *, seed: int, exclude: Path, log: Callable[[str], None]
     ) -> Collected:
         """Every source's items, merged (one source: its items as they are)."""
-        from tasks.converters.layout import merge
+        from kmat.tasks.converters.layout import merge
 
         folders = {"hi": source, "lo": source_lo}
         parts = [

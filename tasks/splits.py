@@ -1,6 +1,6 @@
 """kmat's split JSON: which image files form the train/val/test splits of each modality.
 
-Two shapes are read; ``kmat data prepare`` (:mod:`tasks.converters`) writes the first:
+Two shapes are read; ``kmat data prepare`` (:mod:`kmat.tasks.converters`) writes the first:
 
 * combined, ``<root>/splits.json``::
 

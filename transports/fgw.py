@@ -1,12 +1,12 @@
 r"""kmat's own transports: entropic fused Gromov-Wasserstein, Wasserstein and Gromov-Wasserstein in torch.
 
 Between the K high-end embeddings ``H = X_hi`` and the K low-end ones ``Lo = X_lo`` (rows), with a ground
-cost ``d`` (:mod:`transports.costs`), ``M_ij = d(H_i, Lo_j)``, ``C_hi = d(H, H)``, ``C_lo = d(Lo, Lo)``:
+cost ``d`` (:mod:`kmat.transports.costs`), ``M_ij = d(H_i, Lo_j)``, ``C_hi = d(H, H)``, ``C_lo = d(Lo, Lo)``:
 
     FGW_eps = min_{T in U(a, b)} (1 - alpha) <M, T> + alpha sum_ijkl (C_hi_ik - C_lo_jl)^2 T_ij T_kl - eps H(T)
 
-solved by the entropic fixed point of :mod:`transports.gromov` (Peyre, Cuturi & Solomon 2016; Vayer et
-al. 2019) with log-domain Sinkhorn (:mod:`transports.sinkhorn`). ``alpha`` weights the structure term as
+solved by the entropic fixed point of :mod:`kmat.transports.gromov` (Peyre, Cuturi & Solomon 2016; Vayer et
+al. 2019) with log-domain Sinkhorn (:mod:`kmat.transports.sinkhorn`). ``alpha`` weights the structure term as
 in POT and Vayer et al.; ``a``, ``b`` default to uniform ``1/K``. The loss is the objective at the plan
 *without* the entropy term (POT's ``...2`` convention).
 
@@ -16,14 +16,14 @@ divided by its mean) change the costs only; see :class:`FGW`. The ``pot-*`` refe
 Gradients reach ``X_lo`` only (``X_hi`` is detached). ``grad="envelope"`` (default): the plan is computed
 without autograd and the loss is differentiated through the costs at the fixed plan, which by the envelope
 (Danskin) theorem is the gradient of the entropic optimum ``FGW_eps`` w.r.t. ``X_lo`` (the reported value
-omits the entropy, so this is not the derivative of the reported value itself; :mod:`transports.envelope`).
+omits the entropy, so this is not the derivative of the reported value itself; :mod:`kmat.transports.envelope`).
 The whole solve, value and gradient run on the CPU whatever the inputs' device (K x D is tiny: a GPU would
 spend the time launching kernels), in the same call, and the value comes back on the inputs' device with
 its gradient attached. ``grad="unrolled"``: autograd through every iteration on the inputs' device, the
 exact derivative of the reported value as computed (more memory and time).
 
 ``warm_start`` (default on): each solve starts from where the previous solve of the same shape ended (its
-plan and Sinkhorn potential, :class:`~transports.gromov.WarmStart`) instead of from ``a b^T``: in training
+plan and Sinkhorn potential, :class:`~kmat.transports.gromov.WarmStart`) instead of from ``a b^T``: in training
 consecutive problems differ little, so one or two iterations meet the same tolerances. Where the fixed
 point is unique (Wasserstein always; FGW and GW for ``epsilon`` large enough against the structure costs)
 the answer is the cold solve's within those tolerances; where GW has several fixed points, a warm start

@@ -1,7 +1,7 @@
 r"""Reference transports backed by POT (Python Optimal Transport, Flamary et al. 2021, JMLR 22(78)).
 
 ``pot-fgw``, ``pot-wasserstein`` and ``pot-gw`` solve the same problems as ``fgw``, ``wasserstein`` and
-``gw`` (:mod:`transports.fgw`, same options and value convention), with POT's solvers on its torch
+``gw`` (:mod:`kmat.transports.fgw`, same options and value convention), with POT's solvers on its torch
 backend: ``ot.gromov.entropic_fused_gromov_wasserstein`` (``0 < alpha < 1``),
 ``ot.gromov.entropic_gromov_wasserstein`` (``alpha = 1``) and ``ot.sinkhorn`` (``alpha = 0``). The value is POT's: ``(1 - alpha) <M, T> + alpha * gwloss(init_matrix(C_hi, C_lo), T)``.
 

@@ -1,8 +1,8 @@
 """The phantom backbone: a small CLIP-style model pretrained on the phantom world, shipped with kmat.
 
 An open_clip ``CLIP`` (ModifiedResNet image tower at 32 px, 3-layer text transformer with a word-level
-tokenizer; see :mod:`backbones.phantom.model`) pretrained contrastively on captioned phantom images in
-which the low-end modality is rare (:mod:`backbones.phantom.pretrain`), so that, like BiomedCLIP on real
+tokenizer; see :mod:`kmat.backbones.phantom.model`) pretrained contrastively on captioned phantom images in
+which the low-end modality is rare (:mod:`kmat.backbones.phantom.pretrain`), so that, like BiomedCLIP on real
 data, its zero-shot accuracy is modest on the high end and weaker on the low end.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backbones.openclip_adapter import OpenClipBackbone
-from backbones.phantom import model as files
-from backbones.phantom.tokenizer import WordTokenizer
+from kmat.backbones.openclip_adapter import OpenClipBackbone
+from kmat.backbones.phantom import model as files
+from kmat.backbones.phantom.tokenizer import WordTokenizer
 
 __all__ = ["PhantomBackbone"]
 

@@ -2,7 +2,7 @@
 
 Image tower: open_clip's ``ModifiedResNet`` (layers 1-1-1-1, width 16) at 32x32 px with attention
 pooling; text tower: open_clip's native ``TextTransformer`` (2 layers, width 96, 4 heads, causal mask,
-``argmax`` pooling at the end token, which :class:`~backbones.phantom.tokenizer.WordTokenizer` gives the
+``argmax`` pooling at the end token, which :class:`~kmat.backbones.phantom.tokenizer.WordTokenizer` gives the
 highest id); joint embedding size 128. The shipped files, next to this module:
 
 * ``phantom_config.json``: ``{"model_cfg": <CLIP kwargs>, "preprocess": <preprocess spec>}``;
@@ -62,7 +62,7 @@ def build(model_cfg: dict[str, Any], *, vision_only: bool = False) -> nn.Module:
 
     if not vision_only:
         return CLIP(**model_cfg)
-    from backbones.open_clip import VisionOnly
+    from kmat.backbones.open_clip import VisionOnly
 
     visual = _build_vision_tower(model_cfg["embed_dim"], model_cfg["vision_cfg"])
     return VisionOnly(visual, torch.tensor(0.0))

@@ -1,10 +1,10 @@
-"""Pretrain the phantom backbone contrastively on captioned phantom images: ``python -m backbones.phantom.pretrain``.
+"""Pretrain the phantom backbone contrastively on captioned phantom images: ``python -m kmat.backbones.phantom.pretrain``.
 
 The corpus comes from the phantom task's ``pretrain`` stream (its own seed and keys, so no image of the
 task's splits is ever seen): ``--n`` images, a ``--lo-fraction`` of them low-end (rare, as clinical photos
 and X-rays are rare beside dermoscopy and CT in PubMed figures), each with a caption of what is visible and
 sometimes a class name (half of the high-end captions, a ``--named-lo`` share of the low-end ones) that is
-nearly as often the partner class's as its own (see ``tasks.phantom.captions.caption``).
+nearly as often the partner class's as its own (see ``kmat.tasks.phantom.captions.caption``).
 
 Loss: symmetric InfoNCE over the batch, ``CE(s * f(x) g(t)^T, Y)`` with soft targets ``Y`` that spread
 each row's mass uniformly over the texts with an identical caption (identical captions are joint
@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from kmat.backbones.phantom import model as files
+from kmat.backbones.phantom.tokenizer import WordTokenizer
 
-from backbones.phantom import model as files
-from backbones.phantom.tokenizer import WordTokenizer
 from kmat_cli.api import write_with
 
 DEFAULTS: dict[str, Any] = {
@@ -200,7 +200,7 @@ def _pretrain(out_dir: Path, cfg: dict[str, Any], log: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m backbones.phantom.pretrain", description=__doc__.split("\n")[0]
+        prog="python -m kmat.backbones.phantom.pretrain", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--out", type=Path, default=files.HERE, help="folder for the three files (default: the package)"

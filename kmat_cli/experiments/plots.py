@@ -89,7 +89,10 @@ def project_2d(points: np.ndarray, method: str = "pca", seed: int = 0) -> np.nda
     if method == "tsne":
         if n < 3:
             return project_2d(x, "pca")
-        from sklearn.manifold import TSNE
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError as exc:
+            raise UsageError("t-SNE projections need scikit-learn: pip install 'kmat[plots]'") from exc
 
         perplexity = min(30.0, max(1.0, (n - 1) / 3))
         tsne = TSNE(

@@ -1,6 +1,6 @@
 """The prepared layout: items to place under the data root, skipped-file bookkeeping, ``splits.json``.
 
-A data root holds ``splits.json`` (see :mod:`tasks.splits`), ``hi/`` and ``lo/`` (one folder per
+A data root holds ``splits.json`` (see :mod:`kmat.tasks.splits`), ``hi/`` and ``lo/`` (one folder per
 modality; each file at ``<modality>/<path inside the dataset>``) and a marker file ``.kmat-data``. Files
 are symlinked to the downloaded originals by default (absolute links), copied with ``copy=True``, or
 written by the item's ``writer`` (PNG conversion, extraction from a zip).
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kmat.tasks.splits import SPLITS_FILE, SPLITS_FORMAT, safe_relpath
+
 from kmat_cli.api import MODALITIES, SPLITS, UsageError, write_text
-from tasks.splits import SPLITS_FILE, SPLITS_FORMAT, safe_relpath
 
 from .files import find_dirs
 

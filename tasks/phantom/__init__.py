@@ -1,4 +1,4 @@
-"""The phantom world: kmat's built-in, offline two-modality task (see :mod:`tasks.phantom.world`).
+"""The phantom world: kmat's built-in, offline two-modality task (see :mod:`kmat.tasks.phantom.world`).
 
 Eight lesion classes in four confusable pairs, drawn as 32x32 px PNG files in a crisp colour high-end
 modality and a grey, blurred, noisy, low-contrast low-end one. The splits are generated on first use into
@@ -18,6 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from kmat.tasks.phantom import world
+
 from kmat_cli.api import (
     SEED_MAX,
     Range,
@@ -28,7 +30,6 @@ from kmat_cli.api import (
     make_cache_folder,
     read_json,
 )
-from tasks.phantom import world
 
 __all__ = ["SIZES", "Phantom"]
 

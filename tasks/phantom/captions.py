@@ -1,7 +1,7 @@
 """Captions of the phantom world's pretraining corpus, like figure captions written by many authors.
 
-A caption is the image's modality, its appearance words (:mod:`tasks.phantom.words`), sometimes a remark
-(:mod:`tasks.phantom.remarks`) and sometimes a class name, each drawn from the caption's own generator.
+A caption is the image's modality, its appearance words (:mod:`kmat.tasks.phantom.words`), sometimes a remark
+(:mod:`kmat.tasks.phantom.remarks`) and sometimes a class name, each drawn from the caption's own generator.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from tasks.phantom.lesions import CLASS_NAMES, CLASSES
-from tasks.phantom.remarks import remark
-from tasks.phantom.words import pick, visible_words
+from kmat.tasks.phantom.lesions import CLASS_NAMES, CLASSES
+from kmat.tasks.phantom.remarks import remark
+from kmat.tasks.phantom.words import pick, visible_words
 
 MODALITY_WORDS = {"hi": "crisp colour scan", "lo": "grey low-dose scan"}
 _MODALITY_VARIANTS = {
@@ -31,7 +30,7 @@ def caption(rng: np.random.Generator, a: dict[str, Any], named: float | None = N
     """A pretraining caption for an image with attributes ``a``, like a figure caption in a paper.
 
     Appearance words come from :func:`visible_words`, each dropped with probability 0.2; a fraction
-    :data:`REMARKED` of captions is followed by one remark (:func:`tasks.phantom.remarks.remark`). A class
+    :data:`REMARKED` of captions is followed by one remark (:func:`kmat.tasks.phantom.remarks.remark`). A class
     name is added to a fraction ``named`` (default :data:`NAMED` of the modality) of the captions; a
     fraction :data:`SWAPPED` of those name the partner class instead (so a name mostly tells the pair, only weakly the class: captions in the wild
     are noisy about diagnoses), and a fraction :data:`NAME_ONLY` of named captions are the bare

@@ -1,4 +1,4 @@
-"""Draw the picture of the phantom world: ``python -m tasks.phantom.figure [--out docs/phantom.png]``.
+"""Draw the picture of the phantom world: ``python -m kmat.tasks.phantom.figure [--out docs/phantom.png]``.
 
 One row per class; on the left the first test images of that class in the high-end modality, on the right
 the first ones in the low-end modality (the same pixels as the task's test split files), upscaled 3x.
@@ -10,9 +10,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from kmat.tasks.phantom import world
 from PIL import Image, ImageDraw, ImageFont
-
-from tasks.phantom import world
 
 SCALE = 3
 GAP = 4

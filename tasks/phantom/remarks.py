@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from tasks.phantom.words import pick
+from kmat.tasks.phantom.words import pick
 
 _REMARKS: dict[str, tuple[str, ...]] = {
     # what a figure caption adds after the finding, per (modality or kind) and condition; every phrase is
@@ -118,7 +117,7 @@ REMARKED = 0.6  # share of captions followed by one remark sentence
 
 def remarks(a: dict[str, Any], w: dict[str, str]) -> list[str]:
     """The remark groups of :data:`_REMARKS` that are true of an image with attributes ``a`` and
-    appearance words ``w`` (from :func:`tasks.phantom.words.visible_words`)."""
+    appearance words ``w`` (from :func:`kmat.tasks.phantom.words.visible_words`)."""
     lo, kind = a["modality"] == "lo", a["kind"]
     keys = ["any", "lo" if lo else "hi"]
     if lo and a["bands"]:

@@ -1,6 +1,6 @@
 """Appearance words of the phantom world: what a caption may say is visible in an image.
 
-:func:`visible_words` maps an image's attributes (from :func:`tasks.phantom.world.draw`) to phrases drawn
+:func:`visible_words` maps an image's attributes (from :func:`kmat.tasks.phantom.world.draw`) to phrases drawn
 from the image's caption generator. They share their vocabulary with the class descriptions
 (``tasks/phantom/descriptions.json``), never with the class names.
 """

@@ -26,9 +26,9 @@ rib-like bands, with letter markers and scan lines). Captions (:func:`caption`) 
 in words shared with the class descriptions, never with the class names.
 
 This module composes the parts, each in its own module: the classes, image keys and latent parameters
-(:mod:`tasks.phantom.lesions`), the pictures (:mod:`tasks.phantom.render`), appearance words
-(:mod:`tasks.phantom.words`), remark sentences (:mod:`tasks.phantom.remarks`) and captions
-(:mod:`tasks.phantom.captions`).
+(:mod:`kmat.tasks.phantom.lesions`), the pictures (:mod:`kmat.tasks.phantom.render`), appearance words
+(:mod:`kmat.tasks.phantom.words`), remark sentences (:mod:`kmat.tasks.phantom.remarks`) and captions
+(:mod:`kmat.tasks.phantom.captions`).
 """
 
 from __future__ import annotations
@@ -36,11 +36,10 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-
-from tasks.phantom.captions import MODALITY_WORDS, NAMED, caption
-from tasks.phantom.lesions import CLASS_NAMES, CLASSES, MODALITY_IDS, STREAMS, rng_for, sample_lesion
-from tasks.phantom.render import IMAGE_SIZE, render_hi, render_lo
-from tasks.phantom.words import visible_words
+from kmat.tasks.phantom.captions import MODALITY_WORDS, NAMED, caption
+from kmat.tasks.phantom.lesions import CLASS_NAMES, CLASSES, MODALITY_IDS, STREAMS, rng_for, sample_lesion
+from kmat.tasks.phantom.render import IMAGE_SIZE, render_hi, render_lo
+from kmat.tasks.phantom.words import visible_words
 
 __all__ = [
     "CLASSES",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from kmat.backbones.open_clip import BIOMEDCLIP, BiomedCLIP, OpenCLIP
 from safetensors.torch import save_file
 
-from backbones.open_clip import BIOMEDCLIP, BiomedCLIP, OpenCLIP
 from kmat_cli.api import RuntimeFailure, UsageError
 
 TEXTS = ["round smooth nodule", "a spiculated mass."]

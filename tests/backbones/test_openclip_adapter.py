@@ -9,9 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from kmat.backbones.openclip_adapter import OpenClipBackbone
 from open_clip import CLIP, CustomTextCLIP, SimpleTokenizer
-
-from backbones.openclip_adapter import OpenClipBackbone
 
 TEXTS = ["dermoscopy melanoma.", "a chest x-ray image of covid pneumonia.", "x", "benign nevus"]
 LONG = " ".join(["irregular pigmented lesion with blue white veil"] * 6)  # > 32 tokens

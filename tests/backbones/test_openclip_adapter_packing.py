@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backbones.openclip_adapter import OpenClipBackbone
-from backbones.packing import PACK_FACTOR, PACK_MIN_TOKENS
+from kmat.backbones.openclip_adapter import OpenClipBackbone
+from kmat.backbones.packing import PACK_FACTOR, PACK_MIN_TOKENS
 
 WORDS = ["irregular", "pigmented", "lesion", "with", "blue", "white", "veil", "and", "atypical", "network"]
 

@@ -8,10 +8,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from kmat.backbones import prepacked
+from kmat.backbones.openclip_adapter import OpenClipBackbone
 from torch import nn
-
-from backbones import prepacked
-from backbones.openclip_adapter import OpenClipBackbone
 
 pytestmark = pytest.mark.skipif(not prepacked.available(), reason="torch built without MKL")
 
@@ -160,7 +159,7 @@ def test_convert_keeps_parameters_and_only_plain_linears() -> None:
 def test_backbone_prompts_with_packed_weights_equal_plain(
     folder: str, request: pytest.FixtureRequest
 ) -> None:
-    from backbones.open_clip import OpenCLIP
+    from kmat.backbones.open_clip import OpenCLIP
 
     b: OpenClipBackbone = OpenCLIP(model=f"local-dir:{request.getfixturevalue(folder)}")
     texts = ["irregular pigmented lesion.", "blue white veil and atypical network.", "lesion."]
@@ -191,7 +190,8 @@ def test_resumed_training_with_packed_weights_equals_an_uninterrupted_run(
 ) -> None:
     """Training steps pack from their first call, so a run resumed in a fresh process (a new backbone,
     packs made anew) computes every later step exactly as the uninterrupted run: equal parameters."""
-    from backbones.open_clip import BiomedCLIP
+    from kmat.backbones.open_clip import BiomedCLIP
+
     from kmat_cli import assemble, config
     from kmat_cli.registry import get
     from kmat_cli.train import Trainer

@@ -63,9 +63,16 @@ def is_module(name: str) -> bool:
     return path.is_dir() or path.with_suffix(".py").is_file()
 
 
+def folder_name(module: str) -> str:
+    """The name of a module by its folder: a plugin folder ``<plugin>/`` installs as ``kmat.<plugin>``, so
+    ``kmat.<plugin>.x`` -> ``<plugin>.x``; other names are returned as they are."""
+    head, _, rest = module.partition(".")
+    return rest if head == "kmat" and rest.split(".")[0] in PLUGINS else module
+
+
 def imports(path: Path) -> set[str]:
     """The kmat modules a source file imports (``from pkg import sub`` counts as ``pkg.sub`` when sub is a
-    module), relative imports resolved."""
+    module), relative imports resolved, by folder name (:func:`folder_name`)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     found = set()
@@ -78,8 +85,9 @@ def imports(path: Path) -> set[str]:
                 parts = package.split(".")
                 base = ".".join([*parts[: len(parts) - node.level + 1], base]).strip(".")
             for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                found.add(sub if is_module(sub) else base)
+                sub = folder_name(f"{base}.{alias.name}")
+                found.add(sub if is_module(sub) else folder_name(base))
+    found = {folder_name(m) for m in found}
     return {m for m in found if m.split(".")[0] in ("kmat", "kmat_cli", *PLUGINS)}
 
 

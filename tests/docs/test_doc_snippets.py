@@ -148,7 +148,7 @@ def _run_python(code: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def _check_yaml(code: str, folder: Path) -> None:
     data = yaml.safe_load(code)
     if isinstance(data, dict) and "class_names" in data:  # a custom task file
-        from tasks.custom import load_spec
+        from kmat.tasks.custom import load_spec
 
         (folder / "snippet-task.yaml").write_text(code, encoding="utf-8")
         load_spec(folder / "snippet-task.yaml")

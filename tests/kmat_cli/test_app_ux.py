@@ -70,7 +70,9 @@ def test_open_clip_without_pretrained_is_an_error_and_none_on_purpose_warns(
         open_clip_backbone(model="RN50", vision_only=True)
     assert "\n" not in str(info.value) and "backbone.pretrained" in str(info.value)
     capsys.readouterr()
-    from backbones.open_clip import resolve  # what the constructor builds from, without the build's seconds
+    from kmat.backbones.open_clip import (
+        resolve,  # what the constructor builds from, without the build's seconds
+    )
 
     source = resolve("RN50", "none")
     warning = capsys.readouterr().err.strip().splitlines()
@@ -179,7 +181,7 @@ def test_kmat_list_imports_no_plugin_and_shows_their_docs() -> None:
     script = (
         "import sys; from kmat_cli.app import main\n"
         "assert main(['list']) == 0\n"
-        "heavy = sorted(m for m in ('torch', 'open_clip', 'ot', 'backbones.phantom', 'tasks.real') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'open_clip', 'ot', 'kmat.backbones.phantom', 'kmat.tasks.real') if m in sys.modules)\n"
         "print('IMPORTED', heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

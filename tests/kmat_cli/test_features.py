@@ -138,7 +138,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 
 def test_real_open_clip_backbone(native_dir: Path, tmp_path: Path) -> None:
-    from backbones.open_clip import OpenCLIP
+    from kmat.backbones.open_clip import OpenCLIP
 
     b = OpenCLIP(model=f"local-dir:{native_dir}")
     paths = write_images(tmp_path / "img", 3)

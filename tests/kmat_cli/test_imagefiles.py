@@ -31,7 +31,7 @@ def pngs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def split() -> P.SplitPreprocess:
-    from backbones.phantom import model as files
+    from kmat.backbones.phantom import model as files
 
     return P.SplitPreprocess(files.preprocess_transform())
 

@@ -112,7 +112,7 @@ def test_a_run_config_may_name_a_plugin_by_import_path_with_the_opt_in(
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"status": "finished"}))
     (run / "config.yaml").write_text(
-        yaml.safe_dump({"backbone": {"name": "backbones.phantom:PhantomBackbone"}})
+        yaml.safe_dump({"backbone": {"name": "kmat.backbones.phantom:PhantomBackbone"}})
     )
     prompts_file(run / "prompts.safetensors", CLASSES, {"kmat.backbone_config": None})
     result = cli("predict", png(tmp_path / "x.png", 1), "--run", run, "--workers", "0")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from kmat.backbones.phantom import model as phantom
 from PIL import Image, PngImagePlugin
 
-from backbones.phantom import model as phantom
 from kmat_cli.imagefiles import ImageFiles, SplitPreprocess
 from kmat_cli.images import load_frames
 from kmat_cli.plainpng import read_plain_png

@@ -26,7 +26,7 @@ def tiny_biomedclip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def biomedclip_full(tmp_path_factory: pytest.TempPathFactory):
     """The full BiomedCLIP architecture (ViT-B/16 + BERT-base, context 256) with random weights."""
-    from backbones.open_clip import BiomedCLIP
+    from kmat.backbones.open_clip import BiomedCLIP
 
     folder = write_biomedclip_dir(tmp_path_factory.mktemp("biomedclip-full"))
     return BiomedCLIP(model=f"local-dir:{folder}")
@@ -34,6 +34,6 @@ def biomedclip_full(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def tiny_biomedclip(tiny_biomedclip_dir: Path):
-    from backbones.open_clip import BiomedCLIP
+    from kmat.backbones.open_clip import BiomedCLIP
 
     return BiomedCLIP(model=f"local-dir:{tiny_biomedclip_dir}")

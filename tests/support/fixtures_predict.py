@@ -18,9 +18,8 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    from kmat.backbones.open_clip import OpenCLIP
     from open_clip.model import CLIP
-
-    from backbones.open_clip import OpenCLIP
 
     folder = tmp_path_factory.mktemp("toy-clip")
     config = native_config()
@@ -57,7 +56,7 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]
 @pytest.fixture(scope="session")
 def phantom_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped phantom weights, else stand-in weights of the same architecture (seeded random init)."""
-    from backbones.phantom import model as files
+    from kmat.backbones.phantom import model as files
 
     if files.WEIGHTS.is_file():
         return files.WEIGHTS

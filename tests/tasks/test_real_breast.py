@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import task_fakes as fakes
+from kmat.tasks.real import Breast
 from PIL import Image
 from task_cli import entries, name_of, splits_json
 
 from kmat_cli.api import SPLITS
-from tasks.real import Breast
 
 BUSI_RATIO = (389, 155, 236)
 

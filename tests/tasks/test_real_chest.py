@@ -6,11 +6,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import task_fakes as fakes
+from kmat.tasks.converters.splitting import proportional
+from kmat.tasks.real import Chest
 from task_cli import entries, name_of, run_kmat, splits_json
 
 from kmat_cli.api import MODALITIES, SPLITS
-from tasks.converters.splitting import proportional
-from tasks.real import Chest
 
 CODES = {"NCP": "COVID-19 pneumonia", "CP": "common pneumonia", "Normal": "normal lungs"}
 

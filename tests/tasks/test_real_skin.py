@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
+from kmat.tasks.real import Skin1, Skin2
 from task_cli import entries, name_of, splits_json
 
 from kmat_cli.api import MODALITIES, SPLITS
-from tasks.real import Skin1, Skin2
 
 
 def labels(root: Path, modality: str) -> dict[str, str]:

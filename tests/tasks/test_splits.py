@@ -11,8 +11,6 @@ from kmat_runner import cli
 from task_cli import run_kmat
 
 from kmat_cli.api import UsageError
-from tasks.real import Breast, Chest
-from tasks.splits import safe_relpath
 
 NAMES = Breast.class_names
 

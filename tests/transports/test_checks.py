@@ -6,12 +6,12 @@ import warnings
 
 import pytest
 import torch
+from kmat.transports.checks import ConvergenceWarning
 
 from kmat_cli.api import Transport
 from kmat_cli.config import plugin_options
 from kmat_cli.errors import UsageError
 from kmat_cli.registry import get, names
-from transports.checks import ConvergenceWarning
 
 ALL = ["fgw", "wasserstein", "gw", "pot-fgw", "pot-wasserstein", "pot-gw"]
 OPTIONS = {

@@ -7,10 +7,10 @@ import warnings
 
 import pytest
 import torch
+from kmat.transports.checks import ConvergenceWarning
 
 from kmat_cli.errors import RuntimeFailure, UsageError
 from kmat_cli.registry import get
-from transports.checks import ConvergenceWarning
 
 ALL = ["fgw", "wasserstein", "gw", "pot-fgw", "pot-wasserstein", "pot-gw"]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from kmat.transports.costs import COSTS, pairwise_cost
 from scipy.spatial.distance import cdist
-
-from transports.costs import COSTS, pairwise_cost
 
 
 @pytest.mark.parametrize("cost", COSTS)

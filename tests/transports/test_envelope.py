@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kmat.transports.costs import COSTS, pairwise_cost, pairwise_cost_grad
 
 from kmat_cli.registry import get
-from transports.costs import COSTS, pairwise_cost, pairwise_cost_grad
 
 
 @pytest.mark.parametrize("cost", COSTS)

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from kmat.backbones.phantom import PhantomBackbone
+from kmat.backbones.phantom import model as files
+from kmat.backbones.phantom.pretrain import DEFAULTS, encode_text_trimmed, pretrain
+from kmat.backbones.phantom.tokenizer import WordTokenizer, words
+from kmat.tasks.phantom import Phantom
 from PIL import Image
 
-from backbones.phantom import PhantomBackbone
-from backbones.phantom import model as files
-from backbones.phantom.pretrain import DEFAULTS, encode_text_trimmed, pretrain
-from backbones.phantom.tokenizer import WordTokenizer, words
 from kmat_cli.registry import get
-from tasks.phantom import Phantom
 
 
 @pytest.fixture(scope="module")

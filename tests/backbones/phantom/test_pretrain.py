@@ -9,8 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from backbones.phantom.pretrain import write_files
+from kmat.backbones.phantom.pretrain import write_files
 
 
 def _umask() -> int:

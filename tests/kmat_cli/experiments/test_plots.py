@@ -177,6 +177,14 @@ def test_without_matplotlib_a_usage_error_names_the_extra(
         plots.confusion_matrices(metrics, CLASSES, tmp_path / "cm.png")
 
 
+def test_without_scikit_learn_tsne_is_a_usage_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn.manifold", None)  # import fails as if not installed
+    points = np.random.default_rng(6).normal(size=(6, 4))
+    with pytest.raises(UsageError, match=r"scikit-learn: pip install 'kmat\[plots\]'"):
+        plots.project_2d(points, "tsne")
+    assert plots.project_2d(points, "pca").shape == (6, 2)  # PCA needs no scikit-learn
+
+
 # ------------------------------------------------------------------------------ benchmark report plots
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

@@ -130,9 +130,8 @@ def test_onnx_metadata_holds_classes_preprocessing_backbone_and_provenance(world
 def test_biomedclip_architecture_onnx_equals_torch_predict(tmp_path: Path) -> None:
     """The full BiomedCLIP image tower (ViT-B/16, random weights) with random low-end embeddings."""
     from folders import write_biomedclip_dir
+    from kmat.backbones.open_clip import BiomedCLIP
     from predict_helpers import write_prompts
-
-    from backbones.open_clip import BiomedCLIP
 
     folder = write_biomedclip_dir(tmp_path / "biomedclip")
     tower = BiomedCLIP(model=f"local-dir:{folder}", vision_only=True)
@@ -225,7 +224,7 @@ def test_preprocessing_the_metadata_cannot_describe_is_refused() -> None:
 
 
 def test_a_backbone_whose_preprocessing_differs_from_its_spec_is_not_exported(tmp_path: Path) -> None:
-    from backbones.phantom import PhantomBackbone
+    from kmat.backbones.phantom import PhantomBackbone
 
     tower = PhantomBackbone(vision_only=True)
     tower.preprocess_spec = {

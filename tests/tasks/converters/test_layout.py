@@ -9,8 +9,8 @@ import os
 import stat
 from pathlib import Path
 
-from tasks.converters.layout import MARKER, Collected, Item, Skips, write_prepared
-from tasks.splits import SPLITS_FILE, SPLITS_FORMAT
+from kmat.tasks.converters.layout import MARKER, Collected, Item, Skips, write_prepared
+from kmat.tasks.splits import SPLITS_FILE, SPLITS_FORMAT
 
 
 def _umask() -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
+from kmat.tasks.converters.splitting import assign_groups, proportional, quotas
+from kmat.tasks.converters.tables import read_csv, read_table, records
 
 from kmat_cli.api import UsageError
-from tasks.converters.splitting import assign_groups, proportional, quotas
-from tasks.converters.tables import read_csv, read_table, records
 
 ROWS = [
     ["midas_record_id", "midas_file_name", "midas_path", "length_(mm)"],

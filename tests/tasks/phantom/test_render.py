@@ -8,8 +8,7 @@ import hashlib
 import json
 
 import numpy as np
-
-from tasks.phantom import world
+from kmat.tasks.phantom import world
 
 K = len(world.CLASSES)
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kmat.tasks.phantom import DESCRIPTIONS, SIZES, Phantom, world
 from PIL import Image
 
 from kmat_cli.api import MODALITIES, SPLITS, Task, UsageError, load_descriptions
 from kmat_cli.registry import get
-from tasks.phantom import DESCRIPTIONS, SIZES, Phantom, render, world
+from kmat.tasks.phantom import DESCRIPTIONS, SIZES, Phantom, render, world
 
 K = len(world.CLASSES)
 
@@ -176,7 +177,7 @@ def test_captions_never_use_class_names_as_appearance_words() -> None:
 def test_low_end_captions_name_the_modality_and_use_the_descriptions_words() -> None:
     """Every low-end caption names its modality; the appearance words drawn for low-end images are, with
     a few exceptions (sizes, the letter marker), words of the low-end descriptions."""
-    from backbones.phantom.tokenizer import words
+    from kmat.backbones.phantom.tokenizer import words
 
     desc = load_descriptions(DESCRIPTIONS, list(world.CLASS_NAMES))
     lo_words = {w for texts in desc["lo"].values() for t in texts for w in words(t)}

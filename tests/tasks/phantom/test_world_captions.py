@@ -6,8 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
-from tasks.phantom import world
+from kmat.tasks.phantom import world
 
 
 def _digest(captions: list[str]) -> str:
