@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from kmat.backbones.openclip_adapter import OpenClipBackbone
 from kmat.backbones.packing import PACK_FACTOR, PACK_MIN_TOKENS
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import task_fakes as fakes
+from kmat.tasks.real import Breast, Chest
+from kmat.tasks.splits import safe_relpath
 from kmat_runner import cli
 from task_cli import run_kmat
 

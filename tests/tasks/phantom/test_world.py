@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kmat.tasks.phantom import DESCRIPTIONS, SIZES, Phantom, world
+from kmat.tasks.phantom import DESCRIPTIONS, SIZES, Phantom, render, world
 from PIL import Image
 
 from kmat_cli.api import MODALITIES, SPLITS, Task, UsageError, load_descriptions
 from kmat_cli.registry import get
-from kmat.tasks.phantom import DESCRIPTIONS, SIZES, Phantom, render, world
 
 K = len(world.CLASSES)
 
