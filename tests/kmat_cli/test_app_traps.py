@@ -134,9 +134,9 @@ def test_a_run_folder_is_accepted_where_a_prompts_file_is_expected(
 
 # --------------------------------------------------------------------------- 8. short options
 def test_short_options_have_one_meaning_and_tune_o_writes_a_file(tmp_path: Path, capsys) -> None:
-    from kmat_cli.app import cli
+    from kmat_cli.app import cli as click_group
 
-    root = cli()
+    root = click_group()
     for name, command in root.commands.items():
         subs = getattr(command, "commands", None) or {name: command}
         for sub in subs.values():
