@@ -24,6 +24,7 @@ LAYERS = {
     "## Plugins": "plugin",
 }
 PATH = re.compile(r"`((?:kmat_cli|kmat|backbones|transports|tasks)/[A-Za-z0-9_./]*)`")
+OUTSIDE = re.compile(r"`((?:benchmarks|examples)/[A-Za-z0-9_./-]*)`")
 
 
 def module_name(path: Path) -> str:
@@ -158,3 +159,18 @@ def test_the_modules_of_kmat_cli_import_each_other_in_no_cycle() -> None:
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_every_benchmark_script_and_example_is_named_and_exists() -> None:
+    """benchmarks/ and examples/ are on the page too: each script and example, and nothing that is gone."""
+    named = set(OUTSIDE.findall(DOC.read_text(encoding="utf-8")))
+    for path in named:
+        assert (REPO / path).exists(), f"docs/architecture.md names {path}, which does not exist"
+    scripts = {f"benchmarks/{p.name}" for p in (REPO / "benchmarks").iterdir() if p.suffix in (".py", ".sh")}
+    examples = {
+        f"examples/{p.name}/" if p.is_dir() else f"examples/{p.name}"
+        for p in (REPO / "examples").iterdir()
+        if not p.name.startswith((".", "_"))
+    }
+    missing = sorted((scripts | examples) - named)
+    assert not missing, f"docs/architecture.md does not name {missing}"
