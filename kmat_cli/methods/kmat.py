@@ -51,7 +51,8 @@ class KMaT(Method):
     and the transport weight becomes ``lambda2 * agreement_lambda2 * delta``, delta = clip((1 - mean_k
     a_k) / (1 - 1/K), 0, 1): agreeing low-end descriptions keep the low end on their anchor, weak or
     permuted ones hand the class geometry to the transport. With ``agreement`` off, L_anchor = mean_{k,m}
-    ||t_{k,m} - p_{k,m}|| and the transport weight is ``lambda2``.
+    ||t_{k,m} - p_{k,m}|| and the transport weight is ``lambda2``; so it is for a K-MaT with the anchor off and
+    no descriptions at all (nothing for the rule to read).
 
     Ablation switches: ``anchor`` and ``transport`` drop their term; ``csc``/``msc`` as above. The
     prototypes are computed once (no gradient). Low-end images are never used.
@@ -101,7 +102,10 @@ class KMaT(Method):
         )
         self._unanchored: torch.Tensor | None = None  # the prototypes of text_checks, without an anchor
         self.agreement: torch.Tensor | None = None  # (K,) a_k of the low-end descriptions, when ``agreement``
-        if agreement:  # the label-free rule of docs/defaults.md: weights from the descriptions' agreement
+        if agreement and (
+            anchor or setup.descriptions
+        ):  # the rule of docs/defaults.md reads the descriptions;
+            # a transport-only K-MaT without any keeps its lambda2 (with the anchor on, missing ones are an error)
             p = self._prototypes()
             self.agreement = class_agreement(
                 p[MODALITIES.index("lo")], p[MODALITIES.index("hi")], agreement_tau

@@ -89,3 +89,19 @@ def test_without_the_rule_the_anchor_is_the_plain_mean_distance_and_lambda2_is_k
     t = {"hi": p[0] * 0.5, "lo": p[1] * 0.25}
     by_hand = (p[0] * 0.5 - p[0]).norm(dim=-1).sum() + (p[1] * 0.25 - p[1]).norm(dim=-1).sum()
     torch.testing.assert_close(m.anchor_loss(t), by_hand / 6)
+
+
+def test_transport_only_kmat_needs_no_descriptions_and_keeps_its_lambda2() -> None:
+    """The rule reads the descriptions; without any, a K-MaT with the anchor off trains on its lambda2 as
+    given, and with the anchor on the missing descriptions are the one-line error they always were."""
+    from toyworld import setup
+
+    from kmat_cli import registry
+    from kmat_cli.errors import UsageError
+
+    kmat = registry.get("methods", "kmat")
+    bare = setup(transport=registry.get("transports", "fgw")(), descriptions=None)
+    m = kmat(bare, anchor=False, lambda2=2.0)
+    assert m.agreement is None and m.lambda2 == 2.0 and m.use_transport
+    with pytest.raises(UsageError, match="needs class descriptions"):
+        kmat(bare)
