@@ -102,10 +102,9 @@ class KMaT(Method):
         )
         self._unanchored: torch.Tensor | None = None  # the prototypes of text_checks, without an anchor
         self.agreement: torch.Tensor | None = None  # (K,) a_k of the low-end descriptions, when ``agreement``
-        if agreement and (
-            anchor or setup.descriptions
-        ):  # the rule of docs/defaults.md reads the descriptions;
-            # a transport-only K-MaT without any keeps its lambda2 (with the anchor on, missing ones are an error)
+        # The rule of docs/defaults.md reads the descriptions: a transport-only K-MaT without any keeps its
+        # lambda2 (with the anchor on, missing descriptions are the anchor's one-line error).
+        if agreement and (anchor or setup.descriptions):
             p = self._prototypes()
             self.agreement = class_agreement(
                 p[MODALITIES.index("lo")], p[MODALITIES.index("hi")], agreement_tau
