@@ -16,7 +16,7 @@ import torch
 import toyworld
 from safetensors import safe_open
 from safetensors.torch import load_file
-from toyworld import toy_cfg
+from toyworld import toy_cfg, train_argv
 from typer.testing import CliRunner
 
 from kmat_cli import checkpoint, config, evaluate, export, workflow
@@ -190,25 +190,7 @@ def test_cli_train_evaluate_export_through_the_typer_app(tmp_path: Path) -> None
     from kmat_cli.app import app
 
     runner = CliRunner()
-    args = [
-        "train",
-        "--task",
-        "toyworld:ToyTask",
-        "--backbone",
-        "toyworld:ToyBackbone",
-        "--epochs",
-        "2",
-        "--shots",
-        "4",
-        "--out",
-        str(tmp_path / "runs"),
-        "--set",
-        f"task.root={tmp_path / 'data'}",
-        "--set",
-        "method.anchor=false",
-        "--transport",
-        "gw",
-    ]
+    args = [*train_argv(tmp_path, epochs=2, shots=4), "--set", "method.anchor=false", "--transport", "gw"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Hi (high-end test)" in result.output and "H (harmonic)" in result.output
@@ -264,24 +246,7 @@ def test_cli_too_many_shots_exits_2_without_a_run_folder(tmp_path: Path) -> None
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     """A real `kmat train` process killed with SIGKILL after an epoch, then `kmat train --resume`."""
     env = {**_env(tmp_path), "KMAT_TRUST_CODE": "1"}  # --resume reads the toy world's import path back
-    args = [
-        "train",
-        "--task",
-        "toyworld:ToyTask",
-        "--backbone",
-        "toyworld:ToyBackbone",
-        "--epochs",
-        "8",
-        "--shots",
-        "12",
-        "--out",
-        str(tmp_path / "runs"),
-        "--set",
-        f"task.root={tmp_path / 'data'}",
-        "--set",
-        "train.batch_size=1",
-        "--no-evaluate",
-    ]
+    args = [*train_argv(tmp_path, epochs=8, shots=12), "--set", "train.batch_size=1", "--no-evaluate"]
     full = _kmat(*args, env=env)
     assert full.returncode == 0, full.stderr
     proc = subprocess.Popen([KMAT, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
