@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kmat_runner import cli
+from kmat_runner import cli, interrupted_run
 from repo_paths import REPO
 
 from kmat_cli import train
@@ -35,19 +35,8 @@ def _interrupted(
     out: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> tuple[Path, str]:
     """A run of 2 epochs stopped by Ctrl-C right after its epoch-1 checkpoint; (run folder, stderr)."""
-    real = train.Trainer.save
-
-    def save(self: train.Trainer) -> None:
-        real(self)
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train.Trainer, "save", save)
-        code, _, stderr = cli("train", "--epochs", "2", "--shots", "2", "--threads", "1", "--out", out)
-    assert code == 130, stderr
-    [run] = (out / "train").iterdir()
-    return run, stderr
+    run, result = interrupted_run(out, monkeypatch, "--epochs", "2", "--shots", "2", "--threads", "1")
+    return run, result.err
 
 
 # ------------------------------------------------------------------ 0. kmat predict with no --run/--embeddings

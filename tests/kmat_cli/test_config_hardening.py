@@ -28,6 +28,7 @@ from faults import (
     status,
     tensors_equal,
 )
+from kmat_runner import interrupted_run
 
 from kmat_cli import runs, train
 from kmat_cli.features import HASH_MEMO
@@ -157,18 +158,7 @@ def test_bad_options_fail_before_the_run_folder_exists(tmp_path: Path, args: lis
 # -------------------------------------------------------------------------------------------- --resume
 def _interrupted(out: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> Path:
     """A run killed (Ctrl-C) right after its epoch-1 checkpoint of 2: it says ``interrupted``."""
-    real = train.Trainer.save
-
-    def save(self: train.Trainer) -> None:
-        real(self)
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(train.Trainer, "save", save)
-        result = cli("train", *SHORT, "--out", out, *extra)
-    assert result.code == 130, result.err
-    [run] = run_folders(out)
+    run, _ = interrupted_run(out, monkeypatch, *SHORT, *extra)
     assert status(run) == "interrupted"
     return run
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 from typing import Any, NamedTuple
 
 
@@ -38,3 +39,23 @@ def cli(*args: Any) -> Result:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return Result(int(code or 0), out.getvalue(), err.getvalue())
+
+
+def interrupted_run(out: Any, monkeypatch: Any, *args: Any) -> tuple[Any, Result]:
+    """``kmat train ARGS --out OUT`` of 2 epochs or more stopped by Ctrl-C right after its epoch-1
+    checkpoint: (its run folder, the result, exit code 130 checked)."""
+    from kmat_cli import train
+
+    real = train.Trainer.save
+
+    def save(self: train.Trainer) -> None:
+        real(self)
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train.Trainer, "save", save)
+        result = cli("train", *args, "--out", out)
+    assert result.code == 130, result.err
+    [run] = (Path(out) / "train").iterdir()
+    return run, result
