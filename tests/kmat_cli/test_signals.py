@@ -16,11 +16,19 @@ from faults import KMAT, custom_task, env, run_folders, status, train_args
 pytestmark = pytest.mark.usefixtures("no_progress")
 
 
+def _default_sigint() -> None:
+    """The child takes Ctrl-C as a terminal's foreground process does, even where this test runs in a
+    background job (a shell without job control starts those with SIGINT ignored, and children inherit it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_training_marks_the_run_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
     task = custom_task(tmp_path / "task", per_split={"train": 4, "test": 1})
     args = train_args(task, tmp_path / "runs", "--set", "train.epochs=150", "--set", "train.batch_size=1")
-    proc = subprocess.Popen([KMAT, *args], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [KMAT, *args], env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint
+    )
     try:
         deadline = time.time() + 180
         while time.time() < deadline and proc.poll() is None:
