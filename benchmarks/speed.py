@@ -23,9 +23,9 @@ modality words and descriptions), the transport ``fgw``, the training settings k
    images (``kmat_cli.features``, from PNG files into a cold cache) against the bare image tower; the
    projected total of 6 methods x 3 seeds with the image features encoded once and shared by all 18 runs
    (per method: set-up + 50 x (12 x its step + checkpoint) + evaluation of the 1678 + 914 test features).
-5. ``kmat predict`` (from PNG files, 1 decoding worker) against the bare image-tower forward on the same
-   images decoded beforehand, for BiomedCLIP's image tower and for the phantom one (the latter on one torch
-   thread, its recommended setting, with the decoding worker on the second core).
+5. ``kmat predict`` (from PNG files, ``--workers`` left to auto) against the bare image-tower forward on the
+   same images decoded beforehand, for BiomedCLIP's image tower and for the phantom one (the latter on one
+   torch thread, its recommended setting, so a decoding worker has the second core).
 6. peak RSS (VmHWM) of a training run and of a predict run, each in a child process of its own.
 
 Repetitions are interleaved (A B A B ...) after one warm-up round, so machine load hits all alike; times are

@@ -3,6 +3,7 @@ predict`` against the bare image-tower forward, on BiomedCLIP's image tower and 
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 from collections.abc import Callable, Sequence
@@ -14,29 +15,20 @@ from _common import interleave, per_rep_ratio, phantom_weights, png_images, prom
 from speed_plan import Log, Plan, Results, Sync
 
 
-def encoding_fns(
+def features_call(
     backbone: Any, files: Sequence[Path], batch_size: int, cache_root: Path
-) -> dict[str, Callable[[], object]]:
-    """Bare image tower on pre-decoded pixels vs ``kmat_cli.features.image_features`` from the PNG files into
-    a fresh (cold) cache each call (hashing, decoding, the tower, shards written)."""
+) -> Callable[[], torch.Tensor]:
+    """``kmat_cli.features.image_features`` of the PNG files into a fresh (cold) cache under ``cache_root``
+    at each call (hashing, decoding, the tower, shards written); the call returns the features."""
     from kmat_cli.features import image_features
-    from kmat_cli.images import load_image
 
-    pixels = torch.stack([backbone.preprocess(load_image(p)) for p in files])
-    batches = [pixels[i : i + batch_size] for i in range(0, len(pixels), batch_size)]
-    counter = [0]
+    calls = itertools.count(1)
 
-    def bare() -> None:
-        for x in batches:
-            backbone.encode_image(x)
+    def features() -> torch.Tensor:
+        cache = cache_root / str(next(calls))
+        return image_features(backbone, files, batch_size=batch_size, cache_dir=cache, progress=False)
 
-    def features() -> None:
-        counter[0] += 1
-        image_features(
-            backbone, files, batch_size=batch_size, cache_dir=cache_root / str(counter[0]), progress=False
-        )
-
-    return {"bare": bare, "features": features}
+    return features
 
 
 def auto_label(n_files: int, batch_size: int, device: str) -> str:
@@ -72,7 +64,7 @@ def encoding_rows(
         # one bare forward (the classifier's image tower; the same architecture as the full model's)
         fns = {
             **predict_fns(clf, files, batch_size=plan.image_batch, workers=[None], sink=sink),
-            "features": encoding_fns(parts.backbone, files, plan.image_batch, tmp / "cache")["features"],
+            "features": features_call(parts.backbone, files, plan.image_batch, tmp / "cache"),
         }
         times = interleave(fns, plan.image_reps, sync=sync)
     res.encode_ratio = per_rep_ratio(times["bare"], times["features"])
