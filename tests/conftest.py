@@ -27,6 +27,7 @@ pytest_plugins = [
     "fixtures_plugins",
     "fixtures_predict",
     "fixtures_reliability",
+    "fixtures_speed",
     "fixtures_tasks",
     "fixtures_transports",
     "tiers",
