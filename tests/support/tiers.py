@@ -35,31 +35,33 @@ KINDS = tuple(PATTERNS)
 
 
 @functools.cache
-def _module_functions(module: types.ModuleType) -> dict[str, ast.AST]:
-    """The module's top-level functions and classes by name."""
+def _module_kinds(module: types.ModuleType) -> dict[str, frozenset[str]]:
+    """The kinds of each top-level function and class of the module: those its own source shows, joined
+    with those of the module's functions it names, to a fixed point (so a cycle of helpers is no problem)."""
     try:
-        tree = ast.parse(inspect.getsource(module))
+        source = inspect.getsource(module)
+        tree = ast.parse(source)
     except (OSError, TypeError, SyntaxError):
         return {}
-    return {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-
-
-def _called_names(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-
-
-@functools.cache
-def _kinds_of(module: types.ModuleType, name: str, seen: frozenset[str] = frozenset()) -> frozenset[str]:
-    """The kinds of the module's function ``name``: its own source, and the module's functions it names."""
-    node = _module_functions(module).get(name)
-    if node is None:
-        return frozenset()
-    source = ast.unparse(node)
-    kinds = {kind for kind, pattern in PATTERNS.items() if pattern.search(source)}
-    for other in _called_names(node) - seen - {name}:
-        if other in _module_functions(module):
-            kinds |= _kinds_of(module, other, seen | {name})
-    return frozenset(kinds)
+    lines = source.splitlines(keepends=True)
+    nodes = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    kinds = {}
+    for name, node in nodes.items():
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        text = "".join(lines[first - 1 : node.end_lineno])
+        kinds[name] = {kind for kind, pattern in PATTERNS.items() if pattern.search(text)}
+    names = {
+        name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & nodes.keys()
+        for name, node in nodes.items()
+    }
+    changed = True
+    while changed:
+        changed = False
+        for name, called in names.items():
+            joined = kinds[name].union(*(kinds[other] for other in called))
+            if joined != kinds[name]:
+                kinds[name], changed = joined, True
+    return {name: frozenset(found) for name, found in kinds.items()}
 
 
 def _function_kinds(func: Callable[..., Any]) -> frozenset[str]:
@@ -67,7 +69,7 @@ def _function_kinds(func: Callable[..., Any]) -> frozenset[str]:
     module = sys.modules.get(getattr(func, "__module__", ""), None)
     if module is None:
         return frozenset()
-    return _kinds_of(module, func.__qualname__.split(".")[0])
+    return _module_kinds(module).get(func.__qualname__.split(".")[0], frozenset())
 
 
 def kinds(item: pytest.Item) -> set[str]:
@@ -90,8 +92,10 @@ def mark(items: list[pytest.Item]) -> None:
 
 def fast_only(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the tests that train or spawn (``--fast``)."""
-    keep = [i for i in items if not any(kind in i.keywords for kind in KINDS)]
-    config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+    keep, drop = [], []
+    for item in items:
+        (drop if any(kind in item.keywords for kind in KINDS) else keep).append(item)
+    config.hook.pytest_deselected(items=drop)
     items[:] = keep
 
 
