@@ -213,6 +213,13 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return recorded
 
 
+def completion(text: str = '["a b"]') -> Any:
+    """An HTTP 200 chat completion whose answer is ``text`` (for an ``httpx.MockTransport`` handler)."""
+    import httpx
+
+    return httpx.Response(200, json={"model": "m-1", "choices": [{"message": {"content": text}}]})
+
+
 def describe_args(llm: Any, task: str, *extra: str, n: int = 5) -> list[str]:
     return [
         "describe",
