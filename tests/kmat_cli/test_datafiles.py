@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import PHANTOM, assert_error, cli, custom_task, run_folders, train_args
+from faults import PHANTOM, assert_error, assert_no_runs, cli, custom_task, run_folders, train_args
 
-from kmat_cli import datafiles
+from kmat_cli import datafiles, runs
 
 pytestmark = pytest.mark.usefixtures("no_progress")
 
@@ -177,3 +177,44 @@ def test_merge_reports_a_malformed_cell_result_as_failed(tmp_path: Path, shard: 
     report = (tmp_path / "merged" / "report.md").read_text(encoding="utf-8")
     [row] = [line for line in report.splitlines() if str(result_file) in line]
     assert needle in row and "\n" not in row
+
+
+MALFORMED_YAML = {
+    "unclosed-flow": b"train: {epochs: 3\n",
+    "bad-indent": b"train:\n  epochs: 3\n shots: 2\n",
+    "tab-indent": b"train:\n\tepochs: 3\n",
+    "nested-colon": b"a: b: c\n",
+    "unclosed-list": b"key: [1, 2\n",
+    "unterminated-string": b'name: "open\n',
+    "not-utf8": b"\xff\xfe\x00t\x00r\x00a\x00i\x00n",
+    "top-level-list": b"- train\n- epochs\n",
+    "top-level-scalar": b"just words\n",
+    "python-tag": b"train: !!python/object/apply:os.system ['echo pwned']\n",
+}
+
+
+# ------------------------------------------------------------------------------------------- malformed YAML
+@pytest.mark.parametrize("where", ["config", "task", "run"])
+@pytest.mark.parametrize("kind", sorted(MALFORMED_YAML))
+def test_malformed_yaml_is_one_line_naming_the_file(tmp_path: Path, where: str, kind: str) -> None:
+    """The same ten broken YAML texts as a --config file, as a custom task file and as a run's config.yaml."""
+    out = tmp_path / "runs"
+    if where == "config":
+        path = tmp_path / "bad.yaml"
+        path.write_bytes(MALFORMED_YAML[kind])
+        result = cli("train", "--config", path, "--out", out, "--no-evaluate")
+    elif where == "task":
+        path = tmp_path / "task.yaml"
+        path.write_bytes(MALFORMED_YAML[kind])
+        result = cli("train", "--task", path, "--out", out, "--no-evaluate")
+    else:
+        run = runs.create(out, "train", "phantom", "kmat")
+        path = run.file("config.yaml")
+        path.write_bytes(MALFORMED_YAML[kind])
+        result = cli("train", "--resume", run.path, "--no-evaluate")
+        assert_error(result, path)
+        assert runs.open_run(run.path).status == "created"
+        result = cli("evaluate", run.path)
+    assert_error(result, path)
+    if where != "run":
+        assert_no_runs(out)
