@@ -1,12 +1,13 @@
-"""A run config with a value of the wrong type or an unknown key (in a --config file or a --set flag) is one
-line naming the key, exit 2, and no run folder."""
+"""A run config with a value of the wrong type or out of range, or an unknown key (in a --config file, a
+--set flag or an option) is one line naming the key, exit 2, and no run folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from faults import assert_error, assert_no_runs, cli
+import torch
+from faults import SHORT, assert_error, assert_no_runs, cli
 
 pytestmark = pytest.mark.usefixtures("no_progress")
 
@@ -73,3 +74,26 @@ def test_unknown_config_keys_are_refused_with_a_suggestion(tmp_path: Path, text:
 def test_unknown_set_keys_are_refused(tmp_path: Path, sets: str, needle: str) -> None:
     result = cli("train", "--set", sets, "--out", tmp_path / "runs", "--no-evaluate")
     assert_error(result, needle)
+
+
+# ------------------------------------------------------------------------- options checked before a folder
+BAD_OPTIONS = [
+    (["--set", "train.eval_batch_size=0"], "train.eval_batch_size"),
+    (["--set", "train.eval_batch_size=-3"], "train.eval_batch_size"),
+    (["--set", "train.augment_views=-1"], "train.augment_views"),
+    (["--set", "train.num_workers=-2"], "train.num_workers"),
+    (["--set", "train.threads=-1"], "train.threads"),
+    (["--seed", str(2**63)], "train.seed"),
+    (["--seed", "-1"], "train.seed"),
+    (["--device", "meta"], "train.device"),
+    (["--device", "mps"], "'mps'"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_bad_options_fail_before_the_run_folder_exists(tmp_path: Path, args: list[str], needle: str) -> None:
+    if args == ["--device", "mps"] and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    out = tmp_path / "runs"
+    assert_error(cli("train", *SHORT, *args, "--out", out), needle)
+    assert_no_runs(out)

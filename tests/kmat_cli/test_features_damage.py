@@ -4,12 +4,16 @@ hash memo of the wrong type is rebuilt, a read-only cache is read and not writte
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from faults import cli, custom_task, png, run_folders, train_args
+import torch
+from faults import SHORT, cli, custom_task, phantom_root, png, run_folders, session_cache, status, train_args
+
+from kmat_cli.features import HASH_MEMO
 
 pytestmark = pytest.mark.usefixtures("no_progress")
 
@@ -28,14 +32,12 @@ class TinyTower:
     }
 
     def __init__(self) -> None:
-        import torch
 
         self.weight = torch.randn(3 * 8 * 8, 6, generator=torch.Generator().manual_seed(0))
         self.device = torch.device("cpu")
         self.calls = 0
 
     def preprocess(self, image: Any) -> Any:
-        import torch
 
         arr = np.asarray(image.convert("RGB").resize((8, 8)), dtype=np.float32) / 255.0
         return (torch.from_numpy(arr).permute(2, 0, 1) - 0.5) / 0.25
@@ -64,7 +66,6 @@ DAMAGE = ["zero-rows", "int-dtype", "wrong-dim", "extra-row", "nan"]
 def test_damaged_shard_is_recomputed_with_one_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
 ) -> None:
-    import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -99,7 +100,6 @@ def test_damaged_shard_is_recomputed_with_one_warning(
 
 
 def test_shard_problem_names_what_is_wrong() -> None:
-    import torch
 
     from kmat_cli.features import shard_problem
 
@@ -119,7 +119,6 @@ def test_shard_problem_names_what_is_wrong() -> None:
 
 @pytest.mark.parametrize("memo", ["[]", '"text"', "3", '{"x": 5, "y": [1, 2]}', '{"a": [1, 2, 3]}', "{"])
 def test_hash_memo_of_the_wrong_type_is_ignored_and_rebuilt(tmp_path: Path, memo: str) -> None:
-    import torch
 
     paths = [png(tmp_path / "img" / f"{i}.png", i) for i in range(3)]
     cache = tmp_path / "cache"
@@ -129,15 +128,6 @@ def test_hash_memo_of_the_wrong_type_is_ignored_and_rebuilt(tmp_path: Path, memo
     assert torch.equal(_features(paths, cache, tower), fresh) and tower.calls == 0
     rebuilt = json.loads((cache / "file-hashes.json").read_text())
     assert sorted(rebuilt) == sorted(str(p.resolve()) for p in paths)
-
-
-def test_hash_memo_of_the_wrong_type_through_the_cli(tmp_path: Path, fresh_cache: Path) -> None:
-    task = custom_task(tmp_path / "task", per_split={"train": 2})
-    fresh_cache.mkdir(parents=True)
-    (fresh_cache / "file-hashes.json").write_text("[]")
-    result = cli(*train_args(task, tmp_path / "runs"))
-    assert result.code == 0, result.err
-    assert isinstance(json.loads((fresh_cache / "file-hashes.json").read_text()), dict)
 
 
 @pytest.fixture
@@ -207,3 +197,19 @@ def test_read_only_cache_never_fails_training(
         [run] = run_folders(tmp_path / runs)
         assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert sorted(fresh_cache.rglob("*")) == before
+
+
+@pytest.mark.parametrize("memo", ["[]", "null", '"text"'])
+def test_a_damaged_hash_memo_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memo: str) -> None:
+    """The hash memo is an optimisation: one holding JSON of the wrong shape is read as empty and rewritten."""
+    world, cache = phantom_root(), tmp_path / "cache"
+    shutil.copytree(session_cache() / "features", cache / "features")  # no image is encoded again
+    (cache / HASH_MEMO).write_text(memo, encoding="utf-8")
+    monkeypatch.setenv("KMAT_CACHE", str(cache))
+    out = tmp_path / "runs"
+    result = cli("train", *SHORT, "--out", out, "--set", f"task.root={world}")
+    assert result.code == 0, result.err
+    [run] = run_folders(out)
+    assert status(run) == "finished"
+    rewritten = json.loads((cache / HASH_MEMO).read_text(encoding="utf-8"))
+    assert isinstance(rewritten, dict) and len(rewritten) == 16, rewritten  # 2 shots x 8 classes

@@ -27,6 +27,8 @@ KMAT = str(Path(sys.executable).with_name("kmat"))
 KILLPOINT = str(HERE / "killpoint.py")
 # A short phantom run: 2 shots x 8 classes, one thread (the phantom task's own recommendation).
 PHANTOM = ["--task", "phantom", "--shots", "2", "--set", "train.threads=1"]
+# A short phantom run: 2 shots x 8 classes, one thread, 2 epochs, no evaluation.
+SHORT = [*PHANTOM, "--epochs", "2", "--no-evaluate"]
 # The default classes of :func:`custom_task` and :func:`two_class_prompts`.
 CLASSES = ["smooth nodule", "spiculated mass"]
 
