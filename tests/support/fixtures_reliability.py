@@ -10,13 +10,13 @@ import io
 import json
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_llm import serving
 from faults import cli, custom_task, png, run_folders, train_args
 
 
@@ -127,16 +127,8 @@ def chat_server() -> Iterator[ChatServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    server_state.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
+    with serving(Handler) as server_state.base_url:
         yield server_state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
