@@ -141,6 +141,14 @@ def csv_rows(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
 
 
+def csv_records(text: str) -> list[dict[str, str]]:
+    """The rows of a CSV text (a header line, then records) as dicts by column name."""
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
 def image_tree(root: Path, classes: list[str], per_split: dict[str, int], seed: int = 0) -> Path:
     """An ImageFolder tree ``root/<split>/<class>/<i>.png`` with ``per_split[split]`` images per class."""
     n = seed * 10_000
