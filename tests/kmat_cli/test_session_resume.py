@@ -104,3 +104,13 @@ def test_a_training_run_holds_its_folder_from_the_start(
     [run] = run_folders(tmp_path / "runs")
     assert_error(seen[0], run, "in use")
     assert status(run) == "finished"
+
+
+def test_a_resumed_run_keeps_its_folder_and_resume_refuses_other_options(
+    phantom_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert phantom_run.name == "phantom-coop-s3-1"
+    code, stdout, _ = cli("train", "--resume", phantom_run)
+    assert code == 0 and stdout == f"{phantom_run}\n"
+    code, _, stderr = cli("train", "--resume", phantom_run, "--seed", "4")
+    assert code == 2 and "--resume" in stderr

@@ -4,12 +4,15 @@ state."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from kmat_runner import cli
 
+from kmat_cli import train
 from kmat_cli.api import UsageError
 from kmat_cli.train import lr_at
 
@@ -77,3 +80,16 @@ def test_checkpoints_carry_the_solver_state(tmp_path: Path) -> None:
     Trainer(resumed, feats, labels, cfg, device=torch.device("cpu"), folder=tmp_path).resume()
     assert resumed.state.keys() == state.keys()
     assert all(torch.equal(resumed.state[k], state[k]) for k in state)
+
+
+# ------------------------------------------------------------------------------ 12. short runs
+def test_a_short_run_is_not_all_warm_up_and_zero_epochs_is_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs"
+    code, stdout, _ = cli("train", "--epochs", "2", "--shots", "2", "--threads", "1", "--out", out)
+    history = [json.loads(line) for line in (Path(stdout.strip()) / "metrics.jsonl").read_text().splitlines()]
+    assert code == 0 and history[0]["lr"] == pytest.approx(0.0025)  # train.lr from the first epoch
+    assert train.lr_at(0, lr=0.0025, epochs=50, warmup_epochs=1, warmup_lr=1e-5) == 1e-5  # the protocol's
+    code, _, stderr = cli("train", "--epochs", "0", "--out", out)
+    assert code == 2 and "at least 1 epoch" in stderr
+    code, _, _ = cli("train", "-m", "zeroshot", "--epochs", "0", "--out", out)
+    assert code == 0  # zero-shot trains nothing

@@ -1,4 +1,6 @@
-"""kmat predict with the phantom backbone, vision-only, against the full phantom CLIP's image path.
+"""kmat predict with the phantom backbone, vision-only, against the full phantom CLIP's image path; prompts
+refused when made for another backbone, class list or modality; without --run or --embeddings, the run
+that finished last, then ./prompts.safetensors.
 
 Uses the shipped phantom weights when they exist, else stand-in weights of the same architecture (seeded
 random init) written with the phantom's own config and vocabulary files.
@@ -15,7 +17,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from faults import CLASSES, assert_error, cli, custom_task, png, run_folders, train_args, two_class_prompts
+from faults import (
+    CLASSES,
+    assert_error,
+    cli,
+    csv_records,
+    custom_task,
+    png,
+    run_folders,
+    train_args,
+    two_class_prompts,
+)
 from PIL import Image
 from predict_helpers import phantom_prompts_file
 
@@ -100,3 +112,35 @@ def test_run_with_prompts_of_another_class_order(tmp_path: Path) -> None:
     result = cli("predict", tmp_path / "a" / "lo", "--run", run_a, "--output", tmp_path / "p.csv")
     assert_error(result, run_a / "prompts.safetensors", "['spiculated mass', 'smooth nodule']")
     assert not (tmp_path / "p.csv").exists()
+
+
+def _copy_run(run: Path, dest: Path, *, status: str = "finished", time: float = 1.0) -> Path:
+    """A copy of a finished run folder with its ``run.json`` saying ``status`` at ``time``."""
+    shutil.copytree(run, dest)
+    (dest / "run.json").write_text(json.dumps({"status": status, "time": time}), encoding="utf-8")
+    return dest
+
+
+# ------------------------------------------------------------------ 0. kmat predict with no --run/--embeddings
+def test_predict_without_prompts_uses_the_run_that_finished_last_then_the_local_prompts_file(
+    phantom_run: Path, phantom_prompts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    images = phantom_prompts.parent / "images"
+    code, _, stderr = cli("predict", images)
+    assert code == 2 and stderr.count("\n") == 1
+    assert "no finished run under runs/train" in stderr and "kmat train --task phantom" in stderr
+
+    shutil.copy(phantom_prompts, tmp_path / "prompts.safetensors")
+    code, stdout, stderr = cli("predict", images)
+    assert code == 0 and "using ./prompts.safetensors" in stderr and len(csv_records(stdout)) == 12
+
+    older = _copy_run(phantom_run, tmp_path / "runs/train/phantom-coop-s3-1", time=100.0)
+    newer = _copy_run(phantom_run, tmp_path / "runs/train/phantom-coop-s3-2", time=200.0)
+    _copy_run(phantom_run, tmp_path / "runs/train/phantom-coop-s3-3", status="interrupted", time=300.0)
+    code, stdout, stderr = cli("predict", images)
+    assert (
+        code == 0 and f"using {Path('runs/train') / newer.name}," in stderr and str(older.name) not in stderr
+    )
+    _, explicit, _ = cli("predict", images, "--run", newer)
+    assert stdout == explicit
