@@ -1,14 +1,17 @@
 """The chat client: Retry-After read in its forms, retry waits capped, the key redacted from every message,
-client errors as one line, why an endpoint is unreachable, headers, and the request cache's key."""
+client errors as one line, why an endpoint is unreachable, headers, and the request cache's key; the API key
+never written to a file or printed."""
 
 from __future__ import annotations
 
 import email.utils
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fake_llm import completion
+from faults import assert_error, cli, custom_task, train_args
 
 from kmat_cli.describe.chat import (
     ChatClient,
@@ -112,3 +115,39 @@ def test_cache_key_ignores_key_and_query_and_counts_repeats(tmp_path: Path) -> N
     assert cache.get("nope") is None
     (tmp_path / "bad.json").write_text("{not json")
     assert cache.get("bad") is None
+
+
+# --------------------------------------------------------------------------------------------- API keys
+@pytest.mark.usefixtures("no_progress")
+def test_api_keys_are_never_written(
+    tmp_path: Path, chat_server: Any, monkeypatch: pytest.MonkeyPatch, fresh_cache: Path
+) -> None:
+    """``kmat describe`` with a key from the environment (a success, a cached rerun, a rejected key whose
+    401 message echoes it), then a training run with the key set: no file written anywhere, and no output
+    line, contains the key."""
+    key = chat_server.key
+    monkeypatch.chdir(tmp_path)
+    task = custom_task(tmp_path / "task", per_split={"train": 2, "test": 1})
+    common = ["describe", "--task", task, "-n", "4", "--base-url", chat_server.base_url, "--model", "m"]
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("MY_KEY", key)
+    outputs = [cli(*common, "--output", tmp_path / "d.json")]
+    outputs.append(cli(*common, "--output", tmp_path / "d2.json"))  # from the cache
+    outputs.append(cli(*common, "--api-key-env", "MY_KEY", "--no-cache", "--output", tmp_path / "d3.json"))
+    assert all(r.code == 0 for r in outputs), [r.err for r in outputs]
+    assert all(h.get("Authorization") == f"Bearer {key}" for h in chat_server.headers)  # the key was used
+    monkeypatch.setenv("OPENAI_API_KEY", key + "-wrong")
+    rejected = cli(*common, "--no-cache", "--output", tmp_path / "d4.json")
+    assert_error(rejected, "rejected the API key")
+    outputs.append(rejected)
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    outputs.append(cli(*train_args(task, tmp_path / "runs", "--descriptions", tmp_path / "d.json")))
+    assert outputs[-1].code == 0, outputs[-1].err
+    outputs.append(cli("env"))
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".json" and "describe" in p.parts for p in written), "the request cache was used"
+    assert len(written) > 20
+    for needle in (key, key + "-wrong"):
+        leaks = [p for p in written if needle.encode() in p.read_bytes()]
+        assert not leaks, f"the API key was written to {leaks}"
+        assert not [r for r in outputs if needle in r.out or needle in r.err], "the API key was printed"
