@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+import kmat_runner
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,6 @@ from repo_paths import REPO
 
 import kmat
 from kmat_cli import registry
-from kmat_cli.app import main
 from kmat_cli.export import read_prompts
 from kmat_cli.onnx_export import write_onnx
 from kmat_cli.runs import Run
@@ -34,12 +34,12 @@ N_IMAGES = 24
 
 
 def cli(*args: object) -> int:
-    """``kmat ARGS`` through the console script's entry point, in this process; its exit code."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return int(code or 0)
+    """``kmat ARGS`` in this process (``kmat_runner.cli``); its exit code, its output passed on to this test's
+    stdout and stderr (where ``capsys`` reads it)."""
+    result = kmat_runner.cli(*args)
+    sys.stdout.write(result.out)
+    sys.stderr.write(result.err)
+    return result.code
 
 
 def rows(path: Path) -> dict[str, dict[str, str]]:
