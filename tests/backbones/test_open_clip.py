@@ -1,4 +1,5 @@
-"""Loading open_clip backbones: local folders with weights, the Hugging Face cache, and fast offline errors."""
+"""Loading open_clip backbones: local folders with weights, the Hugging Face cache, fast offline errors, and
+no model without weights unless random weights are asked for."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 from kmat.backbones.open_clip import BIOMEDCLIP, BiomedCLIP, OpenCLIP
+from kmat_runner import cli
 from safetensors.torch import save_file
+from short_runs import SHORT_FLAGS
 
+from kmat_cli import registry
 from kmat_cli.api import RuntimeFailure, UsageError
 
 TEXTS = ["round smooth nodule", "a spiculated mass."]
@@ -128,3 +132,60 @@ def test_weights_that_do_not_fit_the_config_fail_in_one_line(native_dir: Path, t
     with pytest.raises(RuntimeFailure, match="cannot build open_clip model") as info:
         OpenCLIP(model=f"local-dir:{folder}")
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------ 2. open_clip weights
+@pytest.mark.usefixtures("offline_hub")
+def test_open_clip_without_pretrained_is_an_error_and_none_on_purpose_warns(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    open_clip_backbone = registry.get("backbones", "open_clip")
+    with pytest.raises(UsageError, match=r"no weights chosen.*'none' for random weights on purpose") as info:
+        open_clip_backbone(model="RN50", vision_only=True)
+    assert "\n" not in str(info.value) and "backbone.pretrained" in str(info.value)
+    capsys.readouterr()
+    from kmat.backbones.open_clip import (
+        resolve,  # what the constructor builds from, without the build's seconds
+    )
+
+    source = resolve("RN50", "none")
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "random weights" in warning[0] and warning[0].startswith("kmat: warning:")
+    assert source.id.startswith("open_clip:RN50:random-seed") and source.checkpoint is None
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_open_clip_without_pretrained_through_the_cli_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = [
+        "train",
+        "--backbone",
+        "open_clip",
+        "--set",
+        "backbone.model=RN50",
+        "--out",
+        tmp_path,
+        *SHORT_FLAGS,
+    ]
+    code, stdout, stderr = cli(*args)
+    assert code == 2 and stdout == "" and "backbone.pretrained" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("offline_hub")
+def test_unreachable_hub_backbone_fails_at_the_hub_not_as_an_unknown_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = [
+        "train",
+        "--backbone",
+        "hf-hub:kmat-test/not-cached",
+        "--set",
+        f"backbone.cache_dir={tmp_path / 'hf'}",
+    ]
+    code, _, stderr = cli(*args, "--out", tmp_path / "runs", *SHORT_FLAGS)
+    assert code == 2 and "hf-hub:kmat-test/not-cached" in stderr and "unknown backbone" not in stderr
+    assert "HF_HUB_OFFLINE" in stderr and len(stderr.strip().splitlines()) == 1
+    code, _, stderr = cli("train", "--backbone", "./no-such-dir", "--out", tmp_path / "runs", *SHORT_FLAGS)
+    assert code == 2 and "folder not found" in stderr and "unknown backbone" not in stderr

@@ -59,6 +59,15 @@ def _tower(b: OpenClipBackbone) -> torch.nn.Module:
     return getattr(b.model, "text", b.model)
 
 
+def _untruncated(b: OpenClipBackbone, ctx: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """``encode_prompts`` over the whole context length (prompt truncation off for this call)."""
+    b.truncate_prompts = False
+    try:
+        return b.encode_prompts(ctx, texts)
+    finally:
+        b.truncate_prompts = True
+
+
 def _manual_native(b: OpenClipBackbone, ctx: torch.Tensor, texts: list[str]) -> torch.Tensor:
     """Full-context [sot, ctx, tokens, eot, pad...] through the model's own tower, written out by hand."""
     from open_clip.transformer import text_global_pool
@@ -117,11 +126,7 @@ def test_native_context_equals_manual_construction(native: OpenClipBackbone) -> 
 def test_native_truncated_equals_full_length(native: OpenClipBackbone) -> None:
     ctx = torch.randn(len(TEXTS), 3, native.token_width) * 0.1
     short = native.encode_prompts(ctx, TEXTS)
-    native.truncate_prompts = False
-    try:
-        full = native.encode_prompts(ctx, TEXTS)
-    finally:
-        native.truncate_prompts = True
+    full = _untruncated(native, ctx, TEXTS)
     assert (short - full).abs().max() <= TOL
     lengths = {k[2]: p.embeds.shape[1] for k, p in native._prepared.items() if k[:2] == (tuple(TEXTS), 3)}
     assert lengths[False] == 32
@@ -225,11 +230,7 @@ def _check_context(b: OpenClipBackbone) -> None:
     assert all(p.grad is None and not p.requires_grad for p in b.model.parameters())
     with torch.no_grad():
         want = _manual_hf(b, ctx, texts)  # full 256-token context
-        b.truncate_prompts = False
-        try:
-            full = b.encode_prompts(ctx, texts)
-        finally:
-            b.truncate_prompts = True
+        full = _untruncated(b, ctx, texts)
     assert (got - want).abs().max() <= TOL
     assert (got - full).abs().max() <= TOL
 

@@ -11,10 +11,13 @@ json with elisions) are illustrations.
 An HTML comment on the line before a block marks it: ``<!-- snippet: skip (reason) -->`` for blocks that
 need the network, real data, a GPU or minutes (skipped with the reason), ``<!-- snippet: slow -->`` for
 blocks that run only with ``-m slow``. An unmarked block that fails fails this test.
+
+The README's quick example (``kmat train --task phantom --epochs 5``) beats zero-shot on the low end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kmat_runner import cli
 from repo_paths import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -169,3 +173,12 @@ def test_doc_block_runs(block: Block, folders: dict, monkeypatch: pytest.MonkeyP
         _run_python(block.code, folder, monkeypatch)
     else:
         _check_yaml(block.code, folder)
+
+
+@pytest.mark.slow
+def test_the_readme_quick_example_beats_zero_shot_on_the_low_end(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs"
+    _, quick, _ = cli("train", "--epochs", "5", "--json", "--out", out)
+    _, zero, _ = cli("train", "-m", "zeroshot", "--json", "--out", out)
+    assert json.loads(quick)["metrics"]["lo"]["accuracy"] > json.loads(zero)["metrics"]["lo"]["accuracy"]
+    assert "kmat train --task phantom --epochs 5" in (REPO / "README.md").read_text(encoding="utf-8")

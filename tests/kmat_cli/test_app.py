@@ -1,4 +1,5 @@
-"""The CLI through its real entry point (the installed `kmat` script, in a subprocess)."""
+"""The CLI through its real entry point (the installed `kmat` script in a subprocess, or its function in this
+process): help that reads at 80 columns, Click's errors as one line that points the way."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kmat_runner import cli
 from repo_paths import REPO
 
 from kmat_cli import registry
@@ -162,3 +164,30 @@ def test_example_plugin_package_is_discovered(tmp_path: Path) -> None:
     )
     loss, expected, mass = map(float, run.stdout.split())
     assert loss == pytest.approx(expected) and mass == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------ 13. smaller
+def test_help_reads_at_80_columns_and_flags_take_no_value() -> None:
+    env = {"COLUMNS": "80", "PATH": str(Path(sys.executable).parent)}
+    script = "from kmat_cli.app import main; main(['predict', '--help'])"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    text = result.stdout
+    assert "on Ctrl-C, 143 on SIGTERM" in " ".join(text.split())  # one paragraph, rewrapped as a whole
+    assert "143 on \n" not in text and "143 on\n" not in text
+    assert "<bool>" not in text and "--progress" in text
+
+
+def test_click_errors_are_one_line_and_wrong_names_point_the_way(capsys) -> None:
+    for args, needle in (
+        (["train", "--bogus"], "No such option: --bogus"),
+        (["train", "--epochs", "x"], "'--epochs'"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["train", "-m", "coop,kmat"], "kmat benchmark --methods coop,kmat"),
+        (["train", "--set", "lambda1=2"], "did you mean 'method.lambda1'?"),
+        (["train", "--set", "lr=0.1"], "did you mean 'train.lr'?"),
+    ):
+        code, stdout, stderr = cli(*args)
+        assert code == 2 and stdout == "" and needle in stderr, (args, stderr)
+        assert stderr.startswith("kmat: error: ") and stderr.count("\n") == 1, stderr

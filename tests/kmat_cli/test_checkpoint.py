@@ -18,8 +18,6 @@ from safetensors.torch import load_file, save_file
 
 from kmat_cli.runs import Run
 
-pytestmark = pytest.mark.usefixtures("no_progress")
-
 Tensors = dict[str, torch.Tensor]
 
 
@@ -136,3 +134,13 @@ def test_damaged_checkpoint_fields(tmp_path: Path, finished: Path, command: str,
         return
     assert_error(result, str(path), needle, notes=command == "resume")
     assert _snapshot(run) == before
+
+
+@pytest.mark.usefixtures("no_progress")
+def test_checkpoint_state_cannot_name_a_file_outside_the_run(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    state = json.loads((run / "checkpoint.json").read_text())
+    for name in ("../../outside.safetensors", "/etc/passwd", "sub/x.safetensors"):
+        state["tensors"] = name
+        (run / "checkpoint.json").write_text(json.dumps(state))
+        assert_error(cli("evaluate", run), run / "checkpoint.json", "'tensors'", name)

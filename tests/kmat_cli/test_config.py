@@ -5,6 +5,7 @@ from typing import ClassVar
 
 import pytest
 import yaml
+from faults import PHANTOM, assert_error, assert_no_runs, cli, run_folders
 
 from kmat_cli import config
 from kmat_cli.errors import UsageError
@@ -131,3 +132,26 @@ def test_non_mapping_and_missing_files(tmp_path: Path) -> None:
 def test_dump_round_trips() -> None:
     cfg = build(sets=["method.lambda1=0.25"])
     assert yaml.safe_load(config.dump(cfg)) == cfg
+
+
+# ------------------------------------------------------------------------------- floats written as 1e-3
+@pytest.mark.usefixtures("no_progress")
+def test_scientific_notation_is_a_float_in_set_and_in_config_files(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a float key takes it as the number."""
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {warmup_lr: 2e-6}\ntransport: {name: fgw, alpha: 5E-1}\n", encoding="utf-8")
+    out = tmp_path / "runs"
+    result = cli(
+        "train", *PHANTOM, "--epochs", "1", "--no-evaluate", "--out", out, "--config", config,
+        "--set", "train.lr=1e-3", "--set", "transport.epsilon=5e-2", "--set", "method.lambda1=1E3",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    [run] = run_folders(out)
+    saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["train"]["lr"] == 1e-3 and isinstance(saved["train"]["lr"], float)
+    assert saved["train"]["warmup_lr"] == 2e-6
+    assert saved["transport"]["epsilon"] == 5e-2 and saved["transport"]["alpha"] == 0.5
+    assert saved["method"]["lambda1"] == 1000.0
+    # an int key does not take a float
+    assert_error(cli("train", "--set", "train.epochs=1e3", "--out", tmp_path / "bad"), "train.epochs")
+    assert_no_runs(tmp_path / "bad")

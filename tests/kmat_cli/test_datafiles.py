@@ -1,7 +1,7 @@
-"""Data files kmat reads (JSON and YAML) under hostile input: nesting without bound, integers too long for
-Python to convert, numbers that are not finite, files too large. Each is one ``kmat: error:`` line naming
-the file, exit code 2, never a RecursionError or ValueError traceback; :mod:`kmat_cli.datafiles` reads
-valid data exactly as :mod:`json` does.
+"""Data files kmat reads (JSON and YAML) under hostile input: malformed YAML, alias bombs, nesting without
+bound, repeated keys, huge values, integers too long for Python to convert, numbers that are not finite,
+files too large. Each is one ``kmat: error:`` line naming the file, exit code 2, never a RecursionError or
+ValueError traceback; :mod:`kmat_cli.datafiles` reads valid data exactly as :mod:`json` does.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import PHANTOM, assert_error, cli, custom_task, run_folders, train_args
+from faults import PHANTOM, assert_error, assert_no_runs, cli, custom_task, run_folders, train_args
 
-from kmat_cli import datafiles
+from kmat_cli import datafiles, runs
 
 pytestmark = pytest.mark.usefixtures("no_progress")
 
@@ -177,3 +178,111 @@ def test_merge_reports_a_malformed_cell_result_as_failed(tmp_path: Path, shard: 
     report = (tmp_path / "merged" / "report.md").read_text(encoding="utf-8")
     [row] = [line for line in report.splitlines() if str(result_file) in line]
     assert needle in row and "\n" not in row
+
+
+MALFORMED_YAML = {
+    "unclosed-flow": b"train: {epochs: 3\n",
+    "bad-indent": b"train:\n  epochs: 3\n shots: 2\n",
+    "tab-indent": b"train:\n\tepochs: 3\n",
+    "nested-colon": b"a: b: c\n",
+    "unclosed-list": b"key: [1, 2\n",
+    "unterminated-string": b'name: "open\n',
+    "not-utf8": b"\xff\xfe\x00t\x00r\x00a\x00i\x00n",
+    "top-level-list": b"- train\n- epochs\n",
+    "top-level-scalar": b"just words\n",
+    "python-tag": b"train: !!python/object/apply:os.system ['echo pwned']\n",
+}
+
+
+# ------------------------------------------------------------------------------------------- malformed YAML
+@pytest.mark.parametrize("where", ["config", "task", "run"])
+@pytest.mark.parametrize("kind", sorted(MALFORMED_YAML))
+def test_malformed_yaml_is_one_line_naming_the_file(tmp_path: Path, where: str, kind: str) -> None:
+    """The same ten broken YAML texts as a --config file, as a custom task file and as a run's config.yaml."""
+    out = tmp_path / "runs"
+    if where == "config":
+        path = tmp_path / "bad.yaml"
+        path.write_bytes(MALFORMED_YAML[kind])
+        result = cli("train", "--config", path, "--out", out, "--no-evaluate")
+    elif where == "task":
+        path = tmp_path / "task.yaml"
+        path.write_bytes(MALFORMED_YAML[kind])
+        result = cli("train", "--task", path, "--out", out, "--no-evaluate")
+    else:
+        run = runs.create(out, "train", "phantom", "kmat")
+        path = run.file("config.yaml")
+        path.write_bytes(MALFORMED_YAML[kind])
+        result = cli("train", "--resume", run.path, "--no-evaluate")
+        assert_error(result, path)
+        assert runs.open_run(run.path).status == "created"
+        result = cli("evaluate", run.path)
+    assert_error(result, path)
+    if where != "run":
+        assert_no_runs(out)
+
+
+def _bomb(levels: int = 9) -> str:
+    """A "billion laughs" YAML flow list: anchor ``l0`` holds nine strings, each ``l<i>`` nine aliases of
+    ``l<i-1>`` (9 ** levels strings once expanded, from a few hundred bytes)."""
+    items = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    items += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return f"[{', '.join(items)}]"
+
+
+# ---------------------------------------------------------------------------------------- unbounded YAML
+@pytest.mark.parametrize("where", ["config", "task", "set", "grid"])
+def test_yaml_alias_bomb_is_refused_at_once(tmp_path: Path, where: str) -> None:
+    """Anchors and aliases are refused wherever user YAML is read, before anything is expanded."""
+    out = tmp_path / "runs"
+    if where == "config":
+        source = tmp_path / "bomb.yaml"
+        source.write_text(f"train:\n  lr: {_bomb()}\n", encoding="utf-8")
+        args = ["train", "--config", source, "--out", out]
+    elif where == "task":
+        source = custom_task(tmp_path / "task", per_split={"train": 2})
+        text = source.read_text(encoding="utf-8")
+        source.write_text(f"{text}config:\n  train:\n    lr: {_bomb()}\n", encoding="utf-8")
+        args = ["train", "--task", source, "--out", out]
+    elif where == "set":
+        source = "--set"
+        args = ["train", "--set", f"train.lr={_bomb()}", "--out", out]
+    else:
+        source = "--grid"
+        args = ["tune", "--grid", f"method.lambda1={_bomb()}", "--out", out]
+    started = time.perf_counter()
+    result = cli(*args)
+    seconds = time.perf_counter() - started
+    line = assert_error(result, source, "anchors and aliases")
+    assert len(line) < 400, f"the error line is {len(line)} characters"
+    assert seconds < 2, f"refusing the alias bomb took {seconds:.1f} s"
+    assert_no_runs(out)
+
+
+def test_deeply_nested_yaml_is_refused_naming_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "deep.yaml"
+    config.write_text("train: " + "[" * 10_000 + "]" * 10_000 + "\n", encoding="utf-8")
+    assert_error(cli("train", "--config", config, "--out", tmp_path / "runs"), config, "nested")
+    assert_no_runs(tmp_path / "runs")
+
+
+def test_a_huge_value_is_shown_shortened_in_the_error(tmp_path: Path) -> None:
+    config = tmp_path / "big.yaml"
+    config.write_text("train: {lr: [" + ", ".join(["123456789"] * 1_000) + "]}\n", encoding="utf-8")
+    line = assert_error(cli("train", "--config", config, "--out", tmp_path / "runs"), "train.lr")
+    assert len(line) < 400, f"the error line is {len(line)} characters"
+    assert_no_runs(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("where", ["config", "task"])
+def test_a_key_given_twice_is_refused_naming_key_and_file(tmp_path: Path, where: str) -> None:
+    if where == "config":
+        source = tmp_path / "dup.yaml"
+        source.write_text("train:\n  epochs: 1\n  shots: 2\n  epochs: 3\n", encoding="utf-8")
+        args = ["train", "--config", source]
+    else:
+        source = custom_task(tmp_path / "task")
+        source.write_text(source.read_text(encoding="utf-8") + "name: other\n", encoding="utf-8")
+        args = ["train", "--task", source]
+    line = assert_error(cli(*args, "--out", tmp_path / "runs"), source, "given twice")
+    assert ("'epochs'" if where == "config" else "'name'") in line
+    assert_no_runs(tmp_path / "runs")

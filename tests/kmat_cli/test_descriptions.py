@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faults import CLASSES as TASK_CLASSES
+from faults import assert_error, assert_no_finished_runs, assert_no_runs, cli, custom_task, train_args
 
+from kmat_cli import describe as lib
 from kmat_cli.api import DESCRIPTIONS_FORMAT, load_descriptions
 from kmat_cli.app import main
 from kmat_cli.descriptions import read_document
 from kmat_cli.errors import UsageError
+
+pytestmark = pytest.mark.usefixtures("no_progress")
 
 CLASSES = ["mass", "cyst"]
 V1 = {"format": DESCRIPTIONS_FORMAT, "provenance": {"source": "hand"}}
@@ -124,3 +129,90 @@ def test_describe_merge_refuses_a_faulty_file_before_any_request(
             code = exc.code
         err = capsys.readouterr().err
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("how", ["flag", "task-file"])
+def test_descriptions_written_for_another_class_list(tmp_path: Path, how: str) -> None:
+    folder = tmp_path / "task"
+    other = {"format": "kmat.descriptions/v1", "classes": {"nevus": {"hi": ["a"], "lo": ["b"]}}}
+    (folder / "d.json").parent.mkdir(parents=True)
+    (folder / "d.json").write_text(json.dumps(other), encoding="utf-8")
+    if how == "flag":
+        task = custom_task(folder, per_split={"train": 2})
+        result = cli(*train_args(task, tmp_path / "runs", "--descriptions", folder / "d.json"))
+    else:
+        task = custom_task(folder, per_split={"train": 2}, descriptions="d.json")
+        result = cli(*train_args(task, tmp_path / "runs"))
+    assert_error(result, folder / "d.json", "no descriptions for class 'smooth nodule'")
+    assert_no_runs(tmp_path / "runs")
+
+
+# ----------------------------------------------------------------------- descriptions with missing classes
+DESCRIPTION_FAULTS = [
+    ({"smooth nodule": ["a round thing"]}, "no descriptions for class 'spiculated mass'"),
+    (
+        {"format": "kmat.descriptions/v1", "classes": {"smooth nodule": {"hi": ["a"], "lo": ["b"]}}},
+        "no descriptions for class 'spiculated mass'",
+    ),
+    (
+        {"format": "kmat.descriptions/v1", "classes": {c: {"hi": ["a"]} for c in TASK_CLASSES}},
+        "class 'smooth nodule' has no descriptions for modality 'lo'",
+    ),
+    ({c: [] for c in TASK_CLASSES}, "class 'smooth nodule' has no descriptions"),
+    ({c: ["  ", ""] for c in TASK_CLASSES}, "class 'smooth nodule' has no descriptions"),
+    ({c: [3, None] for c in TASK_CLASSES}, "class 'smooth nodule' has no descriptions"),
+    (["smooth nodule", "spiculated mass"], "expected a JSON object"),
+    ("{not json", "not valid JSON"),
+    (None, "descriptions file not found"),
+]
+
+
+@pytest.mark.parametrize(("doc", "needle"), DESCRIPTION_FAULTS)
+def test_descriptions_file_faults(tmp_path: Path, doc: object, needle: str) -> None:
+    task = custom_task(tmp_path / "task", per_split={"train": 2})
+    path = tmp_path / "d.json"
+    if isinstance(doc, str):
+        path.write_text(doc)
+    elif doc is not None:
+        path.write_text(json.dumps(doc))
+    result = cli(*train_args(task, tmp_path / "runs", "--descriptions", path))
+    assert_error(result, path, needle)
+    assert_no_runs(tmp_path / "runs")
+    assert_no_finished_runs(tmp_path / "runs")
+
+
+# ---------------------------------------------------------------------------------------------- documents
+def test_read_document_expands_the_bare_form(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"mass": ["a"], "cyst": ["b"]}))
+    doc = lib.read_document(bare)
+    assert doc["format"] == DESCRIPTIONS_FORMAT
+    assert doc["classes"]["cyst"] == {"hi": ["b"], "lo": ["b"]}
+    assert doc["provenance"] == {"source": "file bare.json"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": DESCRIPTIONS_FORMAT, "classes": {"mass": {"hi": "not a list"}}}))
+    with pytest.raises(UsageError, match=r"bad\.json: class 'mass' must map modalities to lists"):
+        lib.read_document(bad)
+
+
+def test_merge_documents() -> None:
+    base = {
+        "format": DESCRIPTIONS_FORMAT,
+        "provenance": {"tool": "kmat describe", "model": "old", "merged": [{"source": "hand"}]},
+        "classes": {"mass": {"hi": ["m hi"], "lo": ["m lo"]}, "cyst": {"hi": ["c hi"], "lo": ["c lo"]}},
+    }
+    new = {
+        "format": DESCRIPTIONS_FORMAT,
+        "provenance": {"model": "new"},
+        "classes": {"mass": {"lo": ["new"]}},
+    }
+    merged = lib.merge_documents(base, new)
+    assert merged["classes"] == {
+        "mass": {"hi": ["m hi"], "lo": ["new"]},
+        "cyst": {"hi": ["c hi"], "lo": ["c lo"]},
+    }
+    assert merged["provenance"] == {
+        "model": "new",
+        "merged": [{"tool": "kmat describe", "model": "old"}, {"source": "hand"}],
+    }
+    assert base["classes"]["mass"]["lo"] == ["m lo"]  # inputs untouched

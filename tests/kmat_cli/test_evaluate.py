@@ -1,9 +1,13 @@
-"""Accuracy, macro-F1, confusion matrix and H against scikit-learn."""
+"""Accuracy, macro-F1, confusion matrix and H against scikit-learn; the scores table shows a run path
+literally."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from faults import cli
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from kmat_cli.evaluate import Evaluation, accuracy, harmonic, macro_f1
@@ -45,3 +49,11 @@ def test_harmonic_mean_and_metrics_layout() -> None:
     assert m["lo"]["confusion"] == [[0, 1], [1, 2]] and m["lo"]["n"] == 4
     lo_f1 = f1_score([0, 1, 1, 1], [1, 1, 0, 1], average="macro")
     assert m["H"]["macro_f1"] == pytest.approx(2 * lo_f1 / (1 + lo_f1))
+
+
+@pytest.mark.usefixtures("no_progress")
+def test_evaluate_shows_a_run_path_with_markup_literally(bracket_run: Path, wide: None) -> None:
+    assert "[/y]" in str(bracket_run)  # rich would read a closing tag there
+    result = cli("evaluate", bracket_run)
+    assert result.code == 0, result.err
+    assert str(bracket_run) in result.out and "Hi (high-end test)" in result.out

@@ -1,9 +1,13 @@
+"""Run folders: numbered and never reused, an atomic status, one ``Run`` class from creation to the Python
+API, only the files ``Run`` names, and a run folder accepted where a prompts file is expected."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
 from pathlib import Path
 
 import pytest
+from kmat_runner import cli
 
 from kmat_cli import runs
 from kmat_cli.errors import UsageError
@@ -67,3 +71,34 @@ def test_unwritable_out_root_is_a_usage_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(UsageError, match="cannot create output folder"):
         runs.create(blocker, "train", "t", "m")
+
+
+def test_every_file_of_a_finished_run_is_named_by_run(phantom_run: Path) -> None:
+    """Run owns the run-folder file names: a trained and evaluated run holds only files that a ``Run``
+    constant names (and the checkpoint's tensor file, which checkpoint.json names)."""
+    from kmat_cli.runs import Run
+
+    names = {p.name for p in phantom_run.iterdir() if not p.name.startswith("checkpoint-")}
+    constants = {value for key, value in vars(Run).items() if key.isupper()}
+    assert names <= constants, names - constants
+    core = {Run.STATUS, Run.LOCK, Run.CONFIG, Run.ENV, Run.HISTORY, Run.METRICS, Run.CHECKPOINT, Run.PROMPTS}
+    assert core <= names, core - names
+    assert [p.name for p in phantom_run.glob("checkpoint-*")] == ["checkpoint-0001.safetensors"]
+
+
+# ------------------------------------------------------------------ 6. a run folder as --embeddings
+def test_a_run_folder_is_accepted_where_a_prompts_file_is_expected(
+    phantom_run: Path, phantom_prompts: Path, tmp_path: Path, capsys
+) -> None:
+    import kmat
+
+    images = phantom_prompts.parent / "images"
+    code, by_folder, stderr = cli("predict", images, "--embeddings", phantom_run)
+    _, by_run, _ = cli("predict", images, "--run", phantom_run)
+    assert code == 0 and by_folder == by_run, stderr
+    prompts = kmat.load_prompts(str(phantom_run))
+    same = kmat.load_prompts(phantom_run / "prompts.safetensors")
+    assert prompts.class_names == same.class_names
+    assert all((prompts.embeddings[m] == same.embeddings[m]).all() for m in ("hi", "lo"))
+    code, _, stderr = cli("predict", images, "--embeddings", tmp_path)
+    assert code == 2 and "a folder, not a prompts file" in stderr

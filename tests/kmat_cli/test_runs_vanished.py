@@ -1,5 +1,5 @@
-"""A run folder deleted while a command works on it is never recreated: ``kmat evaluate`` and ``kmat
-export`` fail with one line saying it vanished (as training does), and leave no folder behind."""
+"""A run folder deleted while a command works on it is never recreated: ``kmat train``, ``kmat evaluate``
+and ``kmat export`` fail with one line saying it vanished, and leave no folder behind."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import assert_error, cli, custom_task, run_folders, train_args
+from faults import SHORT, assert_error, cli, custom_task, run_folders, train_args
 
-from kmat_cli import export, scoring
+from kmat_cli import export, scoring, train
 
 pytestmark = pytest.mark.usefixtures("no_progress")
 
@@ -43,3 +43,30 @@ def test_export_does_not_recreate_a_deleted_run(run: Path, monkeypatch: pytest.M
     monkeypatch.setattr(export, "prompt_file_content", _deleting(export.prompt_file_content, run))
     assert_error(cli("export", run), run, "vanished", code=1)
     assert not run.exists()
+
+
+# ------------------------------------------------------------------------------- a run folder that vanishes
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_run_folder_deleted_during_training_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Deleting (or replacing) the run folder after the first epoch: exit 1 naming the folder, and the
+    folder is not recreated (nor does the replacement get any of the run's files)."""
+    real = train.Trainer.save
+
+    def save(self: train.Trainer) -> None:
+        real(self)
+        if self.epoch == 1:
+            shutil.rmtree(self.folder)
+            if how == "replaced":
+                self.folder.mkdir()
+
+    monkeypatch.setattr(train.Trainer, "save", save)
+    out = tmp_path / "runs"
+    result = cli("train", *SHORT, "--out", out)
+    folder = out / "train" / "phantom-kmat-s1-1"
+    assert_error(result, folder, "vanished during training", code=1, notes=True)
+    if how == "deleted":
+        assert not folder.exists(), f"the run folder was recreated: {sorted(folder.iterdir())}"
+    else:
+        assert sorted(folder.iterdir()) == []

@@ -1,11 +1,14 @@
 """The Python API as a user of open_clip, HF pipelines and scikit-learn expects it: ``kmat.predict`` on paths,
 folders, Pillow images and tensors; ``kmat.Run(path)`` on any run; progress by default; short reprs; a
-runnable example in every public function's docstring; the quickstart notebook."""
+runnable example in every public function's docstring; the quickstart notebook. The API is the command
+line's code path: the same runs, scores, prompts and predictions."""
 
 from __future__ import annotations
 
+import csv
 import doctest
 import inspect
+import io
 import json
 import subprocess
 import sys
@@ -13,10 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from kmat_runner import cli
+from PIL import Image
 from repo_paths import REPO
-from ux_helpers import SHORT
+from short_runs import SHORT
 
 import kmat
+from kmat_cli import config
 from kmat_cli.errors import UsageError
 
 FUNCTIONS = [name for name in kmat.__all__ if inspect.isfunction(getattr(kmat, name))]
@@ -49,7 +55,6 @@ def _same_predictions(rows: list[dict], expected: list[dict]) -> bool:
 
 
 def test_predict_takes_paths_folders_pil_images_and_tensors_alike(phantom_prompts: Path) -> None:
-    from PIL import Image
     from torchvision.transforms.functional import to_tensor
 
     images = phantom_prompts.parent / "images"
@@ -152,3 +157,42 @@ def test_the_quickstart_notebook_runs_offline(tmp_path: Path) -> None:
         nbclient.NotebookClient(nb, timeout=900, resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert (tmp_path / "runs/train/phantom-kmat-s1-1/metrics.json").is_file()
     assert sorted(p.name for p in (tmp_path / "scans").iterdir())[0] == "00-adenoma.png"
+
+
+# ----------------------------------------------------------------------------------------- the API
+def test_the_python_api_is_the_cli_code_path(
+    phantom_run: Path, phantom_prompts: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import kmat
+
+    run = kmat.Run(phantom_run)
+    assert run.status == "finished" and run.config["train"]["seed"] == 3
+    metrics = kmat.evaluate(run)
+    assert metrics["lo"] == run.metrics["lo"] and 0 <= metrics["lo"]["accuracy"] <= 1
+    exported = kmat.export(run, tmp_path / "p.safetensors")
+    prompts = kmat.load_prompts(exported)
+    assert prompts.class_names == kmat.load_prompts(phantom_prompts).class_names
+    assert prompts.embeddings["lo"].shape[0] == len(prompts.class_names)
+    images = phantom_prompts.parent / "images"
+    rows = kmat.predict([images], embeddings=exported, device="cpu")
+    assert len(rows) == 12 and all(r["error"] is None and r["label"] in prompts.class_names for r in rows)
+    code, stdout, _ = cli("predict", images, "--embeddings", exported, "--device", "cpu")
+    table = list(csv.DictReader(io.StringIO(stdout)))
+    assert code == 0 and [r["path"] for r in table] == [r["path"] for r in rows]
+    for mine, theirs in zip(rows, table, strict=True):
+        assert mine["label"] == theirs["label"]
+        for name, p in mine["probabilities"].items():
+            assert float(theirs[f"prob_{name}"]) == pytest.approx(p, rel=1e-6)
+    with pytest.raises(UsageError, match="unknown train option 'epoch'"):
+        kmat.train(task="phantom", epoch=1)
+
+
+def test_api_train_config_matches_the_cli_flags() -> None:
+    import kmat
+
+    cfg = kmat.train_config(task="phantom", method="coop", seed=5, train={"lr": 0.01}, **SHORT)
+    same = config.build(
+        flags={"task.name": "phantom", "method.name": "coop", "train.seed": 5, "train.epochs": 1},
+        sets=["train.shots=2", "train.threads=1", "train.lr=0.01"],
+    )
+    assert cfg == same

@@ -1,17 +1,21 @@
 """SIGTERM stops ``kmat train`` like Ctrl-C: the run says ``interrupted``, exit code 143, and one line
-says how to continue it (an interrupted run resumes as a killed one does: test_reliability_kill.py). A real
-process and a real signal."""
+says how to continue it (an interrupted run resumes as a killed one does: test_runs_kill.py). A helper process
+with ``ParentWatch`` dies with its SIGKILLed parent. Real processes and real signals."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from faults import KMAT, custom_task, env, run_folders, status, train_args
+from processes import alive, wait_gone
 
 pytestmark = pytest.mark.usefixtures("no_progress")
 
@@ -52,3 +56,46 @@ def test_a_signal_during_training_marks_the_run_interrupted(tmp_path: Path, sig:
         assert lines[-1] == "kmat: terminated", text
     assert status(run) == "interrupted"
     assert json.loads((run / "checkpoint.json").read_text())["epoch"] < 150
+
+
+pytestmark = pytest.mark.usefixtures("no_progress")
+
+
+WATCHED_WORKER = """
+import multiprocessing as mp, os, sys, time
+from kmat_cli.signals import ParentWatch
+
+def work(watch):
+    watch(0)
+    time.sleep(120)  # a worker blocked forever, as on a queue nobody will read
+
+if __name__ == "__main__":
+    mp.set_start_method(sys.argv[2])
+    child = mp.Process(target=work, args=(ParentWatch(use_prctl=sys.argv[1] == "prctl"),))
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find processes")
+@pytest.mark.parametrize(("how", "method"), [("prctl", "fork"), ("watchdog", "fork"), ("watchdog", "spawn")])
+def test_a_worker_dies_with_its_sigkilled_parent(tmp_path: Path, how: str, method: str) -> None:
+    """A process with ``ParentWatch`` as its init (as predict's decoding workers have) ends within a second
+    or two when its parent is SIGKILLed, with the parent-death signal and with the polling watchdog alone;
+    the parent's stdout pipe then closes, so ``communicate()`` returns."""
+    script = tmp_path / "watched.py"
+    script.write_text(WATCHED_WORKER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), how, method], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env()
+    )
+    try:
+        worker = int(proc.stdout.readline())  # type: ignore[union-attr]
+        assert alive(worker)
+        proc.kill()
+        proc.communicate(timeout=10)
+        assert not wait_gone({worker}, 5)
+    finally:
+        proc.kill()
+        with contextlib.suppress(NameError, ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)

@@ -1,17 +1,19 @@
-"""Learning-rate schedule, few-shot sampling, device resolution."""
+"""The trainer's schedule: the learning rate per epoch, the batches of an epoch, checkpoints with the solver
+state."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from kmat_runner import cli
 
-from kmat_cli.api import Sample, UsageError
-from kmat_cli.devices import resolve_device
-from kmat_cli.fewshot import few_shot
+from kmat_cli import train
+from kmat_cli.api import UsageError
 from kmat_cli.train import lr_at
 
 pytestmark = pytest.mark.usefixtures("trust_code")
@@ -28,39 +30,6 @@ def test_cosine_schedule_with_constant_warmup_matches_the_dassl_recipe() -> None
     assert lr_at(10, lr=0.1, epochs=50, scheduler="constant") == 0.1
     with pytest.raises(UsageError, match=r"train\.scheduler"):
         lr_at(3, lr=0.1, epochs=5, scheduler="step")
-
-
-def _pool(counts: list[int]) -> list[Sample]:
-    return [
-        Sample(path=Path(f"/data/{k}/{i:03d}.png"), label=k) for k, n in enumerate(counts) for i in range(n)
-    ]
-
-
-def test_few_shot_draws_shots_per_class_deterministically_by_seed() -> None:
-    pool = _pool([30, 20, 25])
-    a = few_shot(pool, ["x", "y", "z"], 16, seed=1)
-    assert [s.label for s in a] == [0] * 16 + [1] * 16 + [2] * 16
-    assert len(set(a)) == 48
-    assert few_shot(list(reversed(pool)), ["x", "y", "z"], 16, seed=1) == a  # input order does not matter
-    assert few_shot(pool, ["x", "y", "z"], 16, seed=2) != a
-
-
-def test_too_few_images_is_a_usage_error_naming_the_class() -> None:
-    with pytest.raises(
-        UsageError, match=r"class 'y' has 5 high-end training images, fewer than 8 shots"
-    ) as exc:
-        few_shot(_pool([10, 5, 10]), ["x", "y", "z"], 8, seed=1)
-    assert exc.value.exit_code == 2
-
-
-def test_device_resolution() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(UsageError, match="CUDA is not available"):
-            resolve_device("cuda")
-    with pytest.raises(UsageError):
-        resolve_device("tpu9")
 
 
 def test_batches_drop_the_last_partial_batch_and_pick_one_cached_view_per_sample() -> None:
@@ -111,3 +80,16 @@ def test_checkpoints_carry_the_solver_state(tmp_path: Path) -> None:
     Trainer(resumed, feats, labels, cfg, device=torch.device("cpu"), folder=tmp_path).resume()
     assert resumed.state.keys() == state.keys()
     assert all(torch.equal(resumed.state[k], state[k]) for k in state)
+
+
+# ------------------------------------------------------------------------------ 12. short runs
+def test_a_short_run_is_not_all_warm_up_and_zero_epochs_is_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "runs"
+    code, stdout, _ = cli("train", "--epochs", "2", "--shots", "2", "--threads", "1", "--out", out)
+    history = [json.loads(line) for line in (Path(stdout.strip()) / "metrics.jsonl").read_text().splitlines()]
+    assert code == 0 and history[0]["lr"] == pytest.approx(0.0025)  # train.lr from the first epoch
+    assert train.lr_at(0, lr=0.0025, epochs=50, warmup_epochs=1, warmup_lr=1e-5) == 1e-5  # the protocol's
+    code, _, stderr = cli("train", "--epochs", "0", "--out", out)
+    assert code == 2 and "at least 1 epoch" in stderr
+    code, _, _ = cli("train", "-m", "zeroshot", "--epochs", "0", "--out", out)
+    assert code == 0  # zero-shot trains nothing

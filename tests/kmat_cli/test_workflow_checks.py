@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from kmat_runner import cli
+from short_runs import SHORT_FLAGS
 from toyworld import train_argv
 
 from kmat_cli import assemble, config, workflow
@@ -84,3 +86,14 @@ def test_methods_without_prototypes_write_no_check(tmp_path: Path, capsys) -> No
     run = Path(captured.out.strip())
     assert (run / "config.yaml").is_file()  # the run exists, only its check file does not
     assert not (run / Run.CHECKS).exists()
+
+
+def test_the_label_free_check_is_in_checks_json_and_on_stderr_only_with_verbose(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "runs"
+    code, stdout, stderr = cli("train", "--out", out, *SHORT_FLAGS)
+    assert code == 0 and "label-free" not in stderr
+    assert "init" in json.loads((Path(stdout.strip()) / "checks.json").read_text())
+    code, _, stderr = cli("train", "--out", out, "--verbose", *SHORT_FLAGS)
+    assert code == 0 and "label-free check at init" in stderr

@@ -13,10 +13,12 @@ every request (path, headers, body, arrival time on ``time.monotonic``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -168,20 +170,27 @@ def _handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def fake_llm() -> Any:
-    llm = FakeLLM()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(llm))
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (a free port) in a daemon thread; yields the base URL
+    ``http://127.0.0.1:<port>/v1``; the server is shut down on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.block_on_close = False
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    llm.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     try:
-        yield llm
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    llm = FakeLLM()
+    with serving(_handler(llm)) as llm.base_url:
+        yield llm
 
 
 @pytest.fixture
@@ -211,6 +220,13 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     recorded: list[float] = []
     monkeypatch.setattr("kmat_cli.describe.chat._sleep", recorded.append)
     return recorded
+
+
+def completion(text: str = '["a b"]') -> Any:
+    """An HTTP 200 chat completion whose answer is ``text`` (for an ``httpx.MockTransport`` handler)."""
+    import httpx
+
+    return httpx.Response(200, json={"model": "m-1", "choices": [{"message": {"content": text}}]})
 
 
 def describe_args(llm: Any, task: str, *extra: str, n: int = 5) -> list[str]:

@@ -27,6 +27,10 @@ KMAT = str(Path(sys.executable).with_name("kmat"))
 KILLPOINT = str(HERE / "killpoint.py")
 # A short phantom run: 2 shots x 8 classes, one thread (the phantom task's own recommendation).
 PHANTOM = ["--task", "phantom", "--shots", "2", "--set", "train.threads=1"]
+# A short phantom run: 2 shots x 8 classes, one thread, 2 epochs, no evaluation.
+SHORT = [*PHANTOM, "--epochs", "2", "--no-evaluate"]
+# The default classes of :func:`custom_task` and :func:`two_class_prompts`.
+CLASSES = ["smooth nodule", "spiculated mass"]
 
 
 def session_cache() -> Path:
@@ -122,6 +126,29 @@ def prompts_file(
     return dest
 
 
+def two_class_prompts(folder: Path, meta: dict | None = None, tensors: dict | None = None) -> Path:
+    """A new prompts file in ``folder`` (``prompts-<n>.safetensors``) for the phantom backbone and
+    :data:`CLASSES`, with metadata and tensors overridden as in :func:`prompts_file`."""
+    path = folder / f"prompts-{len(list(folder.glob('prompts-*')))}.safetensors"
+    return prompts_file(path, CLASSES, meta, tensors)
+
+
+def csv_rows(data: bytes) -> list[list[str]]:
+    """The records of a CSV file's bytes, decoded as strict UTF-8 (a record may hold line breaks)."""
+    import csv
+    import io
+
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+def csv_records(text: str) -> list[dict[str, str]]:
+    """The rows of a CSV text (a header line, then records) as dicts by column name."""
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
 def image_tree(root: Path, classes: list[str], per_split: dict[str, int], seed: int = 0) -> Path:
     """An ImageFolder tree ``root/<split>/<class>/<i>.png`` with ``per_split[split]`` images per class."""
     n = seed * 10_000
@@ -142,7 +169,7 @@ def custom_task(
 ) -> Path:
     """A custom task YAML in ``folder`` over ImageFolder trees ``hi/`` and ``lo/`` (made unless ``spec``
     gives its own ``data``); ``spec`` keys override the YAML's. Returns the YAML path."""
-    classes = classes or ["smooth nodule", "spiculated mass"]
+    classes = classes or CLASSES
     per_split = per_split or {"train": 3, "val": 1, "test": 2}
     if "data" not in spec:
         image_tree(folder / "hi", classes, per_split, seed=1)
@@ -199,6 +226,11 @@ def status(run: Path) -> str:
 def leftovers(folder: Path) -> list[Path]:
     """Temporary files of interrupted atomic writes (``.<name>.<random>.tmp``) anywhere under ``folder``."""
     return sorted(p for p in folder.rglob(".*.tmp"))
+
+
+def assert_no_runs(out: Path) -> None:
+    """No run folder under ``out`` (a command refused before its run started must leave none)."""
+    assert not run_folders(out), f"a failed command left run folders: {run_folders(out)}"
 
 
 def assert_no_finished_runs(out: Path) -> None:

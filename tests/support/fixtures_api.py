@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ux_helpers import SHORT
+from short_runs import SHORT
 
 
 @pytest.fixture(scope="session")

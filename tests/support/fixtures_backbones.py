@@ -1,4 +1,5 @@
-"""Fixtures of the backbone tests: open_clip models with random weights, built offline once per session."""
+"""Fixtures of the backbone tests: open_clip models with random weights, built offline once per session; the
+Hugging Face hub offline."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import torch
 from folders import write_biomedclip_dir, write_native_dir
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HF_HUB_OFFLINE=1: a model not in the Hugging Face cache fails at once instead of downloading."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Fixtures of the predict tests: a tiny open_clip model with saved weights, its prompts file, an image zoo
-(see ``predict_helpers``)."""
+(see ``predict_helpers``); a phantom-backbone prompts file of two classes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from faults import two_class_prompts
 from predict_helpers import WEIGHTS, Model, make_zoo, native_config, write_prompts
 from safetensors.torch import save_file
 
@@ -62,3 +63,9 @@ def phantom_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return files.WEIGHTS
     folder = tmp_path_factory.mktemp("phantom")
     return files.write_random(folder, words=8, context_length=16, seed=5)
+
+
+@pytest.fixture
+def prompts(tmp_path: Path) -> Path:
+    """A phantom-backbone prompts file of two classes in this test's folder (``faults.two_class_prompts``)."""
+    return two_class_prompts(tmp_path)

@@ -1,5 +1,6 @@
 """Fixtures of the reliability suite: no progress bars, an isolated feature cache where a test writes one,
-a local OpenAI-compatible chat server, and a read-only folder (real permissions, or simulated as root)."""
+a local OpenAI-compatible chat server, a read-only folder (real permissions, or simulated as root), a task and
+a run whose names are rich markup, and a terminal wide enough for whole paths."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import io
 import json
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import cli, custom_task, run_folders, train_args
+from fake_llm import serving
+from faults import cli, custom_task, png, run_folders, train_args
 
 
 @pytest.fixture
@@ -41,6 +42,42 @@ def trained(tmp_path: Path) -> tuple[Path, Path]:
     assert result.code == 0, result.err
     [run] = run_folders(tmp_path / "runs")
     return task, run
+
+
+BRACKETED = ["nevus [benign]", "[/]"]
+
+
+@pytest.fixture(scope="session")
+def bracket_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A custom task whose class names are rich markup (``[/]`` cannot be a folder: labels come from CSVs)."""
+    folder = tmp_path_factory.mktemp("brackets")
+    n = 0
+    for modality in ("hi", "lo"):
+        lines = ["path,label,split"]
+        for split, count in (("train", 2), ("val", 1), ("test", 1)):
+            for label in range(len(BRACKETED)):
+                for _ in range(count):
+                    n += 1
+                    png(folder / modality / f"{n}.png", n)
+                    lines.append(f"{n}.png,{label},{split}")
+        (folder / modality / "labels.csv").write_text("\n".join(lines) + "\n")
+    return custom_task(folder, BRACKETED, data={"hi": "hi/labels.csv", "lo": "lo/labels.csv"})
+
+
+@pytest.fixture(scope="session")
+def bracket_run(tmp_path_factory: pytest.TempPathFactory, bracket_task: Path) -> Path:
+    """A short run of the bracketed task, under an output folder whose path holds rich markup too."""
+    out = tmp_path_factory.mktemp("runs") / "x[" / "y]"
+    result = cli(*train_args(bracket_task, out))
+    assert result.code == 0, result.err
+    [folder] = run_folders(out)
+    return folder
+
+
+@pytest.fixture
+def wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal 400 columns wide: rich wraps table cells at the terminal width; paths stay whole."""
+    monkeypatch.setenv("COLUMNS", "400")
 
 
 class ChatServer:
@@ -90,16 +127,8 @@ def chat_server() -> Iterator[ChatServer]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    server_state.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
+    with serving(Handler) as server_state.base_url:
         yield server_state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

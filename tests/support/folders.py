@@ -46,25 +46,15 @@ def biomedclip_config(tiny: bool = False) -> dict[str, Any]:
 
 
 def bert_config(tiny: bool = False) -> Any:
-    """PubMedBERT's architecture (BERT base, uncased, 30522 tokens) as a hand-written BertConfig."""
+    """PubMedBERT's architecture (BERT base, uncased, 30522 tokens) as a hand-written BertConfig; ``tiny``:
+    the same architecture at toy sizes."""
     from transformers import BertConfig
 
-    if tiny:
-        return BertConfig(
-            vocab_size=320,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            pad_token_id=0,
-        )
+    toy = {"vocab_size": 320, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
+    base = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12}
+    sizes = {**toy, "intermediate_size": 64} if tiny else {**base, "intermediate_size": 3072}
     return BertConfig(
-        vocab_size=30522,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
+        **sizes,
         max_position_embeddings=512,
         type_vocab_size=2,
         hidden_act="gelu",

@@ -1,16 +1,20 @@
-"""Custom tasks from YAML: --task path/to/task.yaml, the worked example in examples/custom-task."""
+"""Custom tasks from YAML: --task path/to/task.yaml, the worked example in examples/custom-task, runs named
+after the task's own name."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import task_fakes as fakes
 from kmat_runner import cli
 from repo_paths import REPO
+from short_runs import SHORT_FLAGS
 from task_cli import run_kmat
 
 from kmat_cli import config, registry
@@ -118,3 +122,20 @@ def test_missing_task_file_exits_2(tmp_path: Path) -> None:
         result.returncode == 2
         and result.stderr.strip() == f"kmat: error: {tmp_path / 'nope.yaml'}: task file not found"
     )
+
+
+# ------------------------------------------------------------------------ 10. a task file's name
+def test_a_custom_task_run_is_named_after_the_task_files_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    example = tmp_path / "custom-task"
+    shutil.copytree(REPO / "examples/custom-task", example)
+    subprocess.run(
+        [sys.executable, example / "make_demo_data.py"], check=True, capture_output=True, timeout=300
+    )
+    out = tmp_path / "runs"
+    args = ["train", "--task", example / "task.yaml", "--backbone", "phantom", "--out", out, *SHORT_FLAGS]
+    code, stdout, stderr = cli(*args)
+    assert code == 0, stderr
+    assert stdout == f"{out / 'train' / 'demo-lesions-kmat-s1-1'}\n"
+    assert "demo-lesions / kmat / seed 1" in stderr and "task.yaml / kmat" not in stderr

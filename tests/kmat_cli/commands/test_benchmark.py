@@ -1,6 +1,6 @@
 """``kmat benchmark`` and ``kmat tune`` name their default folder after the task's name, never its path: a
 task file given by an absolute path or through ``..`` still lands under ``runs/benchmark/`` and
-``runs/tune/`` of the working folder."""
+``runs/tune/`` of the working folder; a folder holding another grid is never taken over."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from faults import cli, custom_task
+from short_runs import SHORT_FLAGS
 
 pytestmark = pytest.mark.usefixtures("no_progress")
 
@@ -53,3 +54,22 @@ def test_tune_default_folder_of_a_task_file_through_dotdot(task: Path, tmp_path:
     assert (tmp_path / "work" / "runs" / "tune" / "faulty-coop" / "best.yaml").is_file()
     assert _files(tmp_path / "elsewhere") == before
     assert not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------- 9. benchmark folders
+def test_a_benchmark_folder_is_never_taken_over_by_another_grid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    grid = ["benchmark", "--task", "phantom", "--methods", "zeroshot", "--seeds", "1", "--no-plots"]
+    assert cli(*grid, *SHORT_FLAGS[:4])[0] == 0
+    first = tmp_path / "runs/benchmark/phantom"
+    report = (first / "report.md").read_bytes()
+    code, _, stderr = cli(*grid, "--shots", "4", "--epochs", "1", "--out", first)
+    assert code == 2 and "holds another benchmark" in stderr and (first / "report.md").read_bytes() == report
+    code, stdout, stderr = cli(*grid, "--shots", "4", "--epochs", "1")
+    second = Path("runs/benchmark/phantom-2")
+    assert code == 0 and f"writing to {second}" in stderr and f"report: {second / 'report.md'}" in stdout
+    assert (first / "report.md").read_bytes() == report
+    code, stdout, _ = cli(*grid, *SHORT_FLAGS[:4])  # the first grid again: resumed in place
+    assert code == 0 and f"report: {Path('runs/benchmark/phantom/report.md')}" in stdout

@@ -44,11 +44,7 @@ def keyed(monkeypatch: pytest.MonkeyPatch, isolated: Path) -> Path:
 
 
 def test_fenced_json_gives_a_valid_file_with_provenance_and_no_key_anywhere(
-    fake_llm: Any,
-    fake_task: str,
-    keyed: Path,
-    capsys: pytest.CaptureFixture,
-    caplog: pytest.LogCaptureFixture,
+    fake_llm: Any, fake_task: str, keyed: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake_llm.mode, fake_llm.api_key = "fenced", KEY
@@ -80,9 +76,7 @@ def test_fenced_json_gives_a_valid_file_with_provenance_and_no_key_anywhere(
     assert sum('"melanoma"' in u and "clinical photograph image" in u for u in users) == 1
 
 
-def test_rerun_hits_the_cache_and_sends_nothing(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_rerun_hits_the_cache_and_sends_nothing(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     first, second = keyed / "a.json", keyed / "b.json"
     assert cli(*describe_args(fake_llm, fake_task, "-o", str(first)))[0] == 0
     sent = len(fake_llm.requests)
@@ -99,9 +93,7 @@ def test_rerun_hits_the_cache_and_sends_nothing(
     assert len(fake_llm.requests) == 2 * PAIRS
 
 
-def test_numbered_lists_and_plain_lines_are_parsed(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_numbered_lists_and_plain_lines_are_parsed(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     for mode in ("numbered", "prose"):
         fake_llm.mode = mode
         out_file = keyed / f"{mode}.json"
@@ -112,9 +104,7 @@ def test_numbered_lists_and_plain_lines_are_parsed(
         assert all(t.startswith("lesion ") and "visible feature number" in t for t in texts), texts
 
 
-def test_duplicates_and_junk_are_dropped_and_topped_up(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_duplicates_and_junk_are_dropped_and_topped_up(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     fake_llm.mode, fake_llm.per_answer = "dupes", 2  # 2 distinct valid items per answer among 7
     out_file = keyed / "out.json"
     code, _, err = cli(*describe_args(fake_llm, fake_task, "-o", str(out_file), "--max-words", "20"))
@@ -134,9 +124,7 @@ def test_duplicates_and_junk_are_dropped_and_topped_up(
     assert all(len(json.loads(m[2]["content"])["descriptions"]) in (2, 4) for m in topups)
 
 
-def test_too_few_items_topped_up_until_n(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_too_few_items_topped_up_until_n(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     fake_llm.per_answer = 3
     out_file = keyed / "out.json"
     code, _, err = cli(*describe_args(fake_llm, fake_task, "-o", str(out_file), n=8))
@@ -146,9 +134,7 @@ def test_too_few_items_topped_up_until_n(
     assert len(fake_llm.requests) == 3 * PAIRS  # 3 + 3 + 2 (the third answer's extra item is cut)
 
 
-def test_never_enough_items_fails_with_one_line(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_never_enough_items_fails_with_one_line(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     fake_llm.per_answer = 1
     code, out, err = cli(
         *describe_args(fake_llm, fake_task, "--max-rounds", "2", "--classes", "nevus", "--modalities", "hi"),
@@ -158,9 +144,7 @@ def test_never_enough_items_fails_with_one_line(
     assert not (keyed / "fake.descriptions.json").exists()
 
 
-def test_429_retry_after_is_honoured(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture, sleeps: list[float]
-) -> None:
+def test_429_retry_after_is_honoured(fake_llm: Any, fake_task: str, keyed: Path, sleeps: list[float]) -> None:
     fake_llm.script = [(429, {"Retry-After": "7"}, {"error": {"message": "Rate limit reached"}})]
     code, _, err = cli(*describe_args(fake_llm, fake_task, "--concurrency", "1"))
     assert code == 0, err
@@ -171,7 +155,7 @@ def test_429_retry_after_is_honoured(
 
 
 def test_500_then_success_backs_off_exponentially(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture, sleeps: list[float]
+    fake_llm: Any, fake_task: str, keyed: Path, sleeps: list[float]
 ) -> None:
     fake_llm.script = [(500, {}, None), (502, {}, None)]
     code, _, err = cli(*describe_args(fake_llm, fake_task, "--concurrency", "1"))
@@ -181,7 +165,7 @@ def test_500_then_success_backs_off_exponentially(
 
 
 def test_persistent_503_gives_up_with_exit_1(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture, sleeps: list[float]
+    fake_llm: Any, fake_task: str, keyed: Path, sleeps: list[float]
 ) -> None:
     fake_llm.script = [(503, {"Retry-After": "1"}, None)] * 3
     code, _, err = cli(
@@ -192,11 +176,7 @@ def test_persistent_503_gives_up_with_exit_1(
 
 
 def test_bad_key_exits_2_with_one_line_and_never_shows_the_key(
-    fake_llm: Any,
-    fake_task: str,
-    keyed: Path,
-    capsys: pytest.CaptureFixture,
-    caplog: pytest.LogCaptureFixture,
+    fake_llm: Any, fake_task: str, keyed: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake_llm.api_key = "sk-the-right-one"  # the server echoes the wrong key in its 401 message
@@ -214,7 +194,6 @@ def test_api_key_env_names_the_variable(
     fake_llm: Any,
     fake_task: str,
     isolated: Path,
-    capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake_llm.api_key = KEY
@@ -226,9 +205,7 @@ def test_api_key_env_names_the_variable(
     assert fake_llm.requests[-1]["headers"]["Authorization"] == f"Bearer {KEY}"
 
 
-def test_unknown_model_and_wrong_path_exit_2(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_unknown_model_and_wrong_path_exit_2(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     args = describe_args(fake_llm, fake_task)
     args[args.index("fake-model")] = "no-such-model"
     code, _, err = cli(*args)
@@ -239,7 +216,7 @@ def test_unknown_model_and_wrong_path_exit_2(
 
 
 def test_slow_answer_times_out_and_is_retried(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture, sleeps: list[float]
+    fake_llm: Any, fake_task: str, keyed: Path, sleeps: list[float]
 ) -> None:
     fake_llm.delay, fake_llm.slow_requests = 1.0, 1
     args = describe_args(fake_llm, fake_task, "--timeout", "0.3", "--concurrency", "1", "--classes", "nevus")
@@ -250,7 +227,7 @@ def test_slow_answer_times_out_and_is_retried(
 
 
 def test_always_slow_gives_up_with_exit_1(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture, sleeps: list[float]
+    fake_llm: Any, fake_task: str, keyed: Path, sleeps: list[float]
 ) -> None:
     fake_llm.delay, fake_llm.slow_requests = 1.0, None
     args = describe_args(fake_llm, fake_task, "--timeout", "0.2", "--max-retries", "1", "--classes", "nevus")
@@ -260,9 +237,7 @@ def test_always_slow_gives_up_with_exit_1(
     assert "no answer within 0.2 s after 2 tries; raise --timeout" in err.strip().splitlines()[-1]
 
 
-def test_unreachable_endpoint_exits_1_pointing_to_shipped_descriptions(
-    fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_unreachable_endpoint_exits_1_pointing_to_shipped_descriptions(fake_task: str, keyed: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -277,7 +252,7 @@ def test_unreachable_endpoint_exits_1_pointing_to_shipped_descriptions(
     assert not list((keyed / "cache").rglob("*.json"))
 
 
-def test_concurrency_limit(fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture) -> None:
+def test_concurrency_limit(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     fake_llm.delay, fake_llm.slow_requests = 0.3, None
     code, _, err = cli(*describe_args(fake_llm, fake_task, "--concurrency", "2"))
     assert code == 0, err
@@ -285,7 +260,7 @@ def test_concurrency_limit(fake_llm: Any, fake_task: str, keyed: Path, capsys: p
 
 
 def test_merge_keeps_existing_classes_and_records_both_provenances(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
+    fake_llm: Any, fake_task: str, keyed: Path
 ) -> None:
     existing = keyed / "existing.json"
     old_prov = {"source": "hand-written", "author": "a dermatologist"}
@@ -327,9 +302,7 @@ def test_merge_keeps_existing_classes_and_records_both_provenances(
     load_descriptions(existing, [*CLASSES, "seborrheic keratosis"])  # every class has both modalities now
 
 
-def test_merge_task_starts_from_the_shipped_descriptions(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_merge_task_starts_from_the_shipped_descriptions(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     out_file = keyed / "out.json"
     args = describe_args(fake_llm, fake_task, "--merge-task", "--classes", "melanoma", "-o", str(out_file))
     code, _, err = cli(*args)
@@ -341,9 +314,7 @@ def test_merge_task_starts_from_the_shipped_descriptions(
     load_descriptions(out_file, CLASSES)
 
 
-def test_custom_template_is_sent_and_hashed(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_custom_template_is_sent_and_hashed(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     template = keyed / "mine.md"
     template.write_text(
         "<!-- my notes -->\n## user\nList {{n}} looks of {{class_name}} ({{modality_key}}: {{modality}}; "
@@ -367,7 +338,7 @@ def test_custom_template_is_sent_and_hashed(
     assert code == 2 and "unknown placeholder '{{class}}'" in err and str(template) in err
 
 
-def test_usage_errors(fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture) -> None:
+def test_usage_errors(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     cases = [
         (["--modalities", "mid"], "unknown modality 'mid'"),
         (["--classes", "nevuss"], "unknown class 'nevuss'"),
@@ -382,16 +353,12 @@ def test_usage_errors(fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest
     assert fake_llm.requests == []
 
 
-def test_openai_without_key_is_a_usage_error(
-    fake_task: str, isolated: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_openai_without_key_is_a_usage_error(fake_task: str, isolated: Path) -> None:
     code, _, err = cli("describe", "--task", fake_task)
     assert code == 2 and "OPENAI_API_KEY is not set" in err
 
 
-def test_stdout_output_and_template_printing(
-    fake_llm: Any, fake_task: str, keyed: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_stdout_output_and_template_printing(fake_llm: Any, fake_task: str, keyed: Path) -> None:
     code, out, err = cli(*describe_args(fake_llm, fake_task, "-o", "-", "--classes", "nevus"))
     assert code == 0, err
     assert json.loads(out)["classes"]["nevus"]["lo"][0].startswith("lesion ")

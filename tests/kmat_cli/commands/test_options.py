@@ -1,6 +1,6 @@
 """Every ``kmat`` command declares its options in Typer's ``Annotated`` style with true types: the annotation
 carries the flag (``typer.Option``/``typer.Argument``), the default is a plain value, and an option that may
-be absent (default None) is typed ``X | None``."""
+be absent (default None) is typed ``X | None``. A short option has one meaning in every command."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import typer
+from kmat_runner import cli
 from typer.models import ParameterInfo
 
 from kmat_cli.app import app
@@ -96,3 +98,37 @@ def test_shared_aliases_declare_one_flag_each() -> None:
     )
     for name, alias in aliases.items():
         assert len([m for m in alias.__metadata__ if isinstance(m, ParameterInfo)]) == 1, name
+
+
+def test_short_options_mean_the_same_everywhere(capsys: pytest.CaptureFixture) -> None:
+    code, stdout, _ = cli("predict", "--help")
+    assert code == 0 and "--modality" in stdout and " -m" not in stdout
+    for command in ("train", "tune", "benchmark"):
+        code, stdout, _ = cli(command, "--help")
+        assert code == 0 and "-m" in stdout and "--method" in stdout, command
+    code, stdout, _ = cli("export", "--help")
+    assert "kmat export runs/train/phantom-kmat-s1-1 --output phantom-prompts.safetensors" in " ".join(
+        stdout.split()
+    )
+
+
+# --------------------------------------------------------------------------- 8. short options
+def test_short_options_have_one_meaning_and_tune_o_writes_a_file(tmp_path: Path, capsys) -> None:
+    from kmat_cli.app import cli as click_group
+
+    root = click_group()
+    for name, command in root.commands.items():
+        subs = getattr(command, "commands", None) or {name: command}
+        for sub in subs.values():
+            for param in sub.params:
+                opts = set(param.opts)
+                if "-o" in opts:
+                    assert "--output" in opts, (name, param.opts)
+                if "-b" in opts:
+                    assert "--backbone" in opts, (name, param.opts)
+                if "--out" in opts:
+                    assert "-o" not in opts, (name, param.opts)
+    code, _, stderr = cli("tune", "--out", tmp_path / "best.yaml", "--epochs", "1")
+    assert code == 2 and "--output" in stderr and not (tmp_path / "best.yaml").exists()
+    code, _, stderr = cli("predict", "scans", "-b", "phantom")
+    assert code == 2 and "No such option: -b" in stderr

@@ -13,11 +13,8 @@ from kmat_cli.experiments import benchmark
 TOY_METHODS = str(SUPPORT)
 
 
-@pytest.fixture(autouse=True)
-def _trust_the_toy_world(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The toy world is named by import path (``toyworld:ToyTask``); reading its benchmark.json and run
-    configs back needs the user's opt-in."""
-    monkeypatch.setenv("KMAT_TRUST_CODE", "1")
+# The toy world is named by import path (toyworld:ToyTask): reading its benchmark.json back needs the opt-in.
+pytestmark = pytest.mark.usefixtures("trust_code")
 
 
 def test_ablation_rows_are_variants_over_template_center_normalize_alpha() -> None:

@@ -1,4 +1,4 @@
-"""The grid's cells: keys, sharding, hi-val scoring, resuming an unfinished run, features computed once."""
+"""The grid's cells: keys, sharding, hi-val scoring, resuming an unfinished run, finding and scoring its run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from sklearn.metrics import accuracy_score, f1_score
 from kmat_cli import registry
 from kmat_cli.errors import UsageError
 from kmat_cli.experiments.cells import Cell, read_cells, run_cell, shard_of
-from kmat_cli.experiments.runner import run_cells
 
 FAST = {"task.name": "phantom", "train.epochs": 2, "train.shots": 2}
 
@@ -120,65 +119,6 @@ def test_an_unfinished_run_folder_is_resumed_not_restarted(
     again = run_cell(cell, tmp_path / "a")
     assert again.how == "read back" and again.result == resumed.result
     assert set(read_cells([tmp_path / "a"])) == {cell.key}
-
-
-@pytest.mark.trains
-def test_local_grid_runs_the_image_tower_once_per_image(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from kmat_cli import fewshot
-
-    Phantom = registry.get("tasks", "phantom")
-    world = Phantom().root  # the generated world stays shared; the feature cache starts empty
-    monkeypatch.setenv("KMAT_CACHE", str(tmp_path / "cache"))
-    Backbone = registry.get("backbones", "phantom")
-    rows: list[int] = []
-    real = Backbone.encode_image
-    monkeypatch.setattr(
-        Backbone, "encode_image", lambda self, px: (rows.append(px.shape[0]), real(self, px))[1]
-    )
-    cells = [
-        Cell({**FAST, "task.root": str(world), "method.name": m, "train.seed": s})
-        for m in ("zeroshot", "coop")
-        for s in (1, 2)
-    ]
-    outcomes = run_cells(cells, tmp_path / "grid", progress=False)
-    assert [o.status for o in outcomes] == ["done"] * 4
-    task = Phantom(root=str(world))
-    shots = {
-        s.path
-        for seed in (1, 2)
-        for s in fewshot.few_shot(task.split("hi", "train"), task.class_names, 2, seed)
-    }
-    tests = {s.path for m in ("hi", "lo") for s in task.split(m, "test")}
-    val = {s.path for s in task.split("hi", "val")}  # every cell records its high-end validation accuracy
-    assert len(tests) == 500 and 16 <= len(shots) <= 32
-    assert sum(rows) == len(shots) + len(tests) + len(val)  # each distinct image through the tower once
-
-
-@pytest.mark.slow
-def test_process_pool_gives_the_in_process_results(tmp_path: Path) -> None:
-    cells = [Cell({**FAST, "method.name": m, "train.seed": 1}) for m in ("zeroshot", "kmat")]
-    pooled = run_cells(cells, tmp_path / "pool", jobs=2, progress=False)
-    inline = run_cells(cells, tmp_path / "inline", progress=False)
-    assert [o.status for o in pooled] == ["done", "done"]
-    for a, b in zip(pooled, inline, strict=True):
-        assert a.result["metrics"]["hi"] == b.result["metrics"]["hi"]
-        assert a.result["metrics"]["lo"] == b.result["metrics"]["lo"]
-
-
-@pytest.mark.spawns
-def test_pool_survives_a_worker_dying_during_feature_extraction(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bench_helpers import die_extracting_features
-
-    from kmat_cli.experiments import runner as executors
-
-    monkeypatch.setattr(executors, "features_entry", die_extracting_features)
-    cells = [Cell({**FAST, "method.name": "zeroshot", "train.seed": s}) for s in (1, 2)]
-    outcomes = run_cells(cells, tmp_path / "pool", jobs=2, progress=False)
-    assert [o.status for o in outcomes] == ["done", "done"]  # a new pool ran the cells
 
 
 @pytest.mark.trains

@@ -1,4 +1,5 @@
-"""``kmat benchmark`` reports: numbers equal an independent recompute from the run folders' metrics.json."""
+"""``kmat benchmark`` reports: numbers equal an independent recompute from the run folders' metrics.json; the
+summary table says what its cells are."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kmat_runner import cli
+from short_runs import SHORT_FLAGS
 
 from kmat_cli.experiments import report
 from kmat_cli.experiments.cells import Cell, Outcome
@@ -161,3 +164,19 @@ def test_report_links_the_plots_or_says_why_there_are_none(
     )
     assert "No plots: matplotlib is not installed" in report_plots.section(results, tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+def test_the_demo_table_says_its_cells_are_accuracy_and_macro_f1(tmp_path: Path, capsys) -> None:
+    args = [
+        "benchmark",
+        "--task",
+        "phantom",
+        "--methods",
+        "zeroshot",
+        "--seeds",
+        "1",
+        "--no-plots",
+        "--summary",
+    ]
+    code, stdout, _ = cli(*args, "--out", tmp_path / "b", *SHORT_FLAGS[:4])
+    assert code == 0 and "accuracy % (macro-F1 %)" in stdout

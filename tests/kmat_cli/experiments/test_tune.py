@@ -232,3 +232,28 @@ def test_following_best_yaml_trains_the_tuned_setting(
     run = next((tmp_path / "train").iterdir())
     score = workflow.validate(run, progress=False)["hi"][result.metric]
     assert score == result.best.scores[1]
+
+
+@pytest.mark.usefixtures("no_progress")
+def test_tune_summary_shows_grid_values_and_paths_literally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], wide: None
+) -> None:
+    from kmat_cli.experiments.tune import Trial, TuneResult, render
+
+    best = Trial(0, {"method.transport": "[/]", "train.lr": 0.01}, {1: 0.5})
+    other = Trial(1, {"method.transport": "fgw [bold]", "train.lr": 0.1}, {1: 0.25})
+    folder = tmp_path / "t[/x]"
+    result = TuneResult(
+        "accuracy",
+        ["method.transport", "train.lr"],
+        [1],
+        [best, other],
+        best,
+        {},
+        folder / "tune.csv",
+        folder / "best.yaml",
+    )
+    render(result)
+    out = capsys.readouterr().out
+    assert "fgw [bold]" in out and "best: method.transport=[/] train.lr=0.01" in out
+    assert f"train with: kmat train --config {folder / 'best.yaml'}" in out

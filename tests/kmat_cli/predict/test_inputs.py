@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faults import assert_error, cli, png, two_class_prompts
 from PIL import Image
 
 from kmat_cli.api import UsageError
 from kmat_cli.predict import find_inputs
+
+pytestmark = pytest.mark.usefixtures("no_progress")
 
 
 def test_folder_walk_is_sorted_and_skips_hidden_loops_and_other_files(
@@ -52,3 +55,19 @@ def test_missing_path_and_no_images_are_usage_errors(tmp_path: Path) -> None:
         find_inputs([tmp_path / "empty"])
     with pytest.raises(UsageError, match="at least one"):
         find_inputs([])
+
+
+@pytest.mark.parametrize("content", ["nothing", "only-text-files", "only-hidden"])
+def test_predict_on_a_folder_without_images(tmp_path: Path, content: str) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    if content == "only-text-files":
+        (folder / "notes.txt").write_text("x")
+        (folder / "sub").mkdir()
+        (folder / "sub" / "readme.md").write_text("x")
+    elif content == "only-hidden":
+        png(folder / ".hidden.png", 1)
+    prompts = two_class_prompts(tmp_path)
+    result = cli("predict", folder, "--embeddings", prompts, "--output", tmp_path / "p.csv")
+    assert_error(result, folder, "no image files found")
+    assert not (tmp_path / "p.csv").exists()

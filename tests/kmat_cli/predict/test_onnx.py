@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+import kmat_runner
 import numpy as np
 import pytest
 import torch
@@ -19,25 +20,26 @@ from repo_paths import REPO
 
 import kmat
 from kmat_cli import registry
-from kmat_cli.app import main
-from kmat_cli.errors import UsageError
 from kmat_cli.export import read_prompts
-from kmat_cli.onnx_export import check_preprocess, write_onnx
+from kmat_cli.onnx_export import write_onnx
 from kmat_cli.runs import Run
 
 pytest.importorskip("onnxruntime")
+
+
 onnx = pytest.importorskip("onnx")
+
 
 N_IMAGES = 24
 
 
 def cli(*args: object) -> int:
-    """``kmat ARGS`` through the console script's entry point, in this process; its exit code."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return int(code or 0)
+    """``kmat ARGS`` in this process (``kmat_runner.cli``); its exit code, its output passed on to this test's
+    stdout and stderr (where ``capsys`` reads it)."""
+    result = kmat_runner.cli(*args)
+    sys.stdout.write(result.out)
+    sys.stderr.write(result.err)
+    return result.code
 
 
 def rows(path: Path) -> dict[str, dict[str, str]]:
@@ -206,32 +208,3 @@ def test_bad_models_and_options_are_refused_with_exit_2(
         assert cli(*args, "--output", out) == 2, args
         assert message in one_line_error(capsys), args
         assert not out.exists()
-
-
-def test_preprocessing_the_metadata_cannot_describe_is_refused() -> None:
-    spec = {
-        "image_size": 32,
-        "mean": [0.5] * 3,
-        "std": [0.25] * 3,
-        "resize": "shortest",
-        "interpolation": "bicubic",
-    }
-    assert check_preprocess(spec, "x")["crop"] == "center"
-    assert check_preprocess({**spec, "resize": "squash"}, "x")["crop"] == "none"
-    for bad in ({"resize": "longest"}, {"image_size": [32, 48]}, {"std": [0.25, 0, 0.25]}, {"mean": [0.5]}):
-        with pytest.raises(UsageError, match=r"x: kmat\.preprocess"):
-            check_preprocess({**spec, **bad}, "x")
-
-
-def test_a_backbone_whose_preprocessing_differs_from_its_spec_is_not_exported(tmp_path: Path) -> None:
-    from kmat.backbones.phantom import PhantomBackbone
-
-    tower = PhantomBackbone(vision_only=True)
-    tower.preprocess_spec = {
-        **tower.preprocess_spec,
-        "interpolation": "nearest",
-    }  # says one thing, does another
-    meta = {"kmat.logit_scale": "10.0"}
-    with pytest.raises(UsageError, match="its preprocessing is not the one its preprocess_spec describes"):
-        write_onnx(tmp_path / "c.onnx", tower, torch.eye(3, tower.embed_dim), meta)
-    assert not (tmp_path / "c.onnx").exists()

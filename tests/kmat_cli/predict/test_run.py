@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from kmat_runner import cli
 from PIL import Image
 from predict_helpers import CLASSES, Model, write_prompts
 from repo_paths import REPO
 
 from kmat_cli.api import UsageError
-from kmat_cli.app import main
 from kmat_cli.predict import load_classifier, run_predict
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
@@ -159,21 +159,14 @@ def test_text_tower_is_never_built(
 
 
 # ---------------------------------------------------------------------------------------- exit codes
-def _main(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    """``kmat predict ARGS`` through the CLI entry point: (exit code, stdout, stderr)."""
-    code = main(["predict", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_exit_codes(model: Model, zoo: tuple[Path, dict[str, Any]], tmp_path: Path, capsys) -> None:
+def test_exit_codes(model: Model, zoo: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     root, info = zoo
     p = str(model.prompts)
     plain = str(root / info["plain"][0])
     broken = [str(root / f) for f in info["errors"]]
-    code, out, err = _main(["--embeddings", p, "--workers", "0", plain, *broken], capsys)
+    code, out, err = cli("predict", "--embeddings", p, "--workers", "0", plain, *broken)
     assert code == 0 and len(out.splitlines()) == 1 + 1 + len(broken) and "1 ok, 3 failed" in err
-    code, out, err = _main(["--embeddings", p, "--workers", "0", *broken], capsys)
+    code, out, err = cli("predict", "--embeddings", p, "--workers", "0", *broken)
     assert code == 1 and "0 ok, 3 failed" in err and len(out.splitlines()) == 1 + len(broken)
     usage = [
         ["--embeddings", p, str(tmp_path / "missing")],  # no such path
@@ -187,7 +180,7 @@ def test_exit_codes(model: Model, zoo: tuple[Path, dict[str, Any]], tmp_path: Pa
         ["--embeddings", p, "--device", "cuda:7" if not torch.cuda.is_available() else "nodevice", plain],
     ]
     for args in usage:
-        code, out, err = _main(args, capsys)
+        code, out, err = cli("predict", *args)
         assert code == 2, (args, err)
         assert out == "" and len(err.strip().splitlines()) == 1, (args, err)
 
@@ -209,17 +202,17 @@ def _prompts_like(model: Model, dest: Path, **change: Any) -> Path:
 
 
 def test_mismatched_embeddings_exit_2_with_one_line(
-    model: Model, zoo: tuple[Path, dict[str, Any]], tmp_path: Path, capsys
+    model: Model, zoo: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     root, info = zoo
     plain = str(root / info["plain"][0])
     other_id = _prompts_like(model, tmp_path / "id.safetensors", backbone_id="open_clip:ViT-B-32:openai")
-    code, out, err = _main(["--embeddings", str(other_id), plain], capsys)
+    code, out, err = cli("predict", "--embeddings", str(other_id), plain)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "open_clip:ViT-B-32:openai" in err and model.backbone_id in err
     small = {m: F.normalize(torch.randn(3, 16), dim=-1) for m in ("hi", "lo")}
     other_dim = _prompts_like(model, tmp_path / "dim.safetensors", embeddings=small, embed_dim=16)
-    code, out, err = _main(["--embeddings", str(other_dim), plain], capsys)
+    code, out, err = cli("predict", "--embeddings", str(other_dim), plain)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "dimension 16" in err and "24" in err
     spec = {
         "image_size": 224,
@@ -229,10 +222,10 @@ def test_mismatched_embeddings_exit_2_with_one_line(
         "interpolation": "bicubic",
     }
     other_pre = _prompts_like(model, tmp_path / "pre.safetensors", preprocess=spec)
-    code, out, err = _main(["--embeddings", str(other_pre), plain], capsys)
+    code, out, err = cli("predict", "--embeddings", str(other_pre), plain)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "preprocessing" in err
     no_config = _prompts_like(model, tmp_path / "bare.safetensors", backbone_config=None)
-    code, out, err = _main(["--embeddings", str(no_config), plain], capsys)
+    code, out, err = cli("predict", "--embeddings", str(no_config), plain)
     assert code == 2 and "--run" in err
 
 

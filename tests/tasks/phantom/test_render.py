@@ -1,6 +1,6 @@
 """The phantom world's pixels are pinned: the shipped phantom backbone and every committed phantom report were
 made from them, so a change of the drawing code that draws other pixels must show up here (the captions are
-pinned in test_captions_pinned.py)."""
+pinned in test_world_captions.py)."""
 
 from __future__ import annotations
 
