@@ -24,9 +24,9 @@ pytest_plugins = [
     "fixtures_api",
     "fixtures_backbones",
     "fixtures_benchmark",
+    "fixtures_cli",
     "fixtures_plugins",
     "fixtures_predict",
-    "fixtures_reliability",
     "fixtures_speed",
     "fixtures_tasks",
     "fixtures_transports",
@@ -65,9 +65,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _fast_tier(request: pytest.FixtureRequest) -> None:
-    """Under ``--fast``, training and new processes are refused (tests/support/tiers.py)."""
+    """Under ``--fast``, training, new processes and the full-size BiomedCLIP are refused from the session's
+    start (tests/support/tiers.py)."""
     if request.config.getoption("fast"):
         request.getfixturevalue("fast_tier_guard")
 

@@ -1,10 +1,12 @@
-"""The fast tier: which tests train a model or start a process, found from their source, and a guard that
-fails any such test the finder missed.
+"""The fast tier: which tests train a model, start a process or build the full-size BiomedCLIP, found from
+their source, and a guard that fails any such test the finder missed.
 
-A test ``trains`` or ``spawns`` when its function, a fixture it uses, or a function of their modules that they
-call (transitively) contains one of the patterns below. ``pytest --fast`` (``make test-fast``) deselects
-both kinds and runs the rest with training (``Trainer.fit``) and new processes (``subprocess``,
-``multiprocessing``) refused, so a test the patterns miss fails there with the marker to add by hand.
+A test ``trains``, ``spawns`` or is ``full_size`` when its function, a fixture it uses, or a function of their
+modules that they call (transitively) contains one of the patterns below. ``pytest --fast`` (``make
+test-fast``) deselects the three kinds and runs the rest with training (``Trainer.fit``), new processes
+(``subprocess``, ``multiprocessing``) and the full-size BiomedCLIP folder (ViT-B/16 + BERT-base, about 200M
+parameters: ``folders.biomedclip_config(tiny=False)``) refused, so a test the patterns miss fails there with
+the marker to add by hand. The toy BiomedCLIP (the same tower kinds at toy size) stays in the fast tier.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ PATTERNS = {
         r"|[\[(]\s*[\"'](?:train|benchmark|tune)[\"']|\*(?:SMALL|PHANTOM|SHORT_FLAGS)\b|\bsmall_bench\b"
         r"|\bphantom_run\b|\bphantom_prompts\b|--resume"
     ),
+    "full_size": re.compile(r"\bbiomedclip_full\b|\bwrite_biomedclip_dir\((?!.*\btiny=True)"),
 }
 KINDS = tuple(PATTERNS)
 
@@ -84,14 +87,14 @@ def kinds(item: pytest.Item) -> set[str]:
 
 
 def mark(items: list[pytest.Item]) -> None:
-    """Add the ``trains`` and ``spawns`` markers the source shows (a marker set by hand is kept)."""
+    """Add the markers of :data:`KINDS` the source shows (a marker set by hand is kept)."""
     for item in items:
         for kind in kinds(item) - set(item.keywords):
             item.add_marker(getattr(pytest.mark, kind))
 
 
 def fast_only(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the tests that train or spawn (``--fast``)."""
+    """Deselect the tests of any of :data:`KINDS` (``--fast``)."""
     keep, drop = [], []
     for item in items:
         (drop if any(kind in item.keywords for kind in KINDS) else keep).append(item)
@@ -106,15 +109,27 @@ def _refuse(what: str, marker: str) -> Callable[..., Any]:
     return refuse
 
 
-@pytest.fixture
-def fast_tier_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Training and new processes refused (used by tests/conftest.py under ``--fast``)."""
+@pytest.fixture(scope="session")
+def fast_tier_guard() -> Iterator[None]:
+    """Training, new processes and the full-size BiomedCLIP refused for the whole session, session fixtures
+    included (tests/conftest.py, under ``--fast``)."""
     import multiprocessing.process
     import subprocess
 
+    import folders
+
     from kmat_cli import train
 
-    monkeypatch.setattr(train.Trainer, "fit", _refuse("trains a model", "trains"))
-    monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("starts a process", "spawns"))
-    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _refuse("starts a process", "spawns"))
-    yield
+    toy_only = folders.biomedclip_config
+
+    def biomedclip_config(tiny: bool = False) -> dict[str, Any]:
+        if not tiny:
+            _refuse("builds the full-size BiomedCLIP", "full_size")()
+        return toy_only(tiny)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train.Trainer, "fit", _refuse("trains a model", "trains"))
+        patch.setattr(subprocess.Popen, "__init__", _refuse("starts a process", "spawns"))
+        patch.setattr(multiprocessing.process.BaseProcess, "start", _refuse("starts a process", "spawns"))
+        patch.setattr(folders, "biomedclip_config", biomedclip_config)
+        yield

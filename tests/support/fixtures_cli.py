@@ -1,4 +1,4 @@
-"""Fixtures of the reliability suite: no progress bars, an isolated feature cache where a test writes one,
+"""Fixtures of the command-line tests: no progress bars, an isolated feature cache where a test writes one,
 a local OpenAI-compatible chat server, a read-only folder (real permissions, or simulated as root), a task and
 a run whose names are rich markup, and a terminal wide enough for whole paths."""
 
