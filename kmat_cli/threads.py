@@ -12,8 +12,8 @@ Torch's threads (:func:`plan`), in order:
 "The cores the process may use" is the smallest of: the CPUs of its affinity mask, the physical cores among
 them (hyper-threads share one core's arithmetic units) and the cgroup CPU quota (containers, SLURM).
 "Busy on right now" is read from ``/proc/stat`` over :data:`SAMPLE_S` seconds (Linux; elsewhere nothing
-is subtracted). Why not torch's default of one thread per logical CPU: benchmarks/README.md, "Threads on
-a shared CPU".
+is subtracted). Why not torch's default of one thread per logical CPU: benchmarks/backbones.md, "Threads
+on a shared CPU".
 
 Decoding processes beside the model: :func:`decode_workers` (the feature cache and ``kmat predict``, through
 :mod:`kmat_cli.imagefiles`).
