@@ -29,7 +29,9 @@ def test_make_demo_prints_one_table_equal_to_the_cells_metrics(tmp_path: Path) -
     tables = [i for i, line in enumerate(lines) if line.startswith("| |")]
     headings = [lines[i - 2] for i in tables]
     assert headings[:2] == [f"### phantom (knowledge.regime={k})" for k in REGIMES], r.stdout
-    assert lines[-1].startswith("Full 3-seed reports: docs/benchmark-phantom/report.md")
+    assert lines[-3].startswith("Full 3-seed reports: docs/benchmark-phantom/report.md")
+    assert lines[-2].startswith("kmat is installed in .venv")
+    assert lines[-1].startswith("Next: kmat data sample")
     metrics = {}
     for spec in (out / "cells").glob("*/cell.json"):
         cell = json.loads(spec.read_text())
