@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kmat.tasks import phantom
 from kmat.tasks.phantom import DESCRIPTIONS, SIZES, Phantom, render, world
 from PIL import Image
 
-from kmat_cli.api import MODALITIES, SPLITS, Task, UsageError, load_descriptions
-from kmat_cli.registry import get
+from kmat_cli.api import MODALITIES, SPLITS, UsageError, load_descriptions
 
 K = len(world.CLASSES)
 
@@ -27,42 +27,54 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Phantom, Phantom]:
-    """World 0 generated twice: once alone, once by two threads racing on the same folder."""
-    alone = Phantom(seed=0, root=str(tmp_path_factory.mktemp("alone")))
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Phantom:
+    """World 0, every split at its full size."""
+    task = Phantom(seed=0, root=str(tmp_path_factory.mktemp("world0")))
+    task.manifest  # noqa: B018 - generates
+    return task
+
+
+def test_same_bytes_twice_and_a_race_leaves_one_complete_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two generators write the same world into one folder, both mid-way at once (each waits for the other at
+    its first image), as two kmat processes may: the folder holds one complete copy, byte for byte what one
+    generation alone writes, and the loser's temporary folder is gone. Splits of 9 images keep it quick."""
+    monkeypatch.setattr(phantom, "SIZES", {m: dict.fromkeys(SPLITS, 9) for m in MODALITIES})
+    alone = Phantom(seed=0, root=str(tmp_path / "alone"))
     alone.manifest  # noqa: B018 - generates
-    raced_root = tmp_path_factory.mktemp("raced")
-    racers = [Phantom(seed=0, root=str(raced_root)) for _ in range(2)]
+    folder = Phantom(seed=0, root=str(tmp_path / "raced")).folder
+
+    both_drawing = threading.Barrier(2, timeout=60)
+    waited: set[int] = set()
+    draw = world.draw
+
+    def draw_when_both_started(*args, **kwargs):
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            both_drawing.wait()
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(world, "draw", draw_when_both_started)
     errors: list[BaseException] = []
 
-    def run(task: Phantom) -> None:
+    def run() -> None:
         try:
-            task.manifest  # noqa: B018
+            phantom.generate(folder, 0)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in racers]
+    threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors, errors
-    return alone, racers[0]
-
-
-def test_registered_task_is_phantom() -> None:
-    task = get("tasks", "phantom")()
-    assert isinstance(task, Task) and task.name == "phantom"
-    assert len(task.class_names) >= 6 and len(set(task.class_names)) == len(task.class_names)
-    assert set(task.modalities) == set(MODALITIES) and task.modalities["hi"] != task.modalities["lo"]
-
-
-def test_same_bytes_twice_and_race_leaves_one_complete_folder(generated: tuple[Phantom, Phantom]) -> None:
-    alone, raced = generated
-    a, b = _digests(alone.folder), _digests(raced.folder)
+    assert len(waited) == 2  # both drew: one renamed its folder into place, the other found it there
+    a, b = _digests(alone.folder), _digests(folder)
     assert a == b
-    assert len(a) == sum(sum(s.values()) for s in SIZES.values()) + 1  # every PNG plus the manifest
-    leftovers = [p.name for p in raced.folder.parent.iterdir() if p != raced.folder]
+    assert len(a) == 2 * len(SPLITS) * 9 + 1  # every PNG plus the manifest
+    leftovers = [p.name for p in folder.parent.iterdir() if p != folder]
     assert leftovers == []  # the loser's temporary folder was removed
 
 
@@ -75,8 +87,8 @@ def test_folder_is_keyed_by_version_seed_and_pixels(tmp_path: Path, monkeypatch:
     assert Phantom(seed=3, root=str(tmp_path)).folder.name != name
 
 
-def test_split_sizes_and_balance(generated: tuple[Phantom, Phantom]) -> None:
-    task = generated[0]
+def test_split_sizes_and_balance(generated: Phantom) -> None:
+    task = generated
     for modality in MODALITIES:
         for split in SPLITS:
             samples = task.split(modality, split)
@@ -89,8 +101,8 @@ def test_split_sizes_and_balance(generated: tuple[Phantom, Phantom]) -> None:
         task.split("lo", "holdout")
 
 
-def test_pixels_match_the_generator(generated: tuple[Phantom, Phantom]) -> None:
-    task = generated[0]
+def test_pixels_match_the_generator(generated: Phantom) -> None:
+    task = generated
     for modality in MODALITIES:
         sample = task.split(modality, "test")[5]
         img, _ = world.draw(0, "task", modality, "test", 5, sample.label)
@@ -104,9 +116,9 @@ def _load(task: Phantom, modality: str) -> np.ndarray:
     )
 
 
-def test_modalities_differ_statistically(generated: tuple[Phantom, Phantom]) -> None:
+def test_modalities_differ_statistically(generated: Phantom) -> None:
     """High end: coloured, contrasted, clean. Low end: grey, flat, noisy."""
-    hi, lo = _load(generated[0], "hi"), _load(generated[0], "lo")
+    hi, lo = _load(generated, "hi"), _load(generated, "lo")
 
     def saturation(x: np.ndarray) -> np.ndarray:
         return ((x.max(-1) - x.min(-1)) / (x.max(-1) + 1e-6)).mean(axis=(1, 2))
@@ -127,8 +139,8 @@ def test_modalities_differ_statistically(generated: tuple[Phantom, Phantom]) -> 
     assert np.median(noise(lo)) > 2.0 * np.median(noise(hi))
 
 
-def test_pretraining_corpus_shares_no_image_with_the_splits(generated: tuple[Phantom, Phantom]) -> None:
-    task = generated[0]
+def test_pretraining_corpus_shares_no_image_with_the_splits(generated: Phantom) -> None:
+    task = generated
     split_hashes = {
         hashlib.sha256(np.asarray(Image.open(s.path).convert("RGB")).tobytes()).hexdigest()
         for m in MODALITIES
