@@ -66,6 +66,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _torch_threads() -> None:
+    """At most two torch threads per test process, the cores shared out among pytest-xdist's processes (one
+    each for two processes on two cores), so tests run side by side do not oversubscribe the CPU."""
+    import torch
+
+    processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // processes)))
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _fast_tier(request: pytest.FixtureRequest) -> None:
     """Under ``--fast``, training, new processes and the full-size BiomedCLIP are refused from the session's
     start (tests/support/tiers.py)."""

@@ -6,10 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from folders import write_biomedclip_dir, write_native_dir
-
-torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture

@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
-import torch
 from faults import two_class_prompts
-from predict_helpers import WEIGHTS, Model, make_zoo, native_config, write_prompts
-from safetensors.torch import save_file
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+if TYPE_CHECKING:
+    from predict_helpers import Model
 
 
 @pytest.fixture(scope="session")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    import numpy as np
+    import torch
     from kmat.backbones.open_clip import OpenCLIP
     from open_clip.model import CLIP
+    from predict_helpers import WEIGHTS, Model, native_config, write_prompts
+    from safetensors.torch import save_file
 
     folder = tmp_path_factory.mktemp("toy-clip")
     config = native_config()
@@ -50,6 +51,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Model:
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    from predict_helpers import make_zoo
+
     root = tmp_path_factory.mktemp("zoo")
     return root, make_zoo(root)
 

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 import pytest
-import torch
 from repo_paths import REPO
 
 BENCHMARKS = str(REPO / "benchmarks")
@@ -19,12 +18,12 @@ if BENCHMARKS not in sys.path:
 def speed_toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, ...]:
     """(backbone, parts, method, trainer, features, labels): a toy-size BiomedCLIP (ViT + BERT + MLP
     projection), the chest task's parts around it, a K-MaT trainer and one batch of its cached features."""
+    import torch
     from _common import biomedclip
     from speed_parts import build_method, build_parts, shots, train_cfg
 
     from kmat_cli.train import Trainer
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     backbone = biomedclip(tmp_path_factory.mktemp("toy"), tiny=True)
     parts = build_parts(backbone, torch.device("cpu"))
     method = build_method(parts, "kmat")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from transport_truth import embeddings, pot_solve
 
 
 @pytest.fixture
 def pot_truth():
+    from transport_truth import pot_solve
+
     return pot_solve
 
 
 @pytest.fixture
 def make_embeddings():
+    from transport_truth import embeddings
+
     return embeddings
