@@ -71,8 +71,9 @@ def _torch_threads() -> None:
     each for two processes on two cores), so tests run side by side do not oversubscribe the CPU."""
     import torch
 
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // processes)))
+    torch.set_num_threads(max(1, min(2, cores // processes)))
 
 
 @pytest.fixture(scope="session", autouse=True)
