@@ -13,9 +13,9 @@ INDEX_URL ?=
 EXTRAS ?= dev
 PYTEST_ARGS ?=
 # test processes for make test / test-fast (pytest-xdist): auto = one per core; 0 runs the tests in one process.
-# Each test file runs whole in one process, so a module's fixtures are built once.
+# Each test file runs whole in one process (--dist loadfile in pyproject.toml).
 TEST_WORKERS ?= auto
-PYTEST = $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST = $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # Byte-compiled caches make every `kmat` process start 3x faster (torch and open_clip import in 5 s, not 17 s;
 # `kmat list` in 0.3 s of CPU, not 0.6 s). `make install` writes them for everything a kmat process imports at
