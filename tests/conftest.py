@@ -67,13 +67,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session", autouse=True)
 def _torch_threads() -> None:
-    """At most two torch threads per test process, the cores shared out among pytest-xdist's processes (one
-    each for two processes on two cores), so tests run side by side do not oversubscribe the CPU."""
+    """At most two torch threads per test process, the cores this process may use (kmat's own count,
+    ``threads.cores``) shared out among pytest-xdist's processes (one each for two processes on two cores), so
+    tests run side by side do not oversubscribe the CPU."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from kmat_cli import threads
+
     processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, min(2, cores // processes)))
+    torch.set_num_threads(max(1, min(2, threads.cores() // processes)))
 
 
 @pytest.fixture(scope="session", autouse=True)
